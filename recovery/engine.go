@@ -1,0 +1,676 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+// Config holds the engine's global settings.
+type Config struct {
+	Mode            Mode
+	AutoThreshold   float64       // confidence at or above which a plan may run unattended
+	ApprovalTimeout time.Duration // how long a plan waits for a human
+	// DefaultCooldown is how long the same runbook and target stay "duplicate" after
+	// a plan closes, when the runbook sets no safety.cooldown: an alert that keeps
+	// firing is not planned again before the last action had time to work.
+	DefaultCooldown time.Duration
+	// LockWait bounds how long an execution waits for another one on the same target.
+	LockWait time.Duration
+	Clock    Clock
+	Log      *slog.Logger
+}
+
+// DefaultConfig returns the documented defaults: dry-run mode, 0.80, 5 minutes.
+func DefaultConfig() Config {
+	return Config{Mode: ModeDryRun, AutoThreshold: 0.80, ApprovalTimeout: 5 * time.Minute,
+		DefaultCooldown: 5 * time.Minute, LockWait: 30 * time.Second}
+}
+
+// Drivers finds the driver for a rendered action.
+type Drivers interface {
+	For(a runbooks.Action) (Driver, error)
+}
+
+// DriverMap routes by action type.
+type DriverMap map[runbooks.ActionType]Driver
+
+// For implements Drivers.
+func (m DriverMap) For(a runbooks.Action) (Driver, error) {
+	if d, ok := m[a.Type]; ok {
+		return d, nil
+	}
+	return nil, fmt.Errorf("no driver is configured for %s", a.Type)
+}
+
+// Answer is what the intake tells the sender about an event.
+type Answer struct {
+	EventID     string   `json:"event_id"`
+	PlanID      string   `json:"plan_id,omitempty"`
+	Decision    Decision `json:"decision"`
+	Reasons     []string `json:"reasons"`
+	DuplicateOf string   `json:"duplicate_of,omitempty"`
+	// Replayed is true when the event id was accepted before: this is that answer.
+	Replayed bool `json:"replayed,omitempty"`
+}
+
+type cooldown struct {
+	plan  string
+	until time.Time
+}
+
+// pendingEvent lets a second delivery of an event id wait for the first's answer.
+type pendingEvent struct {
+	done   chan struct{}
+	answer Answer
+	err    error
+}
+
+// Engine turns events into plans and plans into executions. See doc.go.
+type Engine struct {
+	cfg     Config
+	store   Store
+	books   *runbooks.Set
+	drivers Drivers
+	clock   Clock
+	log     *slog.Logger
+	ids     IDs
+	chain   []Guard
+	locks   targetLocks
+	work    tracker
+	wake    chan struct{} // pokes the outbox courier
+
+	// ctx is the engine's own lifetime: executions run on it, never on a request's.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu           sync.Mutex
+	closing      bool
+	paused       bool
+	openTargets  map[string]string // target key → open plan id
+	cooldowns    map[string]cooldown
+	rate         map[string][]time.Time // runbook → execution starts, oldest first
+	fingerprints map[string]string      // alert fingerprint → plan awaiting approval
+	events       map[string]*pendingEvent
+	timers       map[string]func() bool // execution id → stop its timer
+}
+
+// New builds an engine; call Start before use.
+func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine {
+	d := DefaultConfig()
+	if cfg.Mode == "" {
+		cfg.Mode = d.Mode
+	}
+	if cfg.AutoThreshold == 0 {
+		cfg.AutoThreshold = d.AutoThreshold
+	}
+	if cfg.ApprovalTimeout == 0 {
+		cfg.ApprovalTimeout = d.ApprovalTimeout
+	}
+	if cfg.LockWait == 0 {
+		cfg.LockWait = d.LockWait
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = SystemClock{}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &Engine{
+		cfg: cfg, store: store, books: books, drivers: drivers, clock: cfg.Clock,
+		log: cfg.Log.With("component", "engine"), ctx: ctx, cancel: cancel,
+		wake:        make(chan struct{}, 1),
+		openTargets: map[string]string{}, cooldowns: map[string]cooldown{},
+		rate: map[string][]time.Time{}, fingerprints: map[string]string{},
+		events: map[string]*pendingEvent{}, timers: map[string]func() bool{},
+	}
+	e.locks.init()
+	e.work.init()
+	e.chain = e.guards()
+	return e
+}
+
+// Config returns the engine's settings.
+func (e *Engine) Config() Config { return e.cfg }
+
+// Runbooks returns the loaded runbooks.
+func (e *Engine) Runbooks() *runbooks.Set { return e.books }
+
+// Store returns the engine's store (for read-only queries by the edges).
+func (e *Engine) Store() Store { return e.store }
+
+// Start loads what must survive a restart (pause flag, rate windows, cooldowns,
+// open plans), marks executions that were running when the process died as
+// INTERRUPTED (never re-run on their own), and re-arms approval deadlines and
+// scheduled rollbacks.
+func (e *Engine) Start(ctx context.Context) error {
+	now := e.clock.Now()
+	if v, err := e.store.Setting(ctx, settingPaused); err == nil {
+		e.paused = string(v) == "true"
+	} else if !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("load pause flag: %w", err)
+	}
+	stamps, err := e.store.RateStamps(ctx, now.Add(-time.Hour))
+	if err != nil {
+		return fmt.Errorf("load rate windows: %w", err)
+	}
+	for _, s := range stamps {
+		e.rate[s.Runbook] = append(e.rate[s.Runbook], s.At)
+	}
+	for _, ts := range e.rate {
+		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+	}
+	entries, err := e.store.DedupEntries(ctx)
+	if err != nil {
+		return fmt.Errorf("load dedup keys: %w", err)
+	}
+	for _, d := range entries {
+		if !d.Until.IsZero() && d.Until.After(now) {
+			e.cooldowns[d.Key] = cooldown{plan: d.PlanID, until: d.Until}
+		}
+	}
+	open, err := e.store.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("load open executions: %w", err)
+	}
+	for _, x := range open {
+		switch x.State {
+		case Approved, Executing, RollingBack, Verifying:
+			// The process died while this was (about to be) acting. Whether the
+			// driver call happened is unknown: report it, never re-run it.
+			reason := fmt.Sprintf("recoverbot restarted while this execution was %s: not re-run; check the target and roll back by hand if needed", x.State)
+			if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{x.State}, To: Interrupted,
+				Actor: "recoverbot", Reason: reason,
+				Outbox: []Notification{{Kind: "state", Text: "⚠️ " + reason, State: Interrupted}},
+				Dedup:  e.closeDedup(&x.Plan, now)}); err != nil {
+				return fmt.Errorf("mark %s interrupted: %w", x.ID, err)
+			}
+			e.closeTarget(&x.Plan, now)
+		case PendingApproval:
+			e.openTargets[x.TargetKey] = x.ID
+			if x.Event.Fingerprint != "" {
+				e.fingerprints[x.Event.Fingerprint] = x.ID
+			}
+			e.arm(x.ID, x.Deadline, e.expire)
+		case Succeeded, Verified:
+			if !x.RollbackAt.IsZero() {
+				e.arm(x.ID, x.RollbackAt, e.scheduledRollback)
+			}
+		}
+	}
+	return nil
+}
+
+// Close stops intake and timers and waits for running executions to settle until
+// ctx ends; whatever is still running then is cancelled (and found INTERRUPTED
+// at the next start).
+func (e *Engine) Close(ctx context.Context) error {
+	e.mu.Lock()
+	e.closing = true
+	for id, stop := range e.timers {
+		stop()
+		delete(e.timers, id)
+	}
+	e.mu.Unlock()
+	err := e.work.wait(ctx)
+	e.cancel()
+	return err
+}
+
+// Idle blocks until no background work (execution, rollback, timer) runs.
+func (e *Engine) Idle(ctx context.Context) error { return e.work.wait(ctx) }
+
+// Wake returns a channel that receives when the outbox has something new.
+func (e *Engine) Wake() <-chan struct{} { return e.wake }
+
+func (e *Engine) poke() {
+	select {
+	case e.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Submit decides what to do for one event and persists the decision before it
+// returns (the caller answers the sender only after that). An event whose id was
+// accepted before gets the first answer back and changes nothing.
+func (e *Engine) Submit(ctx context.Context, ev Event) (Answer, error) {
+	if err := ValidateEvent(&ev); err != nil {
+		return Answer{}, err
+	}
+	now := e.clock.Now()
+	if ev.ID == "" {
+		ev.ID = "ev_" + e.ids.New(now)
+	}
+	e.mu.Lock()
+	if e.closing {
+		e.mu.Unlock()
+		return Answer{}, Errorf(CodeUnavailable, "recoverbot is shutting down")
+	}
+	if p, ok := e.events[ev.ID]; ok {
+		// The same id is being decided right now (a sender retrying fast).
+		e.mu.Unlock()
+		select {
+		case <-p.done:
+		case <-ctx.Done():
+			return Answer{}, Errorf(CodeUnavailable, "timed out waiting for the first delivery of event %s", ev.ID)
+		}
+		a := p.answer
+		a.Replayed = true
+		return a, p.err
+	}
+	p := &pendingEvent{done: make(chan struct{})}
+	e.events[ev.ID] = p
+	e.mu.Unlock()
+	defer func() {
+		e.mu.Lock()
+		delete(e.events, ev.ID)
+		e.mu.Unlock()
+		close(p.done)
+	}()
+	p.answer, p.err = e.submit(ctx, ev, now, proposalOpts{})
+	return p.answer, p.err
+}
+
+type proposalOpts struct {
+	manual      bool
+	ai          bool
+	requestedBy string
+	runbook     *runbooks.Runbook // set: skip matching
+}
+
+func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposalOpts) (Answer, error) {
+	if rec, err := e.store.EventRecord(ctx, ev.ID); err == nil {
+		return answerOf(rec, true), nil
+	} else if !errors.Is(err, ErrNotFound) {
+		return Answer{}, Errorf(CodeUnavailable, "store unavailable").wrap(err)
+	}
+	d := e.decide(&ev, now, o)
+	if err := e.store.Accept(ctx, d.accepted); err != nil {
+		e.undoDecision(d)
+		if errors.Is(err, ErrDuplicate) {
+			if rec, err := e.store.EventRecord(ctx, ev.ID); err == nil {
+				return answerOf(rec, true), nil
+			}
+		}
+		return Answer{}, Errorf(CodeUnavailable, "could not persist the decision; retry").wrap(err)
+	}
+	e.poke()
+	if x := d.accepted.Execution; x != nil {
+		switch x.State {
+		case PendingApproval:
+			e.arm(x.ID, x.Deadline, e.expire)
+		case Approved:
+			e.goWork(func() { e.run(x.ID) })
+		}
+	}
+	return answerOf(d.accepted.Event, false), nil
+}
+
+func (err *Error) wrap(cause error) *Error { err.Err = cause; return err }
+
+func answerOf(rec EventRecord, replayed bool) Answer {
+	return Answer{EventID: rec.Event.ID, PlanID: rec.PlanID, Decision: rec.Decision,
+		Reasons: rec.Reasons, DuplicateOf: rec.DuplicateOf, Replayed: replayed}
+}
+
+// decision is an intake decision plus what it changed in memory, so a failed
+// commit can take it back.
+type decision struct {
+	accepted     Accepted
+	openedTarget string
+	rateRunbook  string
+	rateAt       time.Time
+	fingerprint  string
+	cooled       string
+	prevCooldown *cooldown
+}
+
+// decide matches, renders and runs the guards. It changes the in-memory indexes
+// (open targets, rate reservations) under the engine's mutex so two events for
+// the same target can't both get a plan; undoDecision reverts them.
+func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
+	rec := EventRecord{Event: *ev, ReceivedAt: now}
+	audit := AuditRecord{At: now, EventID: ev.ID, Actor: actorOf(ev)}
+	rb := o.runbook
+	if rb == nil {
+		rb = e.books.Match(ev)
+	}
+	if rb == nil {
+		rec.Decision = DecideNoRunbook
+		rec.Reasons = []string{fmt.Sprintf("no runbook matches this %s event", ev.Type)}
+		audit.Reason = rec.Reasons[0]
+		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit}}}
+	}
+	actions, err := runbooks.Render(rb, ev)
+	if err != nil {
+		rec.Decision = DecideRefused
+		rec.Reasons = []string{fmt.Sprintf("runbook %s: plan refused: %v", rb.Name, err)}
+		audit.Reason = rec.Reasons[0]
+		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit},
+			Outbox: []Notification{{At: now, Kind: "notice", Text: "🚫 " + rec.Reasons[0]}}}}
+	}
+	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: PlanTargetKey(rb.Name, actions),
+		Manual: o.manual, AI: o.ai, Now: now}
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := e.judge(prop)
+	switch out.decision {
+	case DecideDuplicate:
+		rec.Decision, rec.Reasons, rec.DuplicateOf = DecideDuplicate, out.reasons, out.ref
+		audit.Reason = out.reasons[0]
+		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit}, RepeatOf: out.ref}}
+	case DecideSuppressed:
+		return e.suppressed(prop, rec, out.reasons[0], now)
+	}
+	x := &Execution{Plan: Plan{
+		ID: e.ids.New(now), EventID: ev.ID, Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash,
+		Actions: actions, Rollback: e.rollbackPlan(actions), TargetKey: prop.TargetKey,
+		RequestedBy: o.requestedBy, Safety: rb.Safety, FourEyes: rb.FourEyes,
+		EstimatedRecoveryTime: rb.EstimatedRecoveryTime,
+	}, CreatedAt: now, UpdatedAt: now}
+	x.Decision, x.Reasons = out.decision, out.reasons
+	d := decision{}
+	switch out.decision {
+	case DecideDryRun:
+		x.State = DryRun
+		// A dry-run plan is closed at once, but the same target stays quiet for
+		// the cooldown so a storm makes one report, not one per event.
+		d.cooled, d.prevCooldown = e.setCooldown(x, now)
+	case DecideApproval:
+		x.State = PendingApproval
+		x.Deadline = now.Add(e.cfg.ApprovalTimeout)
+	default:
+		x.State = Approved
+		x.ApprovedBy = "recoverbot (auto)"
+		// Reserve the rate-limit slot now; the stamp is persisted when it starts.
+		e.rate[rb.Name] = append(e.rate[rb.Name], now)
+		d.rateRunbook, d.rateAt = rb.Name, now
+	}
+	if !x.State.Terminal() {
+		e.openTargets[x.TargetKey] = x.ID
+		d.openedTarget = x.TargetKey
+		if ev.Fingerprint != "" && x.State == PendingApproval {
+			e.fingerprints[ev.Fingerprint] = x.ID
+			d.fingerprint = ev.Fingerprint
+		}
+	}
+	rec.Decision, rec.Reasons, rec.PlanID = x.Decision, x.Reasons, x.ID
+	audit.ExecutionID, audit.To, audit.Reason = x.ID, x.State, strings.Join(x.Reasons, "; ")
+	snap := *x
+	audit.Plan = &snap
+	d.accepted = Accepted{Event: rec, Execution: x, Audit: []AuditRecord{audit},
+		Outbox: []Notification{{At: now, ExecutionID: x.ID, Kind: "plan", State: x.State, Text: e.planText(x)}}}
+	if x.State.Terminal() {
+		d.accepted.Dedup = &DedupEntry{Key: x.TargetKey, PlanID: x.ID, Until: e.cooldowns[x.TargetKey].until}
+	} else {
+		d.accepted.Dedup = &DedupEntry{Key: x.TargetKey, PlanID: x.ID}
+	}
+	return d
+}
+
+// suppressed records a SUPPRESSED plan (paused, rate-limited) and cools its
+// target so the repeats of a storm fold into it. Called with e.mu held.
+func (e *Engine) suppressed(p *Proposal, rec EventRecord, reason string, now time.Time) decision {
+	x := &Execution{Plan: Plan{
+		ID: e.ids.New(now), EventID: p.Event.ID, Event: *p.Event, Runbook: p.Runbook.Name,
+		RunbookHash: p.Runbook.Hash, Actions: p.Actions, TargetKey: p.TargetKey,
+		Decision: DecideSuppressed, Reasons: []string{reason}, Safety: p.Runbook.Safety,
+	}, State: Suppressed, CreatedAt: now, UpdatedAt: now}
+	d := decision{}
+	d.cooled, d.prevCooldown = e.setCooldown(x, now)
+	rec.Decision, rec.Reasons, rec.PlanID = DecideSuppressed, x.Reasons, x.ID
+	snap := *x
+	d.accepted = Accepted{Event: rec, Execution: x,
+		Audit:  []AuditRecord{{At: now, EventID: p.Event.ID, ExecutionID: x.ID, Actor: actorOf(p.Event), To: Suppressed, Reason: reason, Plan: &snap}},
+		Outbox: []Notification{{At: now, ExecutionID: x.ID, Kind: "plan", State: Suppressed, Text: e.planText(x)}},
+		Dedup:  &DedupEntry{Key: x.TargetKey, PlanID: x.ID, Until: e.cooldowns[x.TargetKey].until},
+	}
+	return d
+}
+
+func (e *Engine) undoDecision(d decision) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if d.openedTarget != "" && d.accepted.Execution != nil && e.openTargets[d.openedTarget] == d.accepted.Execution.ID {
+		delete(e.openTargets, d.openedTarget)
+	}
+	if d.fingerprint != "" {
+		delete(e.fingerprints, d.fingerprint)
+	}
+	if d.rateRunbook != "" {
+		e.dropRate(d.rateRunbook, d.rateAt)
+	}
+	if d.cooled != "" {
+		if d.prevCooldown != nil {
+			e.cooldowns[d.cooled] = *d.prevCooldown
+		} else {
+			delete(e.cooldowns, d.cooled)
+		}
+	}
+}
+
+// setCooldown starts the target's cooldown; called with e.mu held. It returns
+// the key and the previous entry so a failed commit can restore it.
+func (e *Engine) setCooldown(x *Execution, now time.Time) (string, *cooldown) {
+	var prev *cooldown
+	if c, ok := e.cooldowns[x.TargetKey]; ok {
+		prev = &c
+	}
+	e.cooldowns[x.TargetKey] = cooldown{plan: x.ID, until: now.Add(e.cooldownOf(&x.Plan))}
+	return x.TargetKey, prev
+}
+
+func (e *Engine) cooldownOf(p *Plan) time.Duration {
+	if c := time.Duration(p.Safety.Cooldown); c > 0 {
+		return c
+	}
+	return e.cfg.DefaultCooldown
+}
+
+// closeDedup is the dedup entry written when a plan closes: the cooldown starts.
+func (e *Engine) closeDedup(p *Plan, now time.Time) *DedupEntry {
+	return &DedupEntry{Key: p.TargetKey, PlanID: p.ID, Until: now.Add(e.cooldownOf(p))}
+}
+
+// closeTarget frees a plan's target in memory and starts its cooldown.
+func (e *Engine) closeTarget(p *Plan, now time.Time) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.openTargets[p.TargetKey] == p.ID {
+		delete(e.openTargets, p.TargetKey)
+	}
+	if p.Event.Fingerprint != "" && e.fingerprints[p.Event.Fingerprint] == p.ID {
+		delete(e.fingerprints, p.Event.Fingerprint)
+	}
+	e.cooldowns[p.TargetKey] = cooldown{plan: p.ID, until: now.Add(e.cooldownOf(p))}
+}
+
+// rateCount counts execution starts in the hour before now; called with e.mu held.
+func (e *Engine) rateCount(runbook string, now time.Time) int {
+	ts := e.rate[runbook]
+	cut := now.Add(-time.Hour)
+	i := sort.Search(len(ts), func(i int) bool { return ts[i].After(cut) })
+	if i > 0 {
+		ts = append(ts[:0], ts[i:]...)
+		e.rate[runbook] = ts
+	}
+	return len(ts)
+}
+
+func (e *Engine) dropRate(runbook string, at time.Time) {
+	ts := e.rate[runbook]
+	for i := len(ts) - 1; i >= 0; i-- {
+		if ts[i].Equal(at) {
+			e.rate[runbook] = append(ts[:i], ts[i+1:]...)
+			return
+		}
+	}
+}
+
+// PlanTargetKey is a plan's dedup key: the runbook and what its actions touch.
+func PlanTargetKey(runbook string, actions []runbooks.Action) string {
+	var b strings.Builder
+	b.WriteString(runbook)
+	for i := range actions {
+		b.WriteByte('|')
+		b.WriteString(actions[i].TargetKey())
+	}
+	return b.String()
+}
+
+func actorOf(ev *Event) string {
+	if ev.Source == "" {
+		return "intake"
+	}
+	return ev.Source
+}
+
+// ValidateEvent refuses an event that can never be planned, with a sentence
+// naming the field.
+func ValidateEvent(ev *Event) error {
+	switch {
+	case ev.Type == "":
+		return Errorf(CodeInvalid, "type is required")
+	case !ev.Type.Valid():
+		return Errorf(CodeUnknownType, "unknown event type %q", ev.Type)
+	case !ev.Severity.Valid():
+		return Errorf(CodeInvalid, "severity must be INFO, WARNING or CRITICAL, not %q", ev.Severity)
+	case math.IsNaN(ev.Confidence) || ev.Confidence < 0 || ev.Confidence > 1:
+		return Errorf(CodeInvalid, "confidence must be between 0 and 1")
+	case len(ev.ID) > 128 || !printable(ev.ID):
+		return Errorf(CodeInvalid, "id must be at most 128 printable ASCII characters")
+	case len(ev.Summary) > 4000 || !utf8.ValidString(ev.Summary):
+		return Errorf(CodeInvalid, "summary must be valid UTF-8 of at most 4000 bytes")
+	}
+	return nil
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// Resolve records a resolved alert and cancels its plan if that still awaits
+// approval. A resolved alert never starts a runbook (deleting healthy pods on
+// "resolved" is a known failure of naive bots). The same id twice is a no-op.
+func (e *Engine) Resolve(ctx context.Context, ev Event) (Answer, error) {
+	if len(ev.ID) == 0 || len(ev.ID) > 128 || !printable(ev.ID) {
+		return Answer{}, Errorf(CodeInvalid, "a resolved alert needs an id of at most 128 printable characters")
+	}
+	if rec, err := e.store.EventRecord(ctx, ev.ID); err == nil {
+		return answerOf(rec, true), nil
+	}
+	now := e.clock.Now()
+	rec := EventRecord{Event: ev, ReceivedAt: now, Decision: DecideIgnored,
+		Reasons: []string{"resolved alert: nothing awaited approval for it"}}
+	if ev.Fingerprint != "" {
+		id, cancelled, err := e.CancelAlert(ctx, ev.Fingerprint, actorOf(&ev))
+		if err != nil {
+			return Answer{}, Errorf(CodeUnavailable, "could not cancel the plan of the resolved alert").wrap(err)
+		}
+		if cancelled {
+			rec.Decision, rec.PlanID = DecideCancelled, id
+			rec.Reasons = []string{"resolved alert: plan " + id + " cancelled before approval"}
+		}
+	}
+	err := e.store.Accept(ctx, Accepted{Event: rec,
+		Audit: []AuditRecord{{At: now, EventID: ev.ID, ExecutionID: rec.PlanID, Actor: actorOf(&ev), Reason: rec.Reasons[0]}}})
+	if errors.Is(err, ErrDuplicate) {
+		if rec, err := e.store.EventRecord(ctx, ev.ID); err == nil {
+			return answerOf(rec, true), nil
+		}
+	}
+	if err != nil {
+		return Answer{}, Errorf(CodeUnavailable, "could not persist the resolved alert; retry").wrap(err)
+	}
+	return answerOf(rec, false), nil
+}
+
+// Evaluate runs match, render and the guards for ev without recording anything:
+// what Submit would decide right now. /recover dryrun and the benchmarks use it.
+// The plan's Rollback is left empty: RollbackPlan describes it on demand.
+func (e *Engine) Evaluate(ev *Event) (Plan, error) {
+	if err := ValidateEvent(ev); err != nil {
+		return Plan{}, err
+	}
+	now := e.clock.Now()
+	rb := e.books.Match(ev)
+	if rb == nil {
+		return Plan{Decision: DecideNoRunbook, Reasons: []string{fmt.Sprintf("no runbook matches this %s event", ev.Type)}}, nil
+	}
+	return e.evaluate(ev, rb, now, proposalOpts{})
+}
+
+func (e *Engine) evaluate(ev *Event, rb *runbooks.Runbook, now time.Time, o proposalOpts) (Plan, error) {
+	actions, err := runbooks.Render(rb, ev)
+	if err != nil {
+		return Plan{Runbook: rb.Name, Decision: DecideRefused, Reasons: []string{err.Error()}}, nil
+	}
+	p := Plan{Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash, Actions: actions,
+		TargetKey: PlanTargetKey(rb.Name, actions), Safety: rb.Safety, FourEyes: rb.FourEyes,
+		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, RequestedBy: o.requestedBy}
+	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: p.TargetKey, Manual: o.manual, AI: o.ai, Now: now}
+	e.mu.Lock()
+	out := e.judge(prop)
+	e.mu.Unlock()
+	p.Decision, p.Reasons = out.decision, out.reasons
+	if out.decision == DecideDuplicate {
+		p.ID = out.ref
+	}
+	return p, nil
+}
+
+// outcome is what the guard chain decided.
+type outcome struct {
+	decision Decision
+	reasons  []string
+	ref      string // the plan a duplicate folds into
+}
+
+// judge runs the guards in order; called with e.mu held. Suppress and Duplicate
+// end the chain; approval reasons accumulate; dry-run wins over approval and
+// keeps the approvals it would have needed as reasons.
+func (e *Engine) judge(p *Proposal) outcome {
+	var approval, dry []string
+	for _, g := range e.chain {
+		v, reason, ref := g.Check(p)
+		switch v {
+		case Duplicate:
+			return outcome{DecideDuplicate, []string{reason}, ref}
+		case Suppress:
+			return outcome{DecideSuppressed, []string{reason}, ""}
+		case NeedApproval:
+			approval = append(approval, reason)
+		case Dry:
+			dry = append(dry, reason)
+		}
+	}
+	switch {
+	case len(dry) > 0:
+		for _, r := range approval {
+			dry = append(dry, "would need approval: "+r)
+		}
+		return outcome{DecideDryRun, dry, ""}
+	case len(approval) > 0:
+		return outcome{DecideApproval, approval, ""}
+	}
+	return outcome{DecideAuto, autoReasons[:1:1], ""}
+}
+
+// autoReasons is shared by every auto decision (capacity 1: an append copies).
+var autoReasons = []string{"all guardrails passed: executing without approval"}

@@ -1,0 +1,506 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+const settingPaused = "paused"
+
+// transition is Store.Transition that also pokes the outbox courier.
+func (e *Engine) transition(ctx context.Context, t Transition) (Execution, error) {
+	if t.At.IsZero() {
+		t.At = e.clock.Now()
+	}
+	x, err := e.store.Transition(ctx, t)
+	if err == nil && len(t.Outbox) > 0 {
+		e.poke()
+	}
+	return x, err
+}
+
+// Approve moves a plan awaiting approval to APPROVED and starts it. Authorization
+// (is actor an approver?) is the caller's job; four-eyes is checked here because
+// it depends on the plan. Two concurrent approvals: the store's compare-and-set
+// lets exactly one through; the other gets a *MoveError.
+func (e *Engine) Approve(ctx context.Context, id, actor string) (Execution, error) {
+	now := e.clock.Now()
+	x, err := e.transition(ctx, Transition{ID: id, From: []State{PendingApproval}, To: Approved, At: now,
+		Actor: actor, Reason: "approved by " + actor,
+		Mutate: func(x *Execution) error {
+			if x.FourEyes && x.RequestedBy != "" && x.RequestedBy == actor {
+				return Errorf(CodeForbidden, "four-eyes: %s requested this plan and cannot approve it", actor)
+			}
+			if !x.Deadline.IsZero() && now.After(x.Deadline) {
+				return Errorf(CodeConflict, "the approval deadline passed at %s", x.Deadline.UTC().Format(time.RFC3339))
+			}
+			x.ApprovedBy = actor
+			return nil
+		},
+		Outbox: []Notification{{Kind: "state", State: Approved, Text: fmt.Sprintf("✅ Approved by %s at %s", actor, now.UTC().Format("15:04:05"))}},
+	})
+	if err != nil {
+		if ErrorCode(err) == CodeConflict && !errors.As(err, new(*MoveError)) {
+			// Deadline passed but the timer has not fired yet: expire it now.
+			e.expire(id)
+		}
+		return x, err
+	}
+	e.disarm(id)
+	e.mu.Lock()
+	if x.Event.Fingerprint != "" && e.fingerprints[x.Event.Fingerprint] == id {
+		delete(e.fingerprints, x.Event.Fingerprint)
+	}
+	e.mu.Unlock()
+	e.goWork(func() { e.run(id) })
+	return x, nil
+}
+
+// Reject closes a plan awaiting approval.
+func (e *Engine) Reject(ctx context.Context, id, actor string) (Execution, error) {
+	return e.closePending(ctx, id, Rejected, actor, "rejected by "+actor, "❌ Rejected by "+actor+": not executed")
+}
+
+// CancelAlert cancels the plan awaiting approval for a resolved alert's
+// fingerprint. It reports whether there was one.
+func (e *Engine) CancelAlert(ctx context.Context, fingerprint, actor string) (string, bool, error) {
+	e.mu.Lock()
+	id, ok := e.fingerprints[fingerprint]
+	e.mu.Unlock()
+	if !ok {
+		return "", false, nil
+	}
+	_, err := e.closePending(ctx, id, Cancelled, actor, "the alert resolved before approval", "Cancelled: the alert resolved")
+	var m *MoveError
+	if errors.As(err, &m) {
+		return id, false, nil // approved or expired in between: nothing to cancel
+	}
+	return id, err == nil, err
+}
+
+func (e *Engine) expire(id string) {
+	_, err := e.closePending(e.ctx, id, Expired, "recoverbot", "approval deadline passed", "⏰ Approval timed out — not executed")
+	if err != nil && !errors.As(err, new(*MoveError)) {
+		e.log.Error("expire plan", "plan", id, "err", err)
+	}
+}
+
+func (e *Engine) closePending(ctx context.Context, id string, to State, actor, reason, text string) (Execution, error) {
+	now := e.clock.Now()
+	cur, err := e.store.Execution(ctx, id)
+	if err != nil {
+		return cur, err
+	}
+	x, err := e.transition(ctx, Transition{ID: id, From: []State{PendingApproval}, To: to, At: now,
+		Actor: actor, Reason: reason,
+		Outbox: []Notification{{Kind: "state", State: to, Text: text}},
+		Dedup:  e.closeDedup(&cur.Plan, now),
+	})
+	if err != nil {
+		return x, err
+	}
+	e.disarm(id)
+	e.closeTarget(&x.Plan, now)
+	return x, nil
+}
+
+// Rollback undoes a finished execution's applied actions, restoring what each
+// driver observed before acting.
+func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, error) {
+	x, err := e.store.Execution(ctx, id)
+	if err != nil {
+		return x, err
+	}
+	switch x.State {
+	case Succeeded, Verified, VerifyFailed, Interrupted:
+	default:
+		return x, Errorf(CodeConflict, "execution %s is %s: only SUCCEEDED, VERIFIED, VERIFY_FAILED or INTERRUPTED executions can be rolled back", id, x.State)
+	}
+	if len(pendingUndo(&x)) == 0 {
+		return x, Errorf(CodeConflict, "execution %s changed nothing that can be undone", id)
+	}
+	x, err = e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
+		Actor: actor, Reason: "rollback requested by " + actor,
+		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
+		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "↩️ Rolling back, requested by " + actor}}})
+	if err != nil {
+		return x, err
+	}
+	e.disarm(id)
+	e.goWork(func() { e.undoAll(id, x.Actions, "", false) })
+	return x, nil
+}
+
+func (e *Engine) scheduledRollback(id string) {
+	x, err := e.store.Execution(e.ctx, id)
+	if err != nil {
+		e.log.Error("scheduled rollback", "plan", id, "err", err)
+		return
+	}
+	if x.State != Succeeded && x.State != Verified {
+		return
+	}
+	if _, err := e.transition(e.ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
+		Actor: "recoverbot", Reason: "scheduled rollback (rollbackAfterMinutes / action duration)",
+		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
+		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "↩️ Scheduled rollback: restoring the previous state"}}}); err != nil {
+		if !errors.As(err, new(*MoveError)) {
+			e.log.Error("scheduled rollback", "plan", id, "err", err)
+		}
+		return
+	}
+	e.undoAll(id, x.Actions, "", false)
+}
+
+// Pause stops all new plans until Resume; the flag survives a restart.
+func (e *Engine) Pause(ctx context.Context, actor string) error { return e.setPaused(ctx, true, actor) }
+
+// Resume lifts a pause.
+func (e *Engine) Resume(ctx context.Context, actor string) error {
+	return e.setPaused(ctx, false, actor)
+}
+
+// Paused reports whether the engine is paused.
+func (e *Engine) Paused() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.paused
+}
+
+func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
+	v, word := "false", "resumed"
+	if on {
+		v, word = "true", "paused"
+	}
+	if err := e.store.PutSetting(ctx, settingPaused, []byte(v)); err != nil {
+		return Errorf(CodeUnavailable, "could not persist the pause flag").wrap(err)
+	}
+	e.mu.Lock()
+	e.paused = on
+	e.mu.Unlock()
+	now := e.clock.Now()
+	err := e.store.Accept(ctx, Accepted{
+		Event:  EventRecord{Event: Event{ID: "admin_" + e.ids.New(now), Type: runbooks.RecoverySignal, Severity: runbooks.Info, Source: actor}, ReceivedAt: now, Decision: DecideIgnored, Reasons: []string{word + " by " + actor}},
+		Audit:  []AuditRecord{{At: now, Actor: actor, Reason: "recoverbot " + word + " by " + actor}},
+		Outbox: []Notification{{At: now, Kind: "notice", Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor)}},
+	})
+	if err == nil {
+		e.poke()
+	}
+	return err
+}
+
+// run executes an APPROVED plan: rate limit, target locks, then each action
+// through its driver, persisting each step before and after the call (persist,
+// then act). A failed action rolls back what was applied, in reverse.
+func (e *Engine) run(id string) {
+	ctx := e.ctx
+	log := e.log.With("plan", id)
+	x, err := e.store.Execution(ctx, id)
+	if err != nil {
+		log.Error("load execution", "err", err)
+		return
+	}
+	if x.State != Approved {
+		return
+	}
+	now := e.clock.Now()
+	if x.Decision != DecideAuto {
+		// Approved plans count against the hourly limit when they start, not when
+		// they were proposed.
+		e.mu.Lock()
+		n := e.rateCount(x.Runbook, now)
+		ok := n < x.Safety.MaxExecutionsPerHour
+		if ok {
+			e.rate[x.Runbook] = append(e.rate[x.Runbook], now)
+		}
+		e.mu.Unlock()
+		if !ok {
+			e.abandon(ctx, &x, fmt.Sprintf("hourly rate limit reached for %s at execution time: %d of %d", x.Runbook, n, x.Safety.MaxExecutionsPerHour))
+			return
+		}
+	}
+	release, err := e.locks.acquire(ctx, targetKeys(x.Actions), e.cfg.LockWait)
+	if err != nil {
+		e.mu.Lock()
+		e.dropRate(x.Runbook, now)
+		e.mu.Unlock()
+		e.abandon(ctx, &x, err.Error())
+		return
+	}
+	defer release()
+	x, err = e.transition(ctx, Transition{ID: id, From: []State{Approved}, To: Executing,
+		Actor: "recoverbot", Reason: "execution started",
+		Rate:   &RateStamp{Runbook: x.Runbook, At: now, ExecutionID: id},
+		Outbox: []Notification{{Kind: "state", State: Executing, Text: fmt.Sprintf("▶️ Executing %d action(s) of %s", len(x.Actions), x.Runbook)}}})
+	if err != nil {
+		log.Error("start execution", "err", err)
+		return
+	}
+	for i, a := range x.Actions {
+		if err := e.applyOne(ctx, id, i, a, len(x.Actions)); err != nil {
+			e.fail(ctx, id, i, a, err)
+			return
+		}
+	}
+	done := e.clock.Now()
+	var rollbackAt time.Time
+	if m := x.Safety.RollbackAfterMinutes; m > 0 {
+		rollbackAt = done.Add(time.Duration(m) * time.Minute)
+	}
+	for _, a := range x.Actions {
+		// A time-boxed action (circuit breaker 60 s, rate limit 30 min) ends by
+		// rolling the plan back at its end, through the same persisted timer.
+		if a.Duration > 0 {
+			if at := done.Add(time.Duration(a.Duration) * time.Second); rollbackAt.IsZero() || at.Before(rollbackAt) {
+				rollbackAt = at
+			}
+		}
+	}
+	text := "✅ Recovery succeeded"
+	if !rollbackAt.IsZero() {
+		text += "; scheduled rollback at " + rollbackAt.UTC().Format(time.RFC3339)
+	}
+	x, err = e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Succeeded, At: done,
+		Actor: "recoverbot", Reason: "every action succeeded",
+		Mutate: func(x *Execution) error { x.RollbackAt = rollbackAt; return nil },
+		Outbox: []Notification{{Kind: "state", State: Succeeded, Text: text}},
+		Dedup:  e.closeDedup(&x.Plan, done)})
+	if err != nil {
+		log.Error("finish execution", "err", err)
+		return
+	}
+	e.closeTarget(&x.Plan, done)
+	if !rollbackAt.IsZero() {
+		e.arm(id, rollbackAt, e.scheduledRollback)
+	}
+}
+
+// abandon ends an approved plan that may not start (rate limit, busy target).
+func (e *Engine) abandon(ctx context.Context, x *Execution, reason string) {
+	now := e.clock.Now()
+	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{Approved}, To: Suppressed, At: now,
+		Actor: "recoverbot", Reason: reason,
+		Outbox: []Notification{{Kind: "state", State: Suppressed, Text: "🚫 Not executed: " + reason}},
+		Dedup:  e.closeDedup(&x.Plan, now)}); err != nil {
+		e.log.Error("abandon execution", "plan", x.ID, "err", err)
+	}
+	e.closeTarget(&x.Plan, now)
+}
+
+// applyOne runs action i: a step record is persisted before the driver is
+// called, so a crash mid-call leaves evidence that it may have acted.
+func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Action, n int) error {
+	drv, err := e.drivers.For(a)
+	if err != nil {
+		return err
+	}
+	start := e.clock.Now()
+	if _, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Executing, At: start,
+		Actor: "recoverbot", Reason: fmt.Sprintf("action %d/%d %s starting", i+1, n, a.Type),
+		Mutate: func(x *Execution) error {
+			x.Steps = append(x.Steps, Step{Action: i, Type: string(a.Type), Phase: "apply", StartedAt: start})
+			return nil
+		},
+		Outbox: []Notification{{Kind: "step", Text: fmt.Sprintf("▶️ Step %d/%d: %s", i+1, n, drv.Describe(a))}}}); err != nil {
+		return fmt.Errorf("persist step start: %w", err)
+	}
+	before, applyErr := drv.Apply(ctx, a, e.reporter(ctx, id, Executing))
+	end := e.clock.Now()
+	text := fmt.Sprintf("✅ Step %d/%d done: %s", i+1, n, a.Type)
+	if applyErr != nil {
+		text = fmt.Sprintf("❌ Step %d/%d failed: %s: %v", i+1, n, a.Type, applyErr)
+	}
+	if _, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Executing, At: end,
+		Actor: "recoverbot", Reason: fmt.Sprintf("action %d/%d %s ended", i+1, n, a.Type),
+		Mutate: func(x *Execution) error {
+			s := &x.Steps[len(x.Steps)-1]
+			s.Before, s.EndedAt = before, end
+			if applyErr != nil {
+				s.Error = applyErr.Error()
+			}
+			return nil
+		},
+		Outbox: []Notification{{Kind: "step", Text: text}}}); err != nil {
+		return errors.Join(applyErr, fmt.Errorf("persist step end: %w", err))
+	}
+	return applyErr
+}
+
+// reporter turns a driver's progress lines into step notifications.
+func (e *Engine) reporter(ctx context.Context, id string, state State) Reporter {
+	return func(line string) {
+		if _, err := e.transition(ctx, Transition{ID: id, From: []State{state}, To: state,
+			Actor: "driver", Reason: line,
+			Outbox: []Notification{{Kind: "step", Text: "• " + line}}}); err != nil {
+			e.log.Warn("record driver report", "plan", id, "err", err)
+		}
+	}
+}
+
+// fail handles a failed action: roll back what was applied, or just FAILED.
+func (e *Engine) fail(ctx context.Context, id string, i int, a runbooks.Action, cause error) {
+	now := e.clock.Now()
+	x, err := e.store.Execution(ctx, id)
+	if err != nil {
+		e.log.Error("load failed execution", "plan", id, "err", err)
+		return
+	}
+	reason := fmt.Sprintf("action %d (%s) failed: %v", i+1, a.Type, cause)
+	if len(pendingUndo(&x)) == 0 {
+		if _, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Failed, At: now,
+			Actor: "recoverbot", Reason: reason + "; nothing was changed, nothing to roll back",
+			Mutate: func(x *Execution) error { x.Error = reason; return nil },
+			Outbox: []Notification{{Kind: "state", State: Failed, Text: "❌ Failed: " + reason + ". Nothing was changed."}},
+			Dedup:  e.closeDedup(&x.Plan, now)}); err != nil {
+			e.log.Error("mark failed", "plan", id, "err", err)
+		}
+		e.closeTarget(&x.Plan, now)
+		return
+	}
+	if _, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: RollingBack, At: now,
+		Actor: "recoverbot", Reason: reason + "; rolling back",
+		Mutate: func(x *Execution) error { x.Error = reason; return nil },
+		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "❌ " + reason + ". Rolling back what was applied."}}}); err != nil {
+		e.log.Error("start rollback", "plan", id, "err", err)
+		return
+	}
+	e.undoAll(id, x.Actions, reason, true)
+}
+
+// pendingUndo lists the applied steps (with a before-state) not yet undone,
+// newest first: the order to undo them in.
+func pendingUndo(x *Execution) []int {
+	undone := map[int]bool{}
+	for _, s := range x.Steps {
+		if s.Phase == "undo" && s.Error == "" && !s.EndedAt.IsZero() {
+			undone[s.Action] = true
+		}
+	}
+	var out []int
+	for j := len(x.Steps) - 1; j >= 0; j-- {
+		s := x.Steps[j]
+		if s.Phase == "apply" && len(s.Before) > 0 && !undone[s.Action] {
+			out = append(out, j)
+			undone[s.Action] = true
+		}
+	}
+	return out
+}
+
+// undoAll restores, in reverse order, every applied action of an execution that
+// is ROLLING_BACK. A failed undo does not stop the others; the end state says
+// whether all of them worked. locked says the caller already holds the targets.
+func (e *Engine) undoAll(id string, actions []runbooks.Action, cause string, locked bool) {
+	ctx := e.ctx
+	x, err := e.store.Execution(ctx, id)
+	if err != nil {
+		e.log.Error("load execution for rollback", "plan", id, "err", err)
+		return
+	}
+	if !locked {
+		release, err := e.locks.acquire(ctx, targetKeys(actions), e.cfg.LockWait)
+		if err != nil {
+			e.finishRollback(ctx, &x, []string{err.Error()}, cause)
+			return
+		}
+		defer release()
+	}
+	var failures []string
+	for _, j := range pendingUndo(&x) {
+		s := x.Steps[j]
+		a := actions[s.Action]
+		if err := e.undoOne(ctx, id, s, a); err != nil {
+			failures = append(failures, fmt.Sprintf("undo of action %d (%s): %v", s.Action+1, a.Type, err))
+		}
+	}
+	e.finishRollback(ctx, &x, failures, cause)
+}
+
+func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Action) error {
+	drv, err := e.drivers.For(a)
+	if err != nil {
+		return err
+	}
+	start := e.clock.Now()
+	if _, err := e.transition(ctx, Transition{ID: id, From: []State{RollingBack}, To: RollingBack, At: start,
+		Actor: "recoverbot", Reason: fmt.Sprintf("undo of action %d %s starting", s.Action+1, a.Type),
+		Mutate: func(x *Execution) error {
+			x.Steps = append(x.Steps, Step{Action: s.Action, Type: s.Type, Phase: "undo", StartedAt: start})
+			return nil
+		},
+		Outbox: []Notification{{Kind: "step", Text: fmt.Sprintf("↩️ Undoing action %d: %s", s.Action+1, a.Type)}}}); err != nil {
+		return fmt.Errorf("persist undo start: %w", err)
+	}
+	undoErr := drv.Undo(ctx, a, s.Before, e.reporter(ctx, id, RollingBack))
+	end := e.clock.Now()
+	text := fmt.Sprintf("✅ Action %d restored", s.Action+1)
+	if undoErr != nil {
+		text = fmt.Sprintf("❌ Undo of action %d failed: %v", s.Action+1, undoErr)
+	}
+	if _, err := e.transition(ctx, Transition{ID: id, From: []State{RollingBack}, To: RollingBack, At: end,
+		Actor: "recoverbot", Reason: fmt.Sprintf("undo of action %d ended", s.Action+1),
+		Mutate: func(x *Execution) error {
+			st := &x.Steps[len(x.Steps)-1]
+			st.EndedAt = end
+			if undoErr != nil {
+				st.Error = undoErr.Error()
+			}
+			return nil
+		},
+		Outbox: []Notification{{Kind: "step", Text: text}}}); err != nil {
+		return errors.Join(undoErr, fmt.Errorf("persist undo end: %w", err))
+	}
+	return undoErr
+}
+
+func (e *Engine) finishRollback(ctx context.Context, x *Execution, failures []string, cause string) {
+	now := e.clock.Now()
+	to, reason, text := RolledBack, "every applied action was restored", "↩️ Rolled back: the previous state is restored"
+	if cause != "" {
+		reason = cause + "; " + reason
+	}
+	if len(failures) > 0 {
+		to = RollbackFailed
+		reason = strings.Join(failures, "; ")
+		text = "🔥 Rollback FAILED, a human must look: " + reason
+	}
+	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{RollingBack}, To: to, At: now,
+		Actor: "recoverbot", Reason: reason,
+		Outbox: []Notification{{Kind: "state", State: to, Text: text}},
+		Dedup:  e.closeDedup(&x.Plan, now)}); err != nil {
+		e.log.Error("finish rollback", "plan", x.ID, "err", err)
+	}
+	e.closeTarget(&x.Plan, now)
+}
+
+func targetKeys(actions []runbooks.Action) []string {
+	keys := make([]string, len(actions))
+	for i := range actions {
+		keys[i] = actions[i].TargetKey()
+	}
+	return keys
+}
+
+// RollbackPlan says, per action in reverse, what undoing it does. The undo itself
+// restores whatever the driver observed before acting, not a guess made now.
+func (e *Engine) RollbackPlan(actions []runbooks.Action) []string { return e.rollbackPlan(actions) }
+
+func (e *Engine) rollbackPlan(actions []runbooks.Action) []string {
+	var out []string
+	for i := len(actions) - 1; i >= 0; i-- {
+		a := actions[i]
+		switch a.Type {
+		case runbooks.CacheClear:
+			continue // a cleared cache refills on demand; nothing to restore
+		default:
+			out = append(out, fmt.Sprintf("undo action %d (%s %s): restore the state observed before it ran", i+1, a.Type, a.TargetKey()))
+		}
+	}
+	return out
+}

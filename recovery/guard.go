@@ -1,0 +1,138 @@
+package recovery
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+// Mode is the global rollout phase (the reference playbook's deployment phases).
+type Mode string
+
+// Modes.
+const (
+	ModeDryRun  Mode = "dry-run"  // nothing runs; every plan is a would-do report
+	ModeLowRisk Mode = "low-risk" // only CACHE_CLEAR and RATE_LIMIT run unattended
+	ModeFull    Mode = "full"     // the runbooks' own safety settings decide
+)
+
+// Valid reports whether m is a known mode.
+func (m Mode) Valid() bool { return m == ModeDryRun || m == ModeLowRisk || m == ModeFull }
+
+// Verdict is a guard's answer.
+type Verdict int
+
+// Verdicts. Suppress and Duplicate end the chain; NeedApproval and Dry collect
+// reasons and let the next guards speak.
+const (
+	Pass Verdict = iota
+	Suppress
+	Duplicate
+	NeedApproval
+	Dry
+)
+
+// Proposal is what guards look at: the event, its runbook and the rendered actions.
+type Proposal struct {
+	Event     *Event
+	Runbook   *runbooks.Runbook
+	Actions   []runbooks.Action
+	TargetKey string
+	Manual    bool // asked for by a person (/recover plan): always needs approval
+	AI        bool // proposed by an AI: always needs approval
+	Now       time.Time
+}
+
+// Guard is one guardrail. It returns a verdict and a sentence a human can read;
+// for Duplicate, ref is the plan the event duplicates.
+type Guard interface {
+	Check(p *Proposal) (v Verdict, reason, ref string)
+}
+
+// GuardFunc adapts a function to Guard.
+type GuardFunc func(p *Proposal) (Verdict, string, string)
+
+// Check implements Guard.
+func (f GuardFunc) Check(p *Proposal) (Verdict, string, string) { return f(p) }
+
+// neverAuto are action types that always need a human (the playbook's list:
+// pod restarts, traffic rerouting).
+var neverAuto = map[runbooks.ActionType]bool{runbooks.RestartPod: true, runbooks.Failover: true}
+
+// lowRisk are the action types the low-risk phase lets run unattended.
+var lowRisk = map[runbooks.ActionType]bool{runbooks.CacheClear: true, runbooks.RateLimit: true}
+
+// guards builds the chain in ARCHITECTURE.md's order: paused → duplicate → rate
+// limit → confidence → never-auto → dry-run. The engine's mutex is held while it
+// runs, so the in-memory indexes it reads are consistent.
+func (e *Engine) guards() []Guard {
+	return []Guard{
+		GuardFunc(func(p *Proposal) (Verdict, string, string) {
+			if e.paused {
+				return Suppress, "recoverbot is paused: no plan is made until someone resumes it", ""
+			}
+			return Pass, "", ""
+		}),
+		GuardFunc(func(p *Proposal) (Verdict, string, string) {
+			if id, ok := e.openTargets[p.TargetKey]; ok {
+				return Duplicate, fmt.Sprintf("duplicate of open plan %s for the same target", id), id
+			}
+			if c, ok := e.cooldowns[p.TargetKey]; ok && p.Now.Before(c.until) {
+				return Duplicate, fmt.Sprintf("duplicate of plan %s: the same target is cooling down until %s",
+					c.plan, c.until.UTC().Format(time.RFC3339)), c.plan
+			}
+			return Pass, "", ""
+		}),
+		GuardFunc(func(p *Proposal) (Verdict, string, string) {
+			max := p.Runbook.Safety.MaxExecutionsPerHour
+			if n := e.rateCount(p.Runbook.Name, p.Now); n >= max {
+				return Suppress, fmt.Sprintf("hourly rate limit reached for %s: %d of %d executions in the last hour",
+					p.Runbook.Name, n, max), ""
+			}
+			return Pass, "", ""
+		}),
+		GuardFunc(func(p *Proposal) (Verdict, string, string) {
+			switch {
+			case p.AI:
+				return NeedApproval, "proposed by AI: a human must approve", ""
+			case p.Manual:
+				return NeedApproval, "requested by hand: a human must approve", ""
+			case p.Event.Confidence < e.cfg.AutoThreshold:
+				return NeedApproval, fmt.Sprintf("confidence %.0f%% is below the auto-execute threshold %.0f%%",
+					p.Event.Confidence*100, e.cfg.AutoThreshold*100), ""
+			}
+			return Pass, "", ""
+		}),
+		GuardFunc(func(p *Proposal) (Verdict, string, string) {
+			var why []string
+			if p.Runbook.Safety.RequiresApproval {
+				why = append(why, "runbook "+p.Runbook.Name+" requires approval")
+			}
+			for i, a := range p.Actions {
+				switch {
+				case neverAuto[a.Type]:
+					why = append(why, fmt.Sprintf("action %d (%s) is never run without approval", i+1, a.Type))
+				case a.Risk == "high":
+					why = append(why, fmt.Sprintf("action %d (%s) is marked risk: high", i+1, a.Type))
+				case e.cfg.Mode == ModeLowRisk && !lowRisk[a.Type]:
+					why = append(why, fmt.Sprintf("mode low-risk: action %d (%s) is not CACHE_CLEAR or RATE_LIMIT", i+1, a.Type))
+				}
+			}
+			if len(why) > 0 {
+				return NeedApproval, strings.Join(why, "; "), ""
+			}
+			return Pass, "", ""
+		}),
+		GuardFunc(func(p *Proposal) (Verdict, string, string) {
+			switch {
+			case e.cfg.Mode == ModeDryRun:
+				return Dry, "mode dry-run: nothing is executed", ""
+			case p.Runbook.Safety.DryRun:
+				return Dry, "runbook " + p.Runbook.Name + " is in dry-run", ""
+			}
+			return Pass, "", ""
+		}),
+	}
+}

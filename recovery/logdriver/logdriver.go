@@ -1,0 +1,119 @@
+// Package logdriver is the offline driver: it changes nothing, logs what it was
+// asked to do, records every call, and reports a synthetic "before" state so the
+// engine's rollback path runs end to end without a cluster.
+package logdriver
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+var _ recovery.Driver = (*Driver)(nil)
+
+// Call is one recorded driver call.
+type Call struct {
+	Op     string // "apply" or "undo"
+	Action runbooks.Action
+	Before json.RawMessage
+}
+
+// Driver logs and records. FailApply and FailUndo, when set, make matching calls
+// fail (tests use them to drive rollbacks); Block, when set, is called inside
+// Apply and may wait (tests use it to hold an execution mid-way).
+type Driver struct {
+	Log       *slog.Logger
+	FailApply func(a runbooks.Action) error
+	FailUndo  func(a runbooks.Action) error
+	Block     func(ctx context.Context, a runbooks.Action)
+
+	mu    sync.Mutex
+	calls []Call
+}
+
+// New returns a driver logging to log.
+func New(log *slog.Logger) *Driver { return &Driver{Log: log} }
+
+// Describe implements recovery.Driver.
+func (d *Driver) Describe(a runbooks.Action) string {
+	s := string(a.Type)
+	if a.Operation != "" {
+		s += " " + a.Operation
+	}
+	if a.Resource != "" {
+		s += " " + a.Resource
+	}
+	if t := a.TargetKey(); t != "" {
+		s += " on " + t
+	}
+	if p := recovery.FormatParams(a.Parameters); p != "" {
+		s += " (" + p + ")"
+	}
+	return s
+}
+
+// Apply implements recovery.Driver: it records the call and returns a before
+// state naming the action, as a real driver would return what it observed.
+func (d *Driver) Apply(ctx context.Context, a runbooks.Action, report recovery.Reporter) (json.RawMessage, error) {
+	if d.Block != nil {
+		d.Block(ctx, a)
+	}
+	if d.FailApply != nil {
+		if err := d.FailApply(a); err != nil {
+			d.record(Call{Op: "apply", Action: a})
+			return nil, err
+		}
+	}
+	before, _ := json.Marshal(map[string]string{"driver": "log", "target": a.TargetKey(), "note": "nothing was changed"})
+	d.record(Call{Op: "apply", Action: a, Before: before})
+	d.logger().Info("log driver: would apply", "action", d.Describe(a))
+	report(fmt.Sprintf("log driver: %s recorded, nothing changed", a.Type))
+	return before, nil
+}
+
+// Undo implements recovery.Driver.
+func (d *Driver) Undo(ctx context.Context, a runbooks.Action, before json.RawMessage, report recovery.Reporter) error {
+	d.record(Call{Op: "undo", Action: a, Before: before})
+	if d.FailUndo != nil {
+		if err := d.FailUndo(a); err != nil {
+			return err
+		}
+	}
+	d.logger().Info("log driver: would undo", "action", d.Describe(a))
+	report(fmt.Sprintf("log driver: undo of %s recorded", a.Type))
+	return nil
+}
+
+// Calls returns a copy of the recorded calls, in order.
+func (d *Driver) Calls() []Call {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Call(nil), d.calls...)
+}
+
+func (d *Driver) record(c Call) {
+	d.mu.Lock()
+	d.calls = append(d.calls, c)
+	d.mu.Unlock()
+}
+
+func (d *Driver) logger() *slog.Logger {
+	if d.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return d.Log
+}
+
+// All maps every action type to d.
+func (d *Driver) All() recovery.DriverMap {
+	m := recovery.DriverMap{}
+	for _, t := range runbooks.ActionTypes {
+		m[t] = d
+	}
+	return m
+}

@@ -1,0 +1,91 @@
+package recovery
+
+import "fmt"
+
+// State is where an execution is in its life. The allowed moves are one table,
+// transitions; every move is a compare-and-set in the store.
+type State string
+
+// States.
+const (
+	PendingApproval State = "PENDING_APPROVAL"
+	Approved        State = "APPROVED"
+	Executing       State = "EXECUTING"
+	Succeeded       State = "SUCCEEDED"
+	Verifying       State = "VERIFYING"
+	Verified        State = "VERIFIED"
+	VerifyFailed    State = "VERIFY_FAILED"
+	Rejected        State = "REJECTED"
+	Expired         State = "EXPIRED"
+	Cancelled       State = "CANCELLED"
+	Suppressed      State = "SUPPRESSED"
+	DryRun          State = "DRY_RUN"
+	Failed          State = "FAILED"
+	RollingBack     State = "ROLLING_BACK"
+	RolledBack      State = "ROLLED_BACK"
+	RollbackFailed  State = "ROLLBACK_FAILED"
+	Interrupted     State = "INTERRUPTED"
+)
+
+// States lists every state.
+var States = []State{PendingApproval, Approved, Executing, Succeeded, Verifying, Verified,
+	VerifyFailed, Rejected, Expired, Cancelled, Suppressed, DryRun, Failed, RollingBack,
+	RolledBack, RollbackFailed, Interrupted}
+
+// transitions is the whole state machine: from → allowed next states.
+// Executing → Executing records a step without changing state.
+var transitions = map[State][]State{
+	PendingApproval: {Approved, Rejected, Expired, Cancelled},
+	Approved:        {Executing, Suppressed, Interrupted},
+	Executing:       {Executing, Succeeded, Failed, RollingBack, Interrupted},
+	Succeeded:       {Verifying, RollingBack},
+	Verifying:       {Verified, VerifyFailed, Interrupted},
+	Verified:        {RollingBack},
+	VerifyFailed:    {RollingBack},
+	RollingBack:     {RollingBack, RolledBack, RollbackFailed, Interrupted},
+	Failed:          {},
+	Rejected:        {},
+	Expired:         {},
+	Cancelled:       {},
+	Suppressed:      {},
+	DryRun:          {},
+	RolledBack:      {},
+	RollbackFailed:  {},
+	Interrupted:     {RollingBack},
+}
+
+// CanMove reports whether the state machine allows from → to.
+func CanMove(from, to State) bool {
+	for _, s := range transitions[from] {
+		if s == to {
+			return true
+		}
+	}
+	return false
+}
+
+// Terminal reports whether no timer or worker will move s on its own.
+func (s State) Terminal() bool {
+	switch s {
+	case PendingApproval, Approved, Executing, Verifying, RollingBack:
+		return false
+	}
+	return true
+}
+
+// Valid reports whether s is a known state.
+func (s State) Valid() bool {
+	_, ok := transitions[s]
+	return ok
+}
+
+// MoveError is returned when a compare-and-set finds the execution elsewhere.
+type MoveError struct {
+	ID       string
+	From, To State // From is what the caller expected
+	Actual   State
+}
+
+func (e *MoveError) Error() string {
+	return fmt.Sprintf("execution %s is %s, not %s: cannot move to %s", e.ID, e.Actual, e.From, e.To)
+}

@@ -1,0 +1,226 @@
+package recovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"time"
+
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+// Event is the engine's view of a failure report.
+type Event = runbooks.Event
+
+// Action is a rendered runbook action.
+type Action = runbooks.Action
+
+// Decision is what the guardrails decided for an event.
+type Decision string
+
+// Decisions.
+const (
+	DecideAuto       Decision = "auto"
+	DecideApproval   Decision = "approval"
+	DecideDryRun     Decision = "dry_run"
+	DecideSuppressed Decision = "suppressed"
+	DecideDuplicate  Decision = "duplicate"
+	DecideNoRunbook  Decision = "no_runbook"
+	DecideRefused    Decision = "refused"   // the plan could not be built safely
+	DecideCancelled  Decision = "cancelled" // a resolved alert cancelled its plan
+	DecideIgnored    Decision = "ignored"   // e.g. a resolved alert with nothing to cancel
+)
+
+// Plan is what the engine intends to do for one event.
+type Plan struct {
+	ID          string            `json:"id"`
+	EventID     string            `json:"event_id"`
+	Event       Event             `json:"event"`
+	Runbook     string            `json:"runbook"`
+	RunbookHash string            `json:"runbook_hash"`
+	Actions     []runbooks.Action `json:"actions"`
+	// Rollback describes, per action in reverse order, what undoing it would do.
+	// The actual undo restores the state the driver observed before applying.
+	Rollback  []string  `json:"rollback,omitempty"`
+	Decision  Decision  `json:"decision"`
+	Reasons   []string  `json:"reasons"`
+	Deadline  time.Time `json:"deadline,omitzero"` // approval deadline
+	TargetKey string    `json:"target_key"`        // dedup and lock key
+	// RequestedBy is set for manual plans (Slack user id, "cli", …).
+	RequestedBy string `json:"requested_by,omitempty"`
+	// A snapshot of the runbook settings the plan was made under: a runbook edited
+	// later does not change what was approved.
+	Safety                runbooks.Safety `json:"safety"`
+	FourEyes              bool            `json:"four_eyes,omitempty"`
+	EstimatedRecoveryTime int             `json:"estimated_recovery_time,omitempty"`
+}
+
+// Step is one driver call of an execution.
+type Step struct {
+	Action    int             `json:"action"` // index into Plan.Actions
+	Type      string          `json:"type"`
+	Phase     string          `json:"phase"` // "apply" or "undo"
+	Before    json.RawMessage `json:"before,omitempty"`
+	Report    []string        `json:"report,omitempty"`
+	Error     string          `json:"error,omitempty"`
+	StartedAt time.Time       `json:"started_at"`
+	EndedAt   time.Time       `json:"ended_at,omitzero"`
+}
+
+// Execution is a plan and everything that happened to it.
+type Execution struct {
+	Plan
+	State      State     `json:"state"`
+	Version    uint64    `json:"version"` // bumped by every transition
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+	ApprovedBy string    `json:"approved_by,omitempty"`
+	Steps      []Step    `json:"steps,omitempty"`
+	// RollbackAt schedules an automatic rollback of a succeeded execution.
+	RollbackAt time.Time `json:"rollback_at,omitzero"`
+	Error      string    `json:"error,omitempty"`
+	// Repeats counts duplicate events folded into this plan.
+	Repeats int `json:"repeats,omitempty"`
+}
+
+// AuditRecord is one line of the append-only audit trail.
+type AuditRecord struct {
+	Seq         uint64     `json:"seq"` // assigned by the store
+	At          time.Time  `json:"at"`
+	ExecutionID string     `json:"execution_id,omitempty"`
+	EventID     string     `json:"event_id,omitempty"`
+	Actor       string     `json:"actor"`
+	From        State      `json:"from,omitempty"`
+	To          State      `json:"to,omitempty"`
+	Reason      string     `json:"reason"`
+	Plan        *Execution `json:"plan,omitempty"` // snapshot after the change
+}
+
+// EventRecord is an accepted event and what was decided for it.
+type EventRecord struct {
+	Event       Event     `json:"event"`
+	ReceivedAt  time.Time `json:"received_at"`
+	Decision    Decision  `json:"decision"`
+	Reasons     []string  `json:"reasons,omitempty"`
+	PlanID      string    `json:"plan_id,omitempty"`
+	DuplicateOf string    `json:"duplicate_of,omitempty"`
+}
+
+// Notification is one message in the outbox, written in the same transaction as
+// the change it announces and delivered in Seq order per execution.
+type Notification struct {
+	Seq         uint64    `json:"seq"` // assigned by the store
+	At          time.Time `json:"at"`
+	ExecutionID string    `json:"execution_id,omitempty"`
+	Kind        string    `json:"kind"` // "plan", "state", "step", "notice"
+	Text        string    `json:"text"`
+	State       State     `json:"state,omitempty"`
+}
+
+// RateStamp records one execution start for the hourly rate limit.
+type RateStamp struct {
+	Runbook     string    `json:"runbook"`
+	At          time.Time `json:"at"`
+	ExecutionID string    `json:"execution_id"`
+}
+
+// DedupEntry marks a target as taken by a plan until the plan closes and, after
+// that, until Until (the runbook's cooldown).
+type DedupEntry struct {
+	Key    string    `json:"key"`
+	PlanID string    `json:"plan_id"`
+	Until  time.Time `json:"until,omitzero"` // zero while the plan is open
+}
+
+// Accepted is one intake decision, persisted atomically.
+type Accepted struct {
+	Event     EventRecord
+	Execution *Execution // nil when no plan was made
+	Audit     []AuditRecord
+	Outbox    []Notification
+	Dedup     *DedupEntry
+	// RepeatOf, when set, increments Repeats on that execution (a duplicate event).
+	RepeatOf string
+}
+
+// Transition is a compare-and-set of one execution's state.
+type Transition struct {
+	ID     string
+	From   []State // the move happens only if the current state is one of these
+	To     State
+	At     time.Time
+	Actor  string
+	Reason string
+	// Mutate, when set, edits the execution inside the transaction; an error aborts
+	// this transition only.
+	Mutate func(*Execution) error
+	Outbox []Notification
+	// Rate, when set, records an execution start for the rate limit.
+	Rate *RateStamp
+	// Dedup, when set, is written (Until set: the plan closed, cooldown runs).
+	Dedup *DedupEntry
+}
+
+// ExecutionFilter selects executions, newest first.
+type ExecutionFilter struct {
+	State   State
+	Runbook string
+	Since   time.Time
+	Limit   int
+}
+
+// Errors the store returns.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrDuplicate = errors.New("already exists")
+)
+
+// Store persists everything the engine must not lose. Writes are durable (fsynced)
+// when they return. Transition returns *MoveError when the current state is not
+// one of t.From, ErrNotFound when there is no such execution.
+type Store interface {
+	// Accept writes an intake decision. It returns ErrDuplicate, writing nothing,
+	// when an event with the same non-empty id was accepted before.
+	Accept(ctx context.Context, a Accepted) error
+	Transition(ctx context.Context, t Transition) (Execution, error)
+
+	Execution(ctx context.Context, id string) (Execution, error)
+	Executions(ctx context.Context, f ExecutionFilter) ([]Execution, error)
+	EventRecord(ctx context.Context, id string) (EventRecord, error)
+	Audit(ctx context.Context, executionID string) ([]AuditRecord, error)
+	AuditSince(ctx context.Context, since time.Time) ([]AuditRecord, error)
+
+	// Open returns every execution in a non-terminal state and every one with a
+	// pending timer (RollbackAt set and not yet rolled back): what start-up resumes.
+	Open(ctx context.Context) ([]Execution, error)
+	RateStamps(ctx context.Context, since time.Time) ([]RateStamp, error)
+	DedupEntries(ctx context.Context) ([]DedupEntry, error)
+
+	Outbox(ctx context.Context, after uint64, limit int) ([]Notification, error)
+	AckOutbox(ctx context.Context, seqs ...uint64) error
+
+	Setting(ctx context.Context, key string) ([]byte, error) // ErrNotFound when unset
+	PutSetting(ctx context.Context, key string, value []byte) error
+}
+
+// Reporter receives a driver's progress lines; each becomes a thread reply.
+type Reporter func(line string)
+
+// Driver performs one action type against a backend.
+//
+// Apply returns what it observed before changing anything (opaque JSON, nil when
+// it changed nothing). When it fails after a partial change it returns that state
+// too, and the engine undoes it. Undo restores exactly the observed state, and
+// reports, rather than overwrites, a target someone else changed since.
+// Describe says what Apply would do and calls nothing.
+type Driver interface {
+	Describe(a runbooks.Action) string
+	Apply(ctx context.Context, a runbooks.Action, report Reporter) (json.RawMessage, error)
+	Undo(ctx context.Context, a runbooks.Action, before json.RawMessage, report Reporter) error
+}
+
+// Notifier delivers outbox notifications (Slack, or the log in offline mode).
+// An error leaves the notification in the outbox for a later retry.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification, e *Execution) error
+}
