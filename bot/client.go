@@ -1,0 +1,87 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/recoverbot/recoverbot/recovery"
+)
+
+// Client talks to a running bot's admin API: the CLI works while the server
+// holds the bbolt lock.
+type Client struct {
+	BaseURL string
+	Token   string
+	Actor   string
+	HTTP    *http.Client
+}
+
+// NewClient builds a client for cfg (AdminURL, else http://<listen>).
+func NewClient(cfg Config, actor string) *Client {
+	base := cfg.AdminURL
+	if base == "" {
+		base = "http://" + cfg.Listen
+	}
+	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: cfg.AdminToken, Actor: actor,
+		HTTP: &http.Client{Timeout: 30 * time.Second}}
+}
+
+// Do sends a request and returns the body of a 2xx answer, or an error holding
+// the server's message.
+func (c *Client) Do(ctx context.Context, method, path string, q url.Values) ([]byte, error) {
+	u := c.BaseURL + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	if c.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.Token)
+	}
+	if c.Actor != "" {
+		req.Header.Set("X-Recoverbot-Actor", c.Actor)
+	}
+	resp, err := c.HTTP.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("is the bot running? %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode/100 != 2 {
+		var he httpError
+		if json.Unmarshal(body, &he) == nil && he.Msg != "" {
+			return nil, fmt.Errorf("%s (HTTP %d)", he.Msg, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+// parseSince accepts a duration back from now ("24h") or an RFC 3339 time.
+func parseSince(s string, clock recovery.Clock) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d < 0 {
+			return time.Time{}, recovery.Errorf(recovery.CodeInvalid, "since must not be negative")
+		}
+		return clock.Now().Add(-d), nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return time.Time{}, recovery.Errorf(recovery.CodeInvalid, "since %q is neither a duration (24h) nor an RFC 3339 time", s)
+	}
+	return t, nil
+}

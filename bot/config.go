@@ -1,0 +1,198 @@
+package bot
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/recoverbot/recoverbot/recovery"
+)
+
+// Config is every setting of the process. Each field has a YAML key (the config
+// file) and a RECOVERBOT_<KEY> environment variable (upper-cased key), which
+// wins over the file. Fields tagged secret come only from the environment.
+type Config struct {
+	Listen                 string        `yaml:"listen" help:"HTTP listen address (intake, admin API, health)"`
+	Data                   string        `yaml:"data" help:"bbolt database file"`
+	Mode                   string        `yaml:"mode" help:"dry-run, low-risk or full"`
+	Runbooks               string        `yaml:"runbooks" help:"runbook directory; empty: the embedded defaults"`
+	ApprovalTimeout        time.Duration `yaml:"approval_timeout" help:"how long a plan waits for approval"`
+	AutoThreshold          float64       `yaml:"auto_threshold" help:"confidence at or above which a plan may run unattended"`
+	DefaultCooldown        time.Duration `yaml:"default_cooldown" help:"quiet time per runbook and target after a plan closes, when the runbook sets no cooldown"`
+	LockWait               time.Duration `yaml:"lock_wait" help:"how long an execution waits for a busy target"`
+	AlertmanagerConfidence float64       `yaml:"alertmanager_confidence" help:"confidence of an alert without a confidence annotation"`
+	ShutdownGrace          time.Duration `yaml:"shutdown_grace" help:"how long SIGTERM waits for running executions"`
+	AdminURL               string        `yaml:"admin_url" help:"where the CLI finds the admin API; default http://<listen>"`
+	LogFormat              string        `yaml:"log_format" help:"text or json"`
+
+	IntakeToken string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback)"`
+	AdminToken  string `yaml:"-" secret:"true" help:"bearer token required on the admin API (required off loopback)"`
+}
+
+// DefaultConfig is the documented default: offline, dry-run, embedded runbooks,
+// bbolt under ./data, loopback only.
+func DefaultConfig() Config {
+	d := recovery.DefaultConfig()
+	return Config{
+		Listen:                 "127.0.0.1:8080",
+		Data:                   "./data/recoverbot.db",
+		Mode:                   string(d.Mode),
+		ApprovalTimeout:        d.ApprovalTimeout,
+		AutoThreshold:          d.AutoThreshold,
+		DefaultCooldown:        d.DefaultCooldown,
+		LockWait:               d.LockWait,
+		AlertmanagerConfidence: 0.5,
+		ShutdownGrace:          30 * time.Second,
+		LogFormat:              "text",
+	}
+}
+
+// LoadConfig applies defaults, then the file (unknown keys are errors), then
+// RECOVERBOT_* variables from getenv, then Validate.
+func LoadConfig(file string, getenv func(string) string) (Config, error) {
+	c := DefaultConfig()
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return c, fmt.Errorf("config: %w", err)
+		}
+		dec := yaml.NewDecoder(bytes.NewReader(b))
+		dec.KnownFields(true)
+		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+			return c, fmt.Errorf("config %s: %w", file, err)
+		}
+	}
+	if err := c.applyEnv(getenv); err != nil {
+		return c, err
+	}
+	return c, c.Validate()
+}
+
+// Settings lists every setting: key, environment variable, default, help.
+func Settings() [][4]string {
+	d := DefaultConfig()
+	v := reflect.ValueOf(d)
+	var out [][4]string
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		def := fmt.Sprint(v.Field(i).Interface())
+		if f.Tag.Get("secret") == "true" {
+			def = "(environment only)"
+		}
+		out = append(out, [4]string{key(f), "RECOVERBOT_" + strings.ToUpper(key(f)), def, f.Tag.Get("help")})
+	}
+	return out
+}
+
+func key(f reflect.StructField) string {
+	k := f.Tag.Get("yaml")
+	if k == "-" || k == "" {
+		// Secrets have no YAML key; their variable follows the field name.
+		var b strings.Builder
+		for i, r := range f.Name {
+			if i > 0 && r >= 'A' && r <= 'Z' {
+				b.WriteByte('_')
+			}
+			b.WriteRune(r)
+		}
+		return strings.ToLower(b.String())
+	}
+	return k
+}
+
+func (c *Config) applyEnv(getenv func(string) string) error {
+	v := reflect.ValueOf(c).Elem()
+	for i := 0; i < v.NumField(); i++ {
+		f := v.Type().Field(i)
+		name := "RECOVERBOT_" + strings.ToUpper(key(f))
+		s := getenv(name)
+		if s == "" {
+			continue
+		}
+		fv := v.Field(i)
+		switch fv.Interface().(type) {
+		case string:
+			fv.SetString(s)
+		case time.Duration:
+			d, err := time.ParseDuration(s)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a Go duration (like 5m or 30s)", name, s)
+			}
+			fv.SetInt(int64(d))
+		case float64:
+			x, err := strconv.ParseFloat(s, 64)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a number", name, s)
+			}
+			fv.SetFloat(x)
+		}
+	}
+	return nil
+}
+
+// Validate checks every setting and names the bad one.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(k, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("config %s (RECOVERBOT_%s): %s", k, strings.ToUpper(k), fmt.Sprintf(format, args...)))
+	}
+	if !recovery.Mode(c.Mode).Valid() {
+		bad("mode", "%q is not dry-run, low-risk or full", c.Mode)
+	}
+	host, _, err := net.SplitHostPort(c.Listen)
+	if err != nil {
+		bad("listen", "%q is not host:port", c.Listen)
+	} else if !isLoopback(host) {
+		if c.IntakeToken == "" {
+			bad("intake_token", "required when listening on %s (not loopback)", c.Listen)
+		}
+		if c.AdminToken == "" {
+			bad("admin_token", "required when listening on %s (not loopback)", c.Listen)
+		}
+	}
+	if c.Data == "" {
+		bad("data", "is required")
+	}
+	if c.ApprovalTimeout < 10*time.Second || c.ApprovalTimeout > 24*time.Hour {
+		bad("approval_timeout", "%s is outside 10s..24h", c.ApprovalTimeout)
+	}
+	if c.AutoThreshold <= 0 || c.AutoThreshold > 1 {
+		bad("auto_threshold", "%v is outside (0, 1]", c.AutoThreshold)
+	}
+	if c.AlertmanagerConfidence < 0 || c.AlertmanagerConfidence > 1 {
+		bad("alertmanager_confidence", "%v is outside [0, 1]", c.AlertmanagerConfidence)
+	}
+	if c.DefaultCooldown < 0 {
+		bad("default_cooldown", "must not be negative")
+	}
+	if c.LockWait <= 0 {
+		bad("lock_wait", "must be positive")
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		bad("log_format", "%q is not text or json", c.LogFormat)
+	}
+	return errors.Join(errs...)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Engine returns the engine settings.
+func (c *Config) Engine() recovery.Config {
+	return recovery.Config{Mode: recovery.Mode(c.Mode), AutoThreshold: c.AutoThreshold,
+		ApprovalTimeout: c.ApprovalTimeout, DefaultCooldown: c.DefaultCooldown, LockWait: c.LockWait}
+}

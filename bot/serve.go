@@ -1,0 +1,124 @@
+package bot
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/recovery/logdriver"
+	"github.com/recoverbot/recoverbot/runbooks"
+	"github.com/recoverbot/recoverbot/store"
+)
+
+// Options are what Serve needs besides the config; tests set them.
+type Options struct {
+	Getenv func(string) string
+	Log    *slog.Logger
+	Clock  recovery.Clock
+	// Drivers overrides the driver set (tests); nil: built from the config.
+	Drivers recovery.Drivers
+	// Ready, when set, receives the bound address once the server accepts requests.
+	Ready func(addr string)
+}
+
+// NewLogger builds the process logger.
+func NewLogger(format string, w io.Writer) *slog.Logger {
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(w, nil))
+	}
+	return slog.New(slog.NewTextHandler(w, nil))
+}
+
+// LoadRunbooks loads the configured directory, or the embedded defaults.
+func LoadRunbooks(dir string) (*runbooks.Set, error) {
+	if dir == "" {
+		return runbooks.LoadDefaults()
+	}
+	return runbooks.Load(dir)
+}
+
+// Serve runs the bot until ctx ends, then shuts down in reverse order: stop the
+// intake, let running executions settle (ShutdownGrace), stop delivery, close
+// bbolt.
+func Serve(ctx context.Context, cfg Config, o Options) error {
+	log := o.Log
+	books, err := LoadRunbooks(cfg.Runbooks)
+	if err != nil {
+		return fmt.Errorf("runbooks: refusing to start:\n%w", err)
+	}
+	db, err := store.Open(cfg.Data)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	drivers := o.Drivers
+	if drivers == nil {
+		drivers = logdriver.New(log.With("component", "driver")).All()
+	}
+	ecfg := cfg.Engine()
+	ecfg.Log, ecfg.Clock = log, o.Clock
+	eng := recovery.New(ecfg, db, books, drivers)
+	if err := eng.Start(ctx); err != nil {
+		return fmt.Errorf("engine start: %w", err)
+	}
+
+	getenv := o.Getenv
+	if getenv("SLACK_BOT_TOKEN") == "" || getenv("SLACK_APP_TOKEN") == "" {
+		log.Info("offline mode: SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not both set; notifications go to this log, drive the bot with the recoverbot CLI",
+			"mode", cfg.Mode, "runbooks", len(books.All()))
+	}
+	courierCtx, stopCourier := context.WithCancel(context.Background())
+	courierDone := make(chan struct{})
+	go func() {
+		defer close(courierDone)
+		(&recovery.Courier{Store: db, Notifier: recovery.LogNotifier{Log: log}, Wake: eng.Wake(), Log: log}).Run(courierCtx)
+	}()
+
+	api := &API{Engine: eng, IntakeToken: cfg.IntakeToken, AdminToken: cfg.AdminToken,
+		AlertmanagerConfidence: cfg.AlertmanagerConfidence, Log: log.With("component", "http")}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		stopCourier()
+		<-courierDone
+		_ = eng.Close(ctx)
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	api.SetReady(true)
+	log.Info("recoverbot listening", "addr", ln.Addr().String(), "mode", cfg.Mode, "data", cfg.Data)
+	if o.Ready != nil {
+		o.Ready(ln.Addr().String())
+	}
+
+	select {
+	case <-ctx.Done():
+	case err = <-serveErr:
+	}
+	log.Info("shutting down")
+	api.SetReady(false)
+	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+	defer cancel()
+	// Stop the intake first: nothing new is accepted while work settles.
+	if e := srv.Shutdown(shutCtx); e != nil {
+		log.Warn("http shutdown", "err", e)
+	}
+	if e := eng.Close(shutCtx); e != nil {
+		log.Warn("executions still running at shutdown: they will be INTERRUPTED at the next start", "err", e)
+	}
+	stopCourier()
+	<-courierDone
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
+	return err
+}
