@@ -1,0 +1,119 @@
+// Package slacktest is a Slack Web API and Socket Mode server for tests. It
+// speaks the wire protocol of slack-go v0.12.5 and slacker v2.0.0-alpha4, so
+// the real bot runs against it unmodified:
+//
+//	s := slacktest.New()
+//	defer s.Close()
+//	s.AddUser("U1", "alice"); s.AddChannel("C1", "ops")
+//	bot := slacker.NewClient(s.BotToken(), s.AppToken(), slacker.WithAPIURL(s.APIURL()))
+//	go bot.Listen(ctx)
+//	id := s.SlashCommand("U1", "C1", "/recover", "status p-1")
+//	s.WaitAck(ctx, id)
+//	s.WaitFor(ctx, func(s *slacktest.Server) bool { return len(s.Messages("C1")) == 1 })
+//
+// What the server does as Slack does: tokens are checked (invalid_auth,
+// not_authed, not_allowed_token_type); apps.connections.open needs the xapp-
+// token and returns a single-use ws:// URL; the socket gets hello, then
+// envelopes, and periodic pings; Block Kit limits are enforced on
+// chat.postMessage/update/postEphemeral and response_url (more than 50
+// blocks or a section text over 3,000 characters: invalid_blocks with
+// response_metadata; blocks JSON over 12,000 characters, checked after the
+// per-block rules: msg_blocks_too_long); blocks without a block_id are
+// stored with a generated one, which clicks then carry; trigger_ids are
+// single-use and expire after 3s; a thread_ts naming a reply is moved to its
+// parent; chat.update keeps fields it was not sent (an empty blocks array
+// clears them). Where it departs from Slack, for tests' sake: an envelope
+// sent while no live socket exists waits for the next one instead of
+// failing; test-side helpers (SlashCommand, Click, SubmitView, AppMention,
+// Redeliver) panic on an unknown user, channel, message or envelope, which
+// Slack could never deliver. Messages lists top-level messages; Thread lists
+// a thread's replies without its parent.
+//
+// # How slacker v2.0.0-alpha4 drives Slack (read from its source)
+//
+// Options and start-up. The API URL option is slacker.WithAPIURL (it becomes
+// slack.OptionAPIURL and must end in "/api/"). NewClient builds
+// socketmode.New(api, socketmode.OptionDebug(debug)) and nothing else, so
+// the socket's ping watchdog stays at slack-go's 30s and no dialer or HTTP
+// client can be set. Listen calls apps.connections.open (JSON POST, empty
+// body, Bearer xapp-) and dials the URL with Origin https://api.slack.com.
+// It never calls auth.test; on hello it keeps connection_info.app_id (used
+// only by BotModeIgnoreApp).
+//
+// Acks. Every events_api, slash_commands and interactive envelope is acked
+// at once, with no payload, before any handler runs; handlers then run in
+// their own goroutine with Listen's context. So a slash command cannot
+// answer through its ack, and a view_submission cannot return
+// response_action (errors/update/push): the modal always closes.
+//
+// Slash commands. The envelope is turned into text: command without its
+// "/", a space, then the text ("/recover help" becomes "recover help";
+// "/recover" alone becomes "recover "), and matched like a message. Before
+// matching, every command (slash, app_mention or message) costs a
+// conversations.info (channel) and a users.info (user) call, synchronously;
+// failures are logged and the handler still runs with nil Channel and
+// UserProfile. Patterns (shomali11/commander) are case-insensitive and
+// unanchored: "(\s|^)recover\s+status\s+(.+?)(\s|$)", so a pattern matches
+// anywhere in the text, and trailing parameters may be missing ("{id}" is a
+// word, "<reason>" the rest of the line; a missing one is ""). The first
+// match wins, in this order: the help command (prepended by Listen), then
+// commands in AddCommand order, then command groups. The built-in help's
+// pattern is the single word "help", so any text containing the word help
+// ("/recover help", "/recover reject p-1 need help") goes to slacker's
+// built-in help, never to a "recover help" command; replace it with
+// bot.Help(&slacker.CommandDefinition{Command: "recover help", ...}).
+// In the handler, Event().Data is *slack.SlashCommand (TriggerID,
+// ResponseURL, UserName, ...) for slash commands, *slackevents.AppMentionEvent
+// or *slackevents.MessageEvent otherwise; Event().TimeStamp is "" for slash
+// commands, so replies go top-level.
+//
+// Replies. Reply/ReplyBlocks post with chat.postMessage and always send
+// text, attachments=[] and blocks=[] (a WithReplace text reply therefore
+// clears the blocks); WithEphemeral switches to chat.postEphemeral for the
+// event's user, WithReplace(ts) to chat.update, WithSchedule to
+// chat.scheduleMessage, WithInThread(true) sets thread_ts to the event's ts.
+// ReplyError/PostError drop their options: an "ephemeral" error is posted to
+// the whole channel as a danger attachment.
+//
+// Interactions. AddInteraction(&slacker.InteractionDefinition{BlockID: ...})
+// routes on block_id only: the first definition whose BlockID equals the
+// block_id of any action in a block_actions payload runs; action_id is not
+// looked at, so the handler switches on
+// Callback().ActionCallback.BlockActions[i].ActionID. Anything without block
+// actions (view_submission, view_closed, shortcuts) goes to
+// UnsupportedInteractionHandler, or is dropped when none is set.
+// Interactions make no conversations.info/users.info calls. trigger_id and
+// response_url are Callback().TriggerID and Callback().ResponseURL. The
+// context's replier uses Callback().MessageTs, which Slack leaves empty for
+// block_actions (it sends container.message_ts and message.ts), so
+// WithInThread(true) posts top-level and WithReplace needs an explicit ts
+// (Callback().Container.MessageTs); the thread of the clicked message is
+// Callback().Container.ThreadTs.
+//
+// Events API. Only message and app_mention inner events are handled;
+// retried envelopes (retry_attempt > 0) run the handler again: slacker does
+// not deduplicate. With the default BotModeIgnoreAll, events with a bot_id
+// are ignored; BotModeIgnoreApp calls bots.info for each.
+//
+// # slack-go v0.12.5 socketmode
+//
+// Reconnects: RunContext loops; a disconnect message (any reason), a read
+// error or close, or the ping watchdog closes the socket and runs
+// apps.connections.open again for a fresh URL. Failed opens retry with
+// exponential backoff up to 5 minutes (a 429's Retry-After is the minimum);
+// invalid_auth, not_authed, account_inactive, token_revoked and HTTP 404 end
+// RunContext. The disconnect message is consumed internally and never
+// emitted as EventTypeDisconnect (slacker's OnDisconnected never fires).
+// Watchdog: yes. The client never pings; it answers the server's pings and,
+// on a ticker of maxPingInterval (default 30s, socketmode.OptionPingInterval),
+// reconnects when the last ping is older than that interval, so a half-open
+// socket is noticed after one to two intervals. Acks are {"envelope_id",
+// "payload"} frames written by one sender goroutine. Web API errors: ok:false
+// becomes slack.SlackErrorResponse whose Error() is the code; HTTP 429
+// becomes *slack.RateLimitedError with Retry-After parsed as whole seconds;
+// other non-200 statuses become slack.StatusCodeError.
+// MsgOptionBlocks() with no blocks sends no blocks field (chat.update keeps
+// the old ones); MsgOptionBlocks([]slack.Block{}...) sends [] and clears
+// them. Slash payloads carry is_enterprise_install as the string "false",
+// as Slack sends it; v0.12.5 parses both forms (v0.12.4 could not).
+package slacktest
