@@ -91,7 +91,7 @@ func (h *apiHarness) do(method, path, token string, body []byte) reply {
 
 func event(t *testing.T, typ string) []byte {
 	t.Helper()
-	files, _ := filepath.Glob("../runbooks/testdata/events/*.json")
+	files, _ := filepath.Glob("../examples/events/*.json")
 	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {

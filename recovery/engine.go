@@ -674,3 +674,40 @@ func (e *Engine) judge(p *Proposal) outcome {
 
 // autoReasons is shared by every auto decision (capacity 1: an append copies).
 var autoReasons = []string{"all guardrails passed: executing without approval"}
+
+// PlanManual makes a plan for a named runbook from chat or the CLI, with the
+// given context values. It always waits for approval (whatever the confidence),
+// and four-eyes runbooks keep requestedBy from approving it.
+func (e *Engine) PlanManual(ctx context.Context, runbook string, values map[string]any, requestedBy string) (Answer, error) {
+	rb := e.books.Get(runbook)
+	if rb == nil {
+		return Answer{}, Errorf(CodeNotFound, "no runbook named %q", runbook)
+	}
+	ev := manualEvent(rb, values, requestedBy)
+	now := e.clock.Now()
+	ev.ID = "manual_" + e.ids.New(now)
+	return e.submit(ctx, ev, now, proposalOpts{manual: true, requestedBy: requestedBy, runbook: rb})
+}
+
+// Preview is the full would-do report for a named runbook with the given
+// context values, as PlanManual would make it. It changes nothing.
+func (e *Engine) Preview(runbook string, values map[string]any, requestedBy string) (Plan, error) {
+	rb := e.books.Get(runbook)
+	if rb == nil {
+		return Plan{}, Errorf(CodeNotFound, "no runbook named %q", runbook)
+	}
+	ev := manualEvent(rb, values, requestedBy)
+	p, err := e.evaluate(&ev, rb, e.clock.Now(), proposalOpts{manual: true, requestedBy: requestedBy})
+	if err == nil && p.Decision != DecideRefused {
+		p.Rollback = e.rollbackPlan(p.Actions)
+	}
+	return p, err
+}
+
+// manualEvent is the event behind a plan someone asked for by name: the
+// runbook's own event type, full confidence (a person vouches for it), and the
+// given values as context, validated by rendering like any event's.
+func manualEvent(rb *runbooks.Runbook, values map[string]any, requestedBy string) Event {
+	return Event{Type: rb.Trigger.EventType, Severity: runbooks.Warning, Confidence: 1,
+		Summary: "requested by " + requestedBy, Context: values, Source: "manual"}
+}

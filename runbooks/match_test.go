@@ -10,13 +10,13 @@ import (
 	"github.com/recoverbot/recoverbot/runbooks"
 )
 
-// referenceEvents reads testdata/events: each file holds one event and is named
+// referenceEvents reads ../examples/events: each file holds one event and is named
 // after the runbook it must match.
 func referenceEvents(t testing.TB) map[string]*runbooks.Event {
 	t.Helper()
-	files, err := filepath.Glob("testdata/events/*.json")
+	files, err := filepath.Glob("../examples/events/*.json")
 	if err != nil || len(files) != 6 {
-		t.Fatalf("testdata/events: %d files (%v), want 6", len(files), err)
+		t.Fatalf("examples/events: %d files (%v), want 6", len(files), err)
 	}
 	out := map[string]*runbooks.Event{}
 	for _, f := range files {

@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/store"
+)
+
+// server runs `recoverbot serve` in-process (run, as main calls it) on
+// 127.0.0.1:0 with a temp database, and returns its address and a stop func
+// that cancels it like SIGTERM and returns run's exit code.
+func server(t *testing.T, env map[string]string) (addr string, stop func() int, logs *syncBuffer) {
+	t.Helper()
+	getenv := func(k string) string { return env[k] }
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	logs = &syncBuffer{}
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"serve"}, getenv, io.Discard, pw)
+		pw.Close()
+	}()
+	addrCh := make(chan string, 1)
+	go func() {
+		re := regexp.MustCompile(`msg="recoverbot listening" addr=(\S+)`)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			logs.WriteLine(sc.Text())
+			if m := re.FindStringSubmatch(sc.Text()); m != nil {
+				addrCh <- m[1]
+			}
+		}
+		close(addrCh)
+	}()
+	addr, ok := <-addrCh
+	if !ok {
+		t.Fatalf("server did not start; log:\n%s", logs.String())
+	}
+	stopped := false
+	var code int
+	stop = func() int {
+		if !stopped {
+			stopped = true
+			cancel()
+			code = <-done
+		}
+		return code
+	}
+	t.Cleanup(func() { stop() })
+	return addr, stop, logs
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) WriteLine(l string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.b.WriteString(l + "\n")
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func cli(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), args, func(k string) string { return env[k] }, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestServeAndDriveWithTheCLI(t *testing.T) {
+	data := filepath.Join(t.TempDir(), "data", "bot.db")
+	env := map[string]string{"RECOVERBOT_LISTEN": "127.0.0.1:0", "RECOVERBOT_DATA": data,
+		"RECOVERBOT_MODE": "full", "RECOVERBOT_ADMIN_TOKEN": "adm", "RECOVERBOT_INTAKE_TOKEN": "in"}
+	addr, stop, logs := server(t, env)
+	if !strings.Contains(logs.String(), "offline mode") {
+		t.Errorf("no offline-mode line in the start-up log:\n%s", logs.String())
+	}
+	env["RECOVERBOT_ADMIN_URL"] = "http://" + addr
+
+	body, _ := os.ReadFile("examples/events/restart-pod-memory-leak.json")
+	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/events", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer in")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ans recovery.Answer
+	_ = json.NewDecoder(resp.Body).Decode(&ans)
+	resp.Body.Close()
+	if resp.StatusCode != 202 || ans.Decision != recovery.DecideApproval {
+		t.Fatalf("intake: %d %+v", resp.StatusCode, ans)
+	}
+
+	code, out, _ := cli(t, env, "executions", "--state", "PENDING_APPROVAL")
+	if code != 0 || !strings.Contains(out, ans.PlanID) {
+		t.Fatalf("executions: %d %s", code, out)
+	}
+	if code, _, errs := cli(t, env, "approve", ans.PlanID); code != 0 {
+		t.Fatalf("approve: %d %s", code, errs)
+	}
+	code, _, errs := cli(t, env, "approve", ans.PlanID)
+	if code != 1 || !strings.Contains(errs, "is APPROVED") && !strings.Contains(errs, "is EXECUTING") && !strings.Contains(errs, "is SUCCEEDED") {
+		t.Fatalf("second approve: %d %q, want a refusal naming the state", code, errs)
+	}
+	code, out, _ = cli(t, env, "audit", "--since", "1h")
+	if code != 0 || !strings.Contains(out, `"actor":"cli:`) {
+		t.Fatalf("audit: %d %s", code, out)
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		if !json.Valid([]byte(line)) {
+			t.Fatalf("audit line is not JSON: %s", line)
+		}
+	}
+	if code, _, errs := cli(t, map[string]string{"RECOVERBOT_ADMIN_URL": env["RECOVERBOT_ADMIN_URL"], "RECOVERBOT_ADMIN_TOKEN": "wrong"}, "pause"); code != 1 || !strings.Contains(errs, "wrong bearer token") {
+		t.Fatalf("pause with a wrong token: %d %s", code, errs)
+	}
+
+	// SIGTERM: run returns 0 and bbolt is closed (a second open succeeds at once).
+	if code := stop(); code != 0 {
+		t.Fatalf("serve exited %d; log:\n%s", code, logs.String())
+	}
+	db, err := store.Open(data)
+	if err != nil {
+		t.Fatalf("reopen after shutdown: %v", err)
+	}
+	defer db.Close()
+	x, err := db.Execution(context.Background(), ans.PlanID)
+	if err != nil || x.ApprovedBy == "" {
+		t.Fatalf("execution after restart: %+v %v", x, err)
+	}
+}
+
+func TestServeRefusesBadRunbooks(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "bad.yaml"), []byte("name: x\ntrigger: {eventType: NOPE}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var errb bytes.Buffer
+	env := map[string]string{"RECOVERBOT_RUNBOOKS": dir, "RECOVERBOT_DATA": filepath.Join(t.TempDir(), "b.db"), "RECOVERBOT_LISTEN": "127.0.0.1:0"}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	code := run(ctx, []string{"serve"}, func(k string) string { return env[k] }, io.Discard, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "bad.yaml:2") {
+		t.Fatalf("serve with a bad runbook: exit %d, log %s; want 1 and bad.yaml:2", code, errb.String())
+	}
+}
+
+func TestValidate(t *testing.T) {
+	code, out, _ := cli(t, nil, "validate")
+	if code != 0 || !strings.HasPrefix(out, "ok: 6 runbooks") {
+		t.Fatalf("validate defaults: %d %q", code, out)
+	}
+	dir := t.TempDir()
+	bad := "name: a\ntrigger: {eventType: LATENCY_ANOMALY}\nactions: [{type: EXPLODE}]\nsafety: {maxExecutionsPerHour: 1}\n---\nname: b\nbogus: 1\n"
+	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs := cli(t, nil, "validate", dir)
+	if code != 1 || !strings.Contains(errs, "r.yaml:3") || !strings.Contains(errs, "r.yaml:7") {
+		t.Fatalf("validate bad dir: %d\n%s\nwant exit 1 with r.yaml:3 and r.yaml:7 (every error at once)", code, errs)
+	}
+}
+
+func TestUnknownCommandAndConfigErrors(t *testing.T) {
+	if code, _, errs := cli(t, nil, "frobnicate"); code != 2 || !strings.Contains(errs, `unknown command "frobnicate"`) {
+		t.Fatalf("unknown command: %d %s", code, errs)
+	}
+	if code, _, errs := cli(t, map[string]string{"RECOVERBOT_MODE": "yolo"}, "serve"); code != 1 || !strings.Contains(errs, "RECOVERBOT_MODE") {
+		t.Fatalf("bad mode: %d %s", code, errs)
+	}
+	if code, _, errs := cli(t, nil, "show"); code != 2 || !strings.Contains(errs, "id is required") {
+		t.Fatalf("show without id: %d %s", code, errs)
+	}
+}
