@@ -107,10 +107,10 @@ func (h *harness) submit(ev recovery.Event) recovery.Answer {
 	return a
 }
 
-// referenceEvents are the playbook's six sample events (runbooks/testdata/events).
+// referenceEvents are the playbook's six sample events (examples/events).
 func referenceEvents(t *testing.T) map[string]recovery.Event {
 	t.Helper()
-	files, err := filepath.Glob("../runbooks/testdata/events/*.json")
+	files, err := filepath.Glob("../examples/events/*.json")
 	if err != nil || len(files) != 6 {
 		t.Fatalf("want 6 reference events, got %d (%v)", len(files), err)
 	}
