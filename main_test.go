@@ -90,7 +90,8 @@ func cli(t *testing.T, env map[string]string, args ...string) (int, string, stri
 func TestServeAndDriveWithTheCLI(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data", "bot.db")
 	env := map[string]string{"RECOVERBOT_LISTEN": "127.0.0.1:0", "RECOVERBOT_DATA": data,
-		"RECOVERBOT_MODE": "full", "RECOVERBOT_ADMIN_TOKEN": "adm", "RECOVERBOT_INTAKE_TOKEN": "in"}
+		"RECOVERBOT_MODE": "full", "RECOVERBOT_ADMIN_TOKEN": "adm", "RECOVERBOT_INTAKE_TOKEN": "in",
+		"RECOVERBOT_DRIVERS": "log"}
 	addr, stop, logs := server(t, env)
 	if !strings.Contains(logs.String(), "offline mode") {
 		t.Errorf("no offline-mode line in the start-up log:\n%s", logs.String())
@@ -163,6 +164,24 @@ func TestServeRefusesBadRunbooks(t *testing.T) {
 	if code != 1 || !strings.Contains(errb.String(), "bad.yaml:2") {
 		t.Fatalf("serve with a bad runbook: exit %d, log %s; want 1 and bad.yaml:2", code, errb.String())
 	}
+}
+
+func TestServeRefusesUnconfiguredBackendsOutsideDryRun(t *testing.T) {
+	env := map[string]string{"RECOVERBOT_MODE": "full", "RECOVERBOT_DATA": filepath.Join(t.TempDir(), "b.db"), "RECOVERBOT_LISTEN": "127.0.0.1:0"}
+	var errb bytes.Buffer
+	code := run(context.Background(), []string{"serve"}, func(k string) string { return env[k] }, io.Discard, &errb)
+	for _, want := range []string{"RECOVERBOT_REDIS_URL", "RECOVERBOT_GATEWAY_URL", "RECOVERBOT_KUBECONFIG", "restart-pod-memory-leak"} {
+		if code != 1 || !strings.Contains(errb.String(), want) {
+			t.Fatalf("exit %d, log %s: want 1 naming %s", code, errb.String(), want)
+		}
+	}
+	// In dry-run mode the same configuration starts (nothing can run anyway).
+	env["RECOVERBOT_MODE"] = "dry-run"
+	addr, stop, logs := server(t, env)
+	if addr == "" || !strings.Contains(logs.String(), "backend not configured") {
+		t.Fatalf("dry-run start: log %s", logs.String())
+	}
+	stop()
 }
 
 func TestValidate(t *testing.T) {

@@ -33,9 +33,16 @@ type Config struct {
 	ShutdownGrace          time.Duration `yaml:"shutdown_grace" help:"how long SIGTERM waits for running executions"`
 	AdminURL               string        `yaml:"admin_url" help:"where the CLI finds the admin API; default http://<listen>"`
 	LogFormat              string        `yaml:"log_format" help:"text or json"`
+	Drivers                string        `yaml:"drivers" help:"real (the configured backends) or log (record only, change nothing)"`
+	Kubeconfig             string        `yaml:"kubeconfig" help:"kubeconfig file; empty: KUBECONFIG, else in-cluster"`
+	RedisURL               string        `yaml:"redis_url" help:"redis://host:port/db for CACHE_CLEAR"`
+	GatewayURL             string        `yaml:"gateway_url" help:"HTTP gateway admin API for CIRCUIT_BREAKER, RATE_LIMIT, route FAILOVER"`
+	PrometheusURL          string        `yaml:"prometheus_url" help:"Prometheus for verify queries; empty: verification is skipped (and said so)"`
+	SignalWebhook          string        `yaml:"signal_webhook" help:"URL that receives a RECOVERY_SIGNAL event (JSON POST) for each verified recovery"`
 
-	IntakeToken string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback)"`
-	AdminToken  string `yaml:"-" secret:"true" help:"bearer token required on the admin API (required off loopback)"`
+	IntakeToken  string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback)"`
+	AdminToken   string `yaml:"-" secret:"true" help:"bearer token required on the admin API (required off loopback)"`
+	GatewayToken string `yaml:"-" secret:"true" help:"bearer token for the gateway admin API"`
 }
 
 // DefaultConfig is the documented default: offline, dry-run, embedded runbooks,
@@ -53,6 +60,7 @@ func DefaultConfig() Config {
 		AlertmanagerConfidence: 0.5,
 		ShutdownGrace:          30 * time.Second,
 		LogFormat:              "text",
+		Drivers:                "real",
 	}
 }
 
@@ -176,6 +184,17 @@ func (c *Config) Validate() error {
 	}
 	if c.LockWait <= 0 {
 		bad("lock_wait", "must be positive")
+	}
+	if c.Drivers != "real" && c.Drivers != "log" {
+		bad("drivers", "%q is not real or log", c.Drivers)
+	}
+	for k, u := range map[string]string{"gateway_url": c.GatewayURL, "prometheus_url": c.PrometheusURL, "signal_webhook": c.SignalWebhook} {
+		if u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+			bad(k, "%q is not an http(s) URL", u)
+		}
+	}
+	if c.RedisURL != "" && !strings.HasPrefix(c.RedisURL, "redis://") && !strings.HasPrefix(c.RedisURL, "rediss://") {
+		bad("redis_url", "must be redis://host:port/db")
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "%q is not text or json", c.LogFormat)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/recoverbot/recoverbot/recovery"
-	"github.com/recoverbot/recoverbot/recovery/logdriver"
+	"github.com/recoverbot/recoverbot/recovery/promcheck"
 	"github.com/recoverbot/recoverbot/runbooks"
 	"github.com/recoverbot/recoverbot/store"
 )
@@ -60,10 +60,28 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 
 	drivers := o.Drivers
 	if drivers == nil {
-		drivers = logdriver.New(log.With("component", "driver")).All()
+		d, closeDrivers, err := buildDrivers(cfg, books, o.Getenv, log)
+		defer closeDrivers()
+		if err != nil {
+			return err
+		}
+		drivers = d
 	}
 	ecfg := cfg.Engine()
 	ecfg.Log, ecfg.Clock = log, o.Clock
+	if cfg.PrometheusURL != "" {
+		pc, err := promcheck.New(cfg.PrometheusURL, nil)
+		if err != nil {
+			return err
+		}
+		if err := checkVerifyQueries(ctx, books, pc.Validate, log); err != nil {
+			return fmt.Errorf("runbooks: refusing to start:\n%w", err)
+		}
+		ecfg.Verifier = pc
+	}
+	if cfg.SignalWebhook != "" {
+		ecfg.OnRecovery = signalWebhook(cfg.SignalWebhook, log)
+	}
 	eng := recovery.New(ecfg, db, books, drivers)
 	if err := eng.Start(ctx); err != nil {
 		return fmt.Errorf("engine start: %w", err)

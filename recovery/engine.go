@@ -28,6 +28,14 @@ type Config struct {
 	LockWait time.Duration
 	Clock    Clock
 	Log      *slog.Logger
+	// Verifier checks runbooks' verify queries (nil: verification is skipped, and
+	// the thread says so).
+	Verifier Verifier
+	// OnRecovery, when set, receives the RECOVERY_SIGNAL of a verified recovery
+	// (the outgoing webhook). It must not block.
+	OnRecovery func(Event)
+	// Observer, when set, is told about events, decisions and moves (metrics).
+	Observer Observer
 }
 
 // DefaultConfig returns the documented defaults: dry-run mode, 0.80, 5 minutes.
@@ -185,7 +193,10 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	for _, x := range open {
 		switch x.State {
-		case Approved, Executing, RollingBack, Verifying:
+		case Verifying:
+			// Checking is read-only: resume it for the rest of its window.
+			e.resumeVerify(x)
+		case Approved, Executing, RollingBack:
 			// The process died while this was (about to be) acting. Whether the
 			// driver call happened is unknown: report it, never re-run it.
 			reason := fmt.Sprintf("recoverbot restarted while this execution was %s: not re-run; check the target and roll back by hand if needed", x.State)
@@ -278,6 +289,10 @@ func (e *Engine) Submit(ctx context.Context, ev Event) (Answer, error) {
 		close(p.done)
 	}()
 	p.answer, p.err = e.submit(ctx, ev, now, proposalOpts{})
+	if o := e.cfg.Observer; o != nil && p.err == nil && !p.answer.Replayed {
+		o.EventReceived(ev.Type, ev.Source)
+		o.Decided(p.answer.Decision)
+	}
 	return p.answer, p.err
 }
 
@@ -359,6 +374,14 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit},
 			Outbox: []Notification{{At: now, Kind: "notice", Text: "🚫 " + rec.Reasons[0]}}}}
 	}
+	query, err := runbooks.RenderQuery(rb, ev)
+	if err != nil {
+		rec.Decision = DecideRefused
+		rec.Reasons = []string{fmt.Sprintf("runbook %s: plan refused: %v", rb.Name, err)}
+		audit.Reason = rec.Reasons[0]
+		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit},
+			Outbox: []Notification{{At: now, Kind: "notice", Text: "🚫 " + rec.Reasons[0]}}}}
+	}
 	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: PlanTargetKey(rb.Name, actions),
 		Manual: o.manual, AI: o.ai, Now: now}
 
@@ -377,7 +400,7 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		ID: e.ids.New(now), EventID: ev.ID, Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash,
 		Actions: actions, Rollback: e.rollbackPlan(actions), TargetKey: prop.TargetKey,
 		RequestedBy: o.requestedBy, Safety: rb.Safety, FourEyes: rb.FourEyes,
-		EstimatedRecoveryTime: rb.EstimatedRecoveryTime,
+		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, Verify: rb.Verify, VerifyQuery: query,
 	}, CreatedAt: now, UpdatedAt: now}
 	x.Decision, x.Reasons = out.decision, out.reasons
 	d := decision{}

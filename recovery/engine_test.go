@@ -638,18 +638,19 @@ func TestStateTableCoversEveryPair(t *testing.T) {
 	for _, p := range [][2]recovery.State{
 		{"PENDING_APPROVAL", "APPROVED"}, {"PENDING_APPROVAL", "REJECTED"}, {"PENDING_APPROVAL", "EXPIRED"}, {"PENDING_APPROVAL", "CANCELLED"},
 		{"APPROVED", "EXECUTING"}, {"APPROVED", "SUPPRESSED"}, {"APPROVED", "INTERRUPTED"},
-		{"EXECUTING", "EXECUTING"}, {"EXECUTING", "SUCCEEDED"}, {"EXECUTING", "FAILED"}, {"EXECUTING", "ROLLING_BACK"}, {"EXECUTING", "INTERRUPTED"},
+		{"EXECUTING", "SUCCEEDED"}, {"EXECUTING", "FAILED"}, {"EXECUTING", "ROLLING_BACK"}, {"EXECUTING", "INTERRUPTED"},
 		{"SUCCEEDED", "VERIFYING"}, {"SUCCEEDED", "ROLLING_BACK"},
-		{"VERIFYING", "VERIFIED"}, {"VERIFYING", "VERIFY_FAILED"}, {"VERIFYING", "INTERRUPTED"},
+		{"VERIFYING", "VERIFIED"}, {"VERIFYING", "VERIFY_FAILED"}, {"VERIFYING", "ROLLING_BACK"}, {"VERIFYING", "INTERRUPTED"},
 		{"VERIFIED", "ROLLING_BACK"}, {"VERIFY_FAILED", "ROLLING_BACK"},
-		{"ROLLING_BACK", "ROLLING_BACK"}, {"ROLLING_BACK", "ROLLED_BACK"}, {"ROLLING_BACK", "ROLLBACK_FAILED"}, {"ROLLING_BACK", "INTERRUPTED"},
+		{"ROLLING_BACK", "ROLLED_BACK"}, {"ROLLING_BACK", "ROLLBACK_FAILED"}, {"ROLLING_BACK", "INTERRUPTED"},
 		{"INTERRUPTED", "ROLLING_BACK"},
 	} {
 		allowed[p] = true
 	}
 	for _, from := range recovery.States {
 		for _, to := range recovery.States {
-			if got := recovery.CanMove(from, to); got != allowed[[2]recovery.State{from, to}] {
+			want := allowed[[2]recovery.State{from, to}] || from == to // same state: an annotation
+			if got := recovery.CanMove(from, to); got != want {
 				t.Errorf("CanMove(%s, %s) = %v", from, to, got)
 			}
 		}

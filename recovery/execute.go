@@ -21,6 +21,9 @@ func (e *Engine) transition(ctx context.Context, t Transition) (Execution, error
 	if err == nil && len(t.Outbox) > 0 {
 		e.poke()
 	}
+	if o := e.cfg.Observer; err == nil && o != nil && !(len(t.From) == 1 && t.From[0] == t.To) {
+		o.Moved(t.To) // a real move, not an annotation
+	}
 	return x, err
 }
 
@@ -52,6 +55,9 @@ func (e *Engine) Approve(ctx context.Context, id, actor string) (Execution, erro
 		return x, err
 	}
 	e.disarm(id)
+	if o := e.cfg.Observer; o != nil {
+		o.ApprovalWait(now.Sub(x.CreatedAt))
+	}
 	e.mu.Lock()
 	if x.Event.Fingerprint != "" && e.fingerprints[x.Event.Fingerprint] == id {
 		delete(e.fingerprints, x.Event.Fingerprint)
@@ -117,9 +123,9 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 		return x, err
 	}
 	switch x.State {
-	case Succeeded, Verified, VerifyFailed, Interrupted:
+	case Succeeded, Verifying, Verified, VerifyFailed, Interrupted:
 	default:
-		return x, Errorf(CodeConflict, "execution %s is %s: only SUCCEEDED, VERIFIED, VERIFY_FAILED or INTERRUPTED executions can be rolled back", id, x.State)
+		return x, Errorf(CodeConflict, "execution %s is %s: only SUCCEEDED, VERIFYING, VERIFIED, VERIFY_FAILED or INTERRUPTED executions can be rolled back", id, x.State)
 	}
 	if len(pendingUndo(&x)) == 0 {
 		return x, Errorf(CodeConflict, "execution %s changed nothing that can be undone", id)
@@ -142,8 +148,8 @@ func (e *Engine) scheduledRollback(id string) {
 		e.log.Error("scheduled rollback", "plan", id, "err", err)
 		return
 	}
-	if x.State != Succeeded && x.State != Verified {
-		return
+	if x.State != Succeeded && x.State != Verified && x.State != Verifying {
+		return // rolled back or failed in the meantime
 	}
 	if _, err := e.transition(e.ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
 		Actor: "recoverbot", Reason: "scheduled rollback (rollbackAfterMinutes / action duration)",
@@ -233,7 +239,12 @@ func (e *Engine) run(id string) {
 		e.abandon(ctx, &x, err.Error())
 		return
 	}
-	defer release()
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
 	x, err = e.transition(ctx, Transition{ID: id, From: []State{Approved}, To: Executing,
 		Actor: "recoverbot", Reason: "execution started",
 		Rate:   &RateStamp{Runbook: x.Runbook, At: now, ExecutionID: id},
@@ -279,6 +290,9 @@ func (e *Engine) run(id string) {
 	if !rollbackAt.IsZero() {
 		e.arm(id, rollbackAt, e.scheduledRollback)
 	}
+	release() // verification watches; it does not act on the targets
+	released = true
+	e.startVerify(ctx, &x)
 }
 
 // abandon ends an approved plan that may not start (rate limit, busy target).
@@ -312,6 +326,9 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 	}
 	before, applyErr := drv.Apply(ctx, a, e.reporter(ctx, id, Executing))
 	end := e.clock.Now()
+	if o := e.cfg.Observer; o != nil {
+		o.ActionDone(a.Type, end.Sub(start), applyErr)
+	}
 	text := fmt.Sprintf("✅ Step %d/%d done: %s", i+1, n, a.Type)
 	if applyErr != nil {
 		text = fmt.Sprintf("❌ Step %d/%d failed: %s: %v", i+1, n, a.Type, applyErr)

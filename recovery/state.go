@@ -33,16 +33,15 @@ var States = []State{PendingApproval, Approved, Executing, Succeeded, Verifying,
 	RolledBack, RollbackFailed, Interrupted}
 
 // transitions is the whole state machine: from → allowed next states.
-// Executing → Executing records a step without changing state.
 var transitions = map[State][]State{
 	PendingApproval: {Approved, Rejected, Expired, Cancelled},
 	Approved:        {Executing, Suppressed, Interrupted},
-	Executing:       {Executing, Succeeded, Failed, RollingBack, Interrupted},
+	Executing:       {Succeeded, Failed, RollingBack, Interrupted},
 	Succeeded:       {Verifying, RollingBack},
-	Verifying:       {Verified, VerifyFailed, Interrupted},
+	Verifying:       {Verified, VerifyFailed, RollingBack, Interrupted},
 	Verified:        {RollingBack},
 	VerifyFailed:    {RollingBack},
-	RollingBack:     {RollingBack, RolledBack, RollbackFailed, Interrupted},
+	RollingBack:     {RolledBack, RollbackFailed, Interrupted},
 	Failed:          {},
 	Rejected:        {},
 	Expired:         {},
@@ -54,8 +53,13 @@ var transitions = map[State][]State{
 	Interrupted:     {RollingBack},
 }
 
-// CanMove reports whether the state machine allows from → to.
+// CanMove reports whether the state machine allows from → to. A move to the
+// same state is always allowed: it annotates the execution (a step, a repeat, a
+// "false action" mark) and is audited like any other.
 func CanMove(from, to State) bool {
+	if from == to {
+		return from.Valid()
+	}
 	for _, s := range transitions[from] {
 		if s == to {
 			return true

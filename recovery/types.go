@@ -53,6 +53,10 @@ type Plan struct {
 	Safety                runbooks.Safety `json:"safety"`
 	FourEyes              bool            `json:"four_eyes,omitempty"`
 	EstimatedRecoveryTime int             `json:"estimated_recovery_time,omitempty"`
+	// Verify is the runbook's verification, VerifyQuery its query rendered for
+	// this event (empty: no verification).
+	Verify      *runbooks.Verify `json:"verify,omitempty"`
+	VerifyQuery string           `json:"verify_query,omitempty"`
 }
 
 // Step is one driver call of an execution.
@@ -81,6 +85,14 @@ type Execution struct {
 	Error      string    `json:"error,omitempty"`
 	// Repeats counts duplicate events folded into this plan.
 	Repeats int `json:"repeats,omitempty"`
+	// Verification: until when it may go on, when it succeeded, what it last saw.
+	VerifyUntil time.Time `json:"verify_until,omitzero"`
+	VerifiedAt  time.Time `json:"verified_at,omitzero"`
+	LastVerify  string    `json:"last_verify,omitempty"`
+	// FalseAction marks an execution that should not have happened: rolled back
+	// after failed verification, or marked so by a person.
+	FalseAction bool   `json:"false_action,omitempty"`
+	FalseBy     string `json:"false_by,omitempty"`
 }
 
 // AuditRecord is one line of the append-only audit trail.
@@ -217,6 +229,24 @@ type Driver interface {
 	Describe(a runbooks.Action) string
 	Apply(ctx context.Context, a runbooks.Action, report Reporter) (json.RawMessage, error)
 	Undo(ctx context.Context, a runbooks.Action, before json.RawMessage, report Reporter) error
+}
+
+// Verifier asks a metrics source whether a recovery worked.
+type Verifier interface {
+	// Check runs query once. Healthy means a non-empty result; value describes
+	// what was seen. An error means the answer is unknown (unreachable, invalid
+	// query): never healthy.
+	Check(ctx context.Context, query string) (healthy bool, value string, err error)
+}
+
+// Observer is told what happens, for metrics. Every method must be cheap and
+// must not block.
+type Observer interface {
+	EventReceived(t runbooks.EventType, source string)
+	Decided(d Decision)
+	Moved(to State)
+	ActionDone(t runbooks.ActionType, d time.Duration, err error)
+	ApprovalWait(d time.Duration)
 }
 
 // Notifier delivers outbox notifications (Slack, or the log in offline mode).

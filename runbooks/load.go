@@ -603,7 +603,12 @@ func (d *decoder) verify(n *yaml.Node, p string) *Verify {
 		fp := p + "." + key
 		switch key {
 		case "prometheus":
-			v.Prometheus, _ = d.str(val, fp)
+			var ok bool
+			if v.Prometheus, ok = d.str(val, fp); ok && strings.Contains(v.Prometheus, "{{") {
+				if _, err := parseTemplate(v.Prometheus); err != nil {
+					d.errorf(val, fp, "%v", err)
+				}
+			}
 		case "within":
 			v.Within, _ = d.duration(val, fp)
 		case "every":

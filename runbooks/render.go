@@ -21,7 +21,11 @@ type RenderError struct {
 
 func (e *RenderError) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "actions[%d].%s: ", e.Action, e.Field)
+	if e.Action < 0 { // not in an action: the field path stands alone
+		b.WriteString(e.Field + ": ")
+	} else {
+		fmt.Fprintf(&b, "actions[%d].%s: ", e.Action, e.Field)
+	}
 	if e.Var != "" {
 		b.WriteString("{{" + e.Var + "}} ")
 	}

@@ -1,0 +1,98 @@
+package recovery
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+// What chat edges (Slack) need from the engine besides the state moves:
+// recording a refused request in the audit trail, and saying a runbook's
+// approval rule and hourly budget in words. Kept out of engine.go so the edges
+// and the engine can change separately.
+
+// RecordRefusal appends an audit record saying that actor asked for something
+// that was refused (not an approver, a forged button, a click after the plan
+// closed, a command from the wrong channel) and why. Nothing else changes: no
+// state moves, no notification. executionID may be empty when the request
+// named no plan that can be trusted (a forged button value).
+//
+// The record is written like a pause (an ignored admin event carrying the
+// audit record), so it shows in the execution's trail and in AuditSince.
+func (e *Engine) RecordRefusal(ctx context.Context, executionID, actor, reason string) error {
+	now := e.clock.Now()
+	err := e.store.Accept(ctx, Accepted{
+		Event: EventRecord{
+			Event:      Event{ID: "refused_" + e.ids.New(now), Type: runbooks.RecoverySignal, Severity: runbooks.Info, Source: actor},
+			ReceivedAt: now, Decision: DecideIgnored, Reasons: []string{reason},
+		},
+		Audit: []AuditRecord{{At: now, ExecutionID: executionID, Actor: actor, Reason: "refused: " + reason}},
+	})
+	if err != nil {
+		return Errorf(CodeUnavailable, "could not record the refusal").wrap(err)
+	}
+	return nil
+}
+
+// ApprovalRule says in one line when a runbook's plans run unattended under the
+// current mode and threshold: the same rules the guards apply (guard.go),
+// without an event.
+func (e *Engine) ApprovalRule(rb *runbooks.Runbook) string {
+	var always []string
+	if rb.Safety.RequiresApproval {
+		always = append(always, "requiresApproval")
+	}
+	lowRiskOnly := true
+	for _, a := range rb.Actions {
+		switch {
+		case neverAuto[a.Type]:
+			always = append(always, string(a.Type)+" is never auto")
+		case a.Risk == "high":
+			always = append(always, string(a.Type)+" is risk: high")
+		}
+		if !lowRisk[a.Type] {
+			lowRiskOnly = false
+		}
+	}
+	var rule string
+	switch {
+	case len(always) > 0:
+		rule = "always needs approval (" + strings.Join(dedupStrings(always), "; ") + ")"
+	case e.cfg.Mode == ModeLowRisk && !lowRiskOnly:
+		rule = "needs approval in mode low-risk (not only CACHE_CLEAR / RATE_LIMIT)"
+	default:
+		rule = fmt.Sprintf("runs unattended at confidence ≥ %.0f%%, else needs approval", e.cfg.AutoThreshold*100)
+	}
+	switch {
+	case e.cfg.Mode == ModeDryRun:
+		rule += "; mode dry-run: reports only, nothing runs"
+	case rb.Safety.DryRun:
+		rule += "; runbook in dry-run: reports only"
+	}
+	return rule
+}
+
+// RateUse returns how many executions of runbook started in the last hour
+// (reservations of plans about to start included) and the hourly limit.
+func (e *Engine) RateUse(runbook string) (used, limit int) {
+	if rb := e.books.Get(runbook); rb != nil {
+		limit = rb.Safety.MaxExecutionsPerHour
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.rateCount(runbook, e.clock.Now()), limit
+}
+
+func dedupStrings(in []string) []string {
+	seen := map[string]bool{}
+	out := in[:0:0]
+	for _, s := range in {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -1,0 +1,192 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+// Verification defaults (the playbook's monitor: 5 minutes, every 10 seconds).
+const (
+	DefaultVerifyWithin = 5 * time.Minute
+	DefaultVerifyEvery  = 10 * time.Second
+)
+
+// startVerify moves a SUCCEEDED execution with a verify query to VERIFYING and
+// runs the checks. Without a configured Verifier it says verification was
+// skipped, rather than pretending it passed.
+func (e *Engine) startVerify(ctx context.Context, x *Execution) {
+	if x.VerifyQuery == "" {
+		return
+	}
+	if e.cfg.Verifier == nil {
+		if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{Succeeded}, To: Succeeded,
+			Actor: "recoverbot", Reason: "verification skipped: no Prometheus is configured (RECOVERBOT_PROMETHEUS_URL)",
+			Outbox: []Notification{{Kind: "step", Text: "⚠️ Verification skipped: no Prometheus is configured"}}}); err != nil {
+			e.log.Error("record skipped verification", "plan", x.ID, "err", err)
+		}
+		return
+	}
+	within, every := e.verifyTimes(x.Verify)
+	until := e.clock.Now().Add(within)
+	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{Succeeded}, To: Verifying,
+		Actor: "recoverbot", Reason: "verifying against Prometheus: " + x.VerifyQuery,
+		Mutate: func(x *Execution) error { x.VerifyUntil = until; return nil },
+		Outbox: []Notification{{Kind: "state", State: Verifying,
+			Text: fmt.Sprintf("🔎 Verifying `%s` every %s for up to %s", x.VerifyQuery, every, within)}}}); err != nil {
+		e.log.Error("start verification", "plan", x.ID, "err", err)
+		return
+	}
+	e.verifyLoop(ctx, x.ID, x.VerifyQuery, until, every, x.Verify)
+}
+
+func (e *Engine) verifyTimes(v *runbooks.Verify) (within, every time.Duration) {
+	within, every = DefaultVerifyWithin, DefaultVerifyEvery
+	if v != nil && v.Within > 0 {
+		within = time.Duration(v.Within)
+	}
+	if v != nil && v.Every > 0 {
+		every = time.Duration(v.Every)
+	}
+	return within, every
+}
+
+// verifyLoop checks until healthy or until the window ends. The last answer
+// decides: healthy → VERIFIED; unhealthy → VERIFY_FAILED and the runbook's
+// onVerifyFailure (rollback by default, or escalate); unknown (Prometheus
+// unreachable, query invalid) → VERIFY_FAILED "verification unavailable",
+// escalated to a human: neither success nor an automatic rollback on a guess.
+func (e *Engine) verifyLoop(ctx context.Context, id, query string, until time.Time, every time.Duration, v *runbooks.Verify) {
+	var last string
+	var lastErr error
+	for {
+		if cur, err := e.store.Execution(ctx, id); err != nil || cur.State != Verifying {
+			return // rolled back (scheduled or by hand) while verifying
+		}
+		cctx, cancel := context.WithTimeoutCause(ctx, max(every, 5*time.Second), errors.New("prometheus query timed out"))
+		healthy, value, err := e.cfg.Verifier.Check(cctx, query)
+		cancel()
+		last, lastErr = value, err
+		if err == nil && healthy {
+			e.verified(ctx, id, value)
+			return
+		}
+		if !e.clock.Now().Before(until) {
+			break
+		}
+		if !e.wait(ctx, every) {
+			return // shutting down: VERIFYING resumes at the next start
+		}
+	}
+	now := e.clock.Now()
+	if lastErr != nil {
+		reason := "verification unavailable: " + lastErr.Error()
+		if _, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
+			Actor: "recoverbot", Reason: reason + "; escalated to a human, not rolled back",
+			Mutate: func(x *Execution) error { x.LastVerify = reason; return nil },
+			Outbox: []Notification{{Kind: "state", State: VerifyFailed,
+				Text: "⚠️ " + reason + ". Not counted as a success and not rolled back automatically: a human must decide."}}}); err != nil {
+			e.log.Error("record unavailable verification", "plan", id, "err", err)
+		}
+		return
+	}
+	if last == "" {
+		last = "empty result"
+	}
+	reason := fmt.Sprintf("still unhealthy when the verification window ended; last value seen: %s", last)
+	escalate := v != nil && v.OnVerifyFailure == "escalate"
+	if escalate {
+		if _, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
+			Actor: "recoverbot", Reason: reason + "; onVerifyFailure: escalate",
+			Mutate: func(x *Execution) error { x.LastVerify = last; return nil },
+			Outbox: []Notification{{Kind: "state", State: VerifyFailed, Text: "🚨 Verification failed: " + reason + ". Escalated: a human must look."}}}); err != nil {
+			e.log.Error("record failed verification", "plan", id, "err", err)
+		}
+		return
+	}
+	x, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
+		Actor: "recoverbot", Reason: reason + "; rolling back",
+		Mutate: func(x *Execution) error { x.LastVerify = last; x.FalseAction = true; x.FalseBy = "verification"; return nil },
+		Outbox: []Notification{{Kind: "state", State: VerifyFailed, Text: "❌ Verification failed: " + reason + ". Rolling back."}}})
+	if err != nil {
+		e.log.Error("record failed verification", "plan", id, "err", err)
+		return
+	}
+	if _, err := e.transition(ctx, Transition{ID: id, From: []State{VerifyFailed}, To: RollingBack,
+		Actor: "recoverbot", Reason: "onVerifyFailure: rollback",
+		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
+		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "↩️ Rolling back after failed verification"}}}); err != nil {
+		e.log.Error("start rollback after verification", "plan", id, "err", err)
+		return
+	}
+	e.disarm(id)
+	e.undoAll(id, x.Actions, "verification failed", false)
+}
+
+func (e *Engine) verified(ctx context.Context, id, value string) {
+	now := e.clock.Now()
+	x, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: Verified, At: now,
+		Actor: "recoverbot", Reason: "verification passed: " + value,
+		Mutate: func(x *Execution) error { x.VerifiedAt, x.LastVerify = now, value; return nil },
+		Outbox: []Notification{{Kind: "state", State: Verified, Text: "✅ Verified: the query returned " + value}}})
+	if err != nil {
+		e.log.Error("record verification", "plan", id, "err", err)
+		return
+	}
+	// The playbook's RECOVERY_SIGNAL: recorded with the audit trail, and handed
+	// to the optional outgoing webhook.
+	sig := Event{ID: "signal_" + e.ids.New(now), Type: runbooks.RecoverySignal, Severity: runbooks.Info, Confidence: 1,
+		Summary: "Recovery verified for plan " + id, Source: "recoverbot",
+		Data:    map[string]any{"metric": "recovery_status", "value": value},
+		Context: map[string]any{"plan_id": id, "runbook": x.Runbook, "query": x.VerifyQuery}}
+	if err := e.store.Accept(ctx, Accepted{
+		Event: EventRecord{Event: sig, ReceivedAt: now, Decision: DecideIgnored, Reasons: []string{"recovery signal"}, PlanID: id},
+		Audit: []AuditRecord{{At: now, EventID: sig.ID, ExecutionID: id, Actor: "recoverbot", Reason: "RECOVERY_SIGNAL: " + sig.Summary}},
+	}); err != nil {
+		e.log.Error("record recovery signal", "plan", id, "err", err)
+	}
+	if e.cfg.OnRecovery != nil {
+		e.cfg.OnRecovery(sig)
+	}
+}
+
+// wait sleeps d on the engine's clock; false when ctx ended first.
+func (e *Engine) wait(ctx context.Context, d time.Duration) bool {
+	ch := make(chan struct{})
+	stop := e.clock.AfterFunc(d, func() { close(ch) })
+	defer stop()
+	select {
+	case <-ch:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// resumeVerify continues a verification interrupted by a restart: checking is
+// read-only, so it is safe to resume (unlike an action).
+func (e *Engine) resumeVerify(x Execution) {
+	_, every := e.verifyTimes(x.Verify)
+	e.goWork(func() { e.verifyLoop(e.ctx, x.ID, x.VerifyQuery, x.VerifyUntil, every, x.Verify) })
+}
+
+// MarkFalse records that an execution should not have happened (the
+// false-action rate). Only executions that acted can be marked.
+func (e *Engine) MarkFalse(ctx context.Context, id, actor string) (Execution, error) {
+	x, err := e.store.Execution(ctx, id)
+	if err != nil {
+		return x, err
+	}
+	switch x.State {
+	case Succeeded, Verifying, Verified, VerifyFailed, Failed, RollingBack, RolledBack, RollbackFailed, Interrupted:
+	default:
+		return x, Errorf(CodeConflict, "execution %s is %s: only executions that ran can be marked as false actions", id, x.State)
+	}
+	return e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: x.State,
+		Actor: actor, Reason: "marked as a false action by " + actor,
+		Mutate: func(x *Execution) error { x.FalseAction, x.FalseBy = true, actor; return nil },
+		Outbox: []Notification{{Kind: "step", Text: "🏷️ Marked as a false action by " + actor}}})
+}
