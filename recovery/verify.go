@@ -109,7 +109,12 @@ func (e *Engine) verifyLoop(ctx context.Context, id, query string, until time.Ti
 	}
 	x, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
 		Actor: "recoverbot", Reason: reason + "; rolling back",
-		Mutate: func(x *Execution) error { x.LastVerify = last; x.FalseAction = true; x.FalseBy = "verification"; return nil },
+		Mutate: func(x *Execution) error {
+			x.LastVerify = last
+			x.FalseAction = true
+			x.FalseBy = "verification"
+			return nil
+		},
 		Outbox: []Notification{{Kind: "state", State: VerifyFailed, Text: "❌ Verification failed: " + reason + ". Rolling back."}}})
 	if err != nil {
 		e.log.Error("record failed verification", "plan", id, "err", err)
