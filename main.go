@@ -35,8 +35,10 @@ const usage = `usage: recoverbot <command> [flags]
   show ID                        one execution with its audit trail
   event ID                       one accepted event and what was decided for it
   approve ID | reject ID | rollback ID
+  false ID                       mark an execution as a false action
   pause | resume
   audit [--since 24h]            the audit trail as JSON lines
+  stats [--window 24h]           auto-heal rate, MTTR, false-action rate beside their targets
 
 Commands after "settings" talk to a running bot's admin API (RECOVERBOT_ADMIN_URL,
 default http://<listen>; RECOVERBOT_ADMIN_TOKEN).
@@ -61,6 +63,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		limit = fs.Int("limit", 50, "at most this many")
 	case "audit":
 		since = fs.String("since", "24h", "records since a duration ago or an RFC 3339 time")
+	case "stats":
+		since = fs.String("window", "24h", "the window before now")
 	}
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -127,11 +131,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return 2
 		}
 		path = "/v1/events/" + url.PathEscape(id)
-	case "approve", "reject", "rollback":
+	case "approve", "reject", "rollback", "false":
 		if !needID() {
 			return 2
 		}
 		method, path = "POST", "/v1/executions/"+url.PathEscape(id)+"/"+cmd
+	case "stats":
+		path = "/v1/stats"
+		q.Set("window", *since)
 	case "pause", "resume":
 		method, path = "POST", "/v1/"+cmd
 	case "audit":
@@ -149,6 +156,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if cmd == "audit" {
 		_, _ = stdout.Write(body) // already JSON lines
 		return 0
+	}
+	if cmd == "stats" {
+		var v struct{ Text string }
+		if json.Unmarshal(body, &v) == nil {
+			fmt.Fprint(stdout, v.Text)
+			return 0
+		}
 	}
 	var v any
 	if json.Unmarshal(body, &v) == nil {

@@ -132,6 +132,12 @@ func TestServeAndDriveWithTheCLI(t *testing.T) {
 			t.Fatalf("audit line is not JSON: %s", line)
 		}
 	}
+	if code, out, errs := cli(t, env, "stats", "--window", "1h"); code != 0 || !strings.Contains(out, "auto-heal rate") || !strings.Contains(out, "1 incidents") {
+		t.Fatalf("stats: %d %s %s", code, out, errs)
+	}
+	if code, _, errs := cli(t, env, "stats", "--window", "forever"); code != 1 || !strings.Contains(errs, "must be a Go duration") {
+		t.Fatalf("stats with a bad window: %d %s", code, errs)
+	}
 	if code, _, errs := cli(t, map[string]string{"RECOVERBOT_ADMIN_URL": env["RECOVERBOT_ADMIN_URL"], "RECOVERBOT_ADMIN_TOKEN": "wrong"}, "pause"); code != 1 || !strings.Contains(errs, "wrong bearer token") {
 		t.Fatalf("pause with a wrong token: %d %s", code, errs)
 	}

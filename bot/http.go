@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/runbooks"
@@ -30,6 +31,8 @@ type API struct {
 	// confidence annotation.
 	AlertmanagerConfidence float64
 	Log                    *slog.Logger
+	// Metrics, when set, is served at /metrics (no auth: loopback or a scraper).
+	Metrics *Metrics
 
 	ready atomic.Bool
 }
@@ -50,6 +53,10 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/pause", a.admin(a.pause(true)))
 	mux.HandleFunc("POST /v1/resume", a.admin(a.pause(false)))
 	mux.HandleFunc("GET /v1/status", a.admin(a.status))
+	mux.HandleFunc("GET /v1/stats", a.admin(a.stats))
+	if a.Metrics != nil {
+		mux.Handle("GET /metrics", a.Metrics.Handler())
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -347,8 +354,10 @@ func (a *API) act(w http.ResponseWriter, r *http.Request) {
 		x, err = a.Engine.Reject(r.Context(), id, who)
 	case "rollback":
 		x, err = a.Engine.Rollback(r.Context(), id, who)
+	case "false":
+		x, err = a.Engine.MarkFalse(r.Context(), id, who)
 	default:
-		a.writeError(w, r, &httpError{http.StatusNotFound, "not_found", "unknown action " + strconv.Quote(verb) + ": use approve, reject or rollback"})
+		a.writeError(w, r, &httpError{http.StatusNotFound, "not_found", "unknown action " + strconv.Quote(verb) + ": use approve, reject, rollback or false"})
 		return
 	}
 	if err != nil {
@@ -401,4 +410,22 @@ func (a *API) getAudit(w http.ResponseWriter, r *http.Request) {
 	for _, rec := range recs {
 		_ = enc.Encode(rec)
 	}
+}
+
+func (a *API) stats(w http.ResponseWriter, r *http.Request) {
+	window := 24 * time.Hour
+	if s := r.URL.Query().Get("window"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 || d > 90*24*time.Hour {
+			a.writeError(w, r, recovery.Errorf(recovery.CodeInvalid, "window %q must be a Go duration between 0 and 2160h (like 24h)", s))
+			return
+		}
+		window = d
+	}
+	st, err := a.Engine.Stats(r.Context(), window)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"stats": st, "text": st.Text(window.String())})
 }

@@ -82,6 +82,8 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 	if cfg.SignalWebhook != "" {
 		ecfg.OnRecovery = signalWebhook(cfg.SignalWebhook, log)
 	}
+	metrics := NewMetrics(outboxDepth(db))
+	ecfg.Observer = metrics
 	eng := recovery.New(ecfg, db, books, drivers)
 	if err := eng.Start(ctx); err != nil {
 		return fmt.Errorf("engine start: %w", err)
@@ -100,7 +102,7 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 	}()
 
 	api := &API{Engine: eng, IntakeToken: cfg.IntakeToken, AdminToken: cfg.AdminToken,
-		AlertmanagerConfidence: cfg.AlertmanagerConfidence, Log: log.With("component", "http")}
+		AlertmanagerConfidence: cfg.AlertmanagerConfidence, Log: log.With("component", "http"), Metrics: metrics}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		stopCourier()

@@ -1,0 +1,97 @@
+package bot
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+var _ recovery.Observer = (*Metrics)(nil)
+
+// Metrics are the bot's Prometheus metrics, on its own registry (served at
+// /metrics). They implement recovery.Observer.
+type Metrics struct {
+	Registry     *prometheus.Registry
+	events       *prometheus.CounterVec
+	decisions    *prometheus.CounterVec
+	states       *prometheus.CounterVec
+	actions      *prometheus.HistogramVec
+	approvalWait prometheus.Histogram
+	slackErrors  *prometheus.CounterVec
+}
+
+// NewMetrics registers every metric; outboxDepth is read at scrape time.
+func NewMetrics(outboxDepth func() float64) *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_events_received_total",
+			Help: "Events accepted by the intake, by event type and source."}, []string{"type", "source"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_decisions_total",
+			Help: "Guardrail decisions, by outcome."}, []string{"decision"}),
+		states: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_executions_total",
+			Help: "Execution state transitions, by the state entered."}, []string{"state"}),
+		actions: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "recoverbot_action_duration_seconds",
+			Help:    "Driver call duration, by action type and result.",
+			Buckets: []float64{.01, .05, .1, .5, 1, 5, 15, 30, 60, 180, 600}}, []string{"type", "result"}),
+		approvalWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "recoverbot_approval_wait_seconds",
+			Help: "Time from plan to approval.", Buckets: []float64{5, 15, 30, 60, 120, 180, 300, 600, 1800}}),
+		slackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_slack_api_errors_total",
+			Help: "Slack Web API calls that failed, by method."}, []string{"method"}),
+	}
+	m.Registry.MustRegister(m.events, m.decisions, m.states, m.actions, m.approvalWait, m.slackErrors,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverbot_outbox_depth",
+			Help: "Notifications waiting for delivery (capped at 10000)."}, outboxDepth),
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the registry.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// EventReceived implements recovery.Observer.
+func (m *Metrics) EventReceived(t runbooks.EventType, source string) {
+	m.events.WithLabelValues(string(t), source).Inc()
+}
+
+// Decided implements recovery.Observer.
+func (m *Metrics) Decided(d recovery.Decision) { m.decisions.WithLabelValues(string(d)).Inc() }
+
+// Moved implements recovery.Observer.
+func (m *Metrics) Moved(to recovery.State) { m.states.WithLabelValues(string(to)).Inc() }
+
+// ActionDone implements recovery.Observer.
+func (m *Metrics) ActionDone(t runbooks.ActionType, d time.Duration, err error) {
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	m.actions.WithLabelValues(string(t), result).Observe(d.Seconds())
+}
+
+// ApprovalWait implements recovery.Observer.
+func (m *Metrics) ApprovalWait(d time.Duration) { m.approvalWait.Observe(d.Seconds()) }
+
+// SlackError counts a failed Slack Web API call.
+func (m *Metrics) SlackError(method string) { m.slackErrors.WithLabelValues(method).Inc() }
+
+// outboxDepth reads the outbox size from the store at scrape time.
+func outboxDepth(s recovery.Store) func() float64 {
+	return func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		page, err := s.Outbox(ctx, 0, 10000)
+		if err != nil {
+			return -1
+		}
+		return float64(len(page))
+	}
+}
