@@ -178,7 +178,7 @@ func TestAdminAPI(t *testing.T) {
 		{"wrong token", "POST", "/v1/pause", "in-tok", 401, "wrong bearer token"},
 		{"unknown execution", "GET", "/v1/executions/NOPE", "ad-tok", 404, "execution NOPE not found"},
 		{"unknown event", "GET", "/v1/events/NOPE", "ad-tok", 404, "event NOPE not found"},
-		{"unknown verb", "POST", "/v1/executions/" + plan + "/explode", "ad-tok", 404, "use approve, reject or rollback"},
+		{"unknown verb", "POST", "/v1/executions/" + plan + "/explode", "ad-tok", 404, "use approve, reject, rollback or false"},
 		{"bad state filter", "GET", "/v1/executions?state=NAPPING", "ad-tok", 400, "unknown state"},
 		{"bad limit", "GET", "/v1/executions?limit=0", "ad-tok", 400, "limit must be 1..1000"},
 		{"rollback of a pending plan", "POST", "/v1/executions/" + plan + "/rollback", "ad-tok", 409, "can be rolled back"},
