@@ -34,6 +34,7 @@ type Config struct {
 	AdminURL               string        `yaml:"admin_url" help:"where the CLI finds the admin API; default http://<listen>"`
 	LogFormat              string        `yaml:"log_format" help:"text or json"`
 	Drivers                string        `yaml:"drivers" help:"real (the configured backends) or log (record only, change nothing)"`
+	LogDriverJournal       string        `yaml:"log_driver_journal" help:"with drivers: log, append a JSON line per driver call to this file"`
 	Kubeconfig             string        `yaml:"kubeconfig" help:"kubeconfig file; empty: KUBECONFIG, else in-cluster"`
 	RedisURL               string        `yaml:"redis_url" help:"redis://host:port/db for CACHE_CLEAR"`
 	GatewayURL             string        `yaml:"gateway_url" help:"HTTP gateway admin API for CIRCUIT_BREAKER, RATE_LIMIT, route FAILOVER"`

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	neturl "net/url"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -68,7 +69,16 @@ func (r *router) For(a runbooks.Action) (recovery.Driver, error) {
 func buildDrivers(cfg Config, books *runbooks.Set, getenv func(string) string, log *slog.Logger) (recovery.Drivers, func(), error) {
 	if cfg.Drivers == "log" {
 		log.Warn("drivers: log — every action is only recorded and logged; nothing is changed")
-		return logdriver.New(log.With("component", "driver")).All(), func() {}, nil
+		d := logdriver.New(log.With("component", "driver"))
+		if cfg.LogDriverJournal == "" {
+			return d.All(), func() {}, nil
+		}
+		f, err := os.OpenFile(cfg.LogDriverJournal, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, func() {}, fmt.Errorf("log driver journal: %w", err)
+		}
+		d.Journal = f
+		return d.All(), func() { _ = f.Close() }, nil
 	}
 	r := &router{}
 	closers := []func(){}

@@ -324,7 +324,7 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 		Outbox: []Notification{{Kind: "step", Text: fmt.Sprintf("▶️ Step %d/%d: %s", i+1, n, drv.Describe(a))}}}); err != nil {
 		return fmt.Errorf("persist step start: %w", err)
 	}
-	before, applyErr := drv.Apply(ctx, a, e.reporter(ctx, id, Executing))
+	before, applyErr := drv.Apply(WithExecution(ctx, id, i), a, e.reporter(ctx, id, Executing))
 	end := e.clock.Now()
 	if o := e.cfg.Observer; o != nil {
 		o.ActionDone(a.Type, end.Sub(start), applyErr)
@@ -454,7 +454,7 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 		Outbox: []Notification{{Kind: "step", Text: fmt.Sprintf("↩️ Undoing action %d: %s", s.Action+1, a.Type)}}}); err != nil {
 		return fmt.Errorf("persist undo start: %w", err)
 	}
-	undoErr := drv.Undo(ctx, a, s.Before, e.reporter(ctx, id, RollingBack))
+	undoErr := drv.Undo(WithExecution(ctx, id, s.Action), a, s.Before, e.reporter(ctx, id, RollingBack))
 	end := e.clock.Now()
 	text := fmt.Sprintf("✅ Action %d restored", s.Action+1)
 	if undoErr != nil {

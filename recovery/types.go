@@ -254,3 +254,22 @@ type Observer interface {
 type Notifier interface {
 	Notify(ctx context.Context, n Notification, e *Execution) error
 }
+
+type ctxKey struct{}
+
+// WithExecution tags ctx with the execution a driver call belongs to, so a
+// driver can say which execution it acted for (the log driver's journal does).
+func WithExecution(ctx context.Context, id string, action int) context.Context {
+	return context.WithValue(ctx, ctxKey{}, execRef{id, action})
+}
+
+type execRef struct {
+	id     string
+	action int
+}
+
+// ExecutionOf returns the execution id and action index ctx was tagged with.
+func ExecutionOf(ctx context.Context) (id string, action int, ok bool) {
+	r, ok := ctx.Value(ctxKey{}).(execRef)
+	return r.id, r.action, ok
+}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"sync"
 
@@ -27,7 +28,11 @@ type Call struct {
 // fail (tests use them to drive rollbacks); Block, when set, is called inside
 // Apply and may wait (tests use it to hold an execution mid-way).
 type Driver struct {
-	Log       *slog.Logger
+	Log *slog.Logger
+	// Journal, when set, receives one JSON line per call (op, execution id,
+	// action index, type, target), written before the call returns: a durable
+	// record of what would have been done, which the crash tests count.
+	Journal   io.Writer
 	FailApply func(a runbooks.Action) error
 	FailUndo  func(a runbooks.Action) error
 	Block     func(ctx context.Context, a runbooks.Action)
@@ -65,12 +70,12 @@ func (d *Driver) Apply(ctx context.Context, a runbooks.Action, report recovery.R
 	}
 	if d.FailApply != nil {
 		if err := d.FailApply(a); err != nil {
-			d.record(Call{Op: "apply", Action: a})
+			d.record(ctx, Call{Op: "apply", Action: a})
 			return nil, err
 		}
 	}
 	before, _ := json.Marshal(map[string]string{"driver": "log", "target": a.TargetKey(), "note": "nothing was changed"})
-	d.record(Call{Op: "apply", Action: a, Before: before})
+	d.record(ctx, Call{Op: "apply", Action: a, Before: before})
 	d.logger().Info("log driver: would apply", "action", d.Describe(a))
 	report(fmt.Sprintf("log driver: %s recorded, nothing changed", a.Type))
 	return before, nil
@@ -78,7 +83,7 @@ func (d *Driver) Apply(ctx context.Context, a runbooks.Action, report recovery.R
 
 // Undo implements recovery.Driver.
 func (d *Driver) Undo(ctx context.Context, a runbooks.Action, before json.RawMessage, report recovery.Reporter) error {
-	d.record(Call{Op: "undo", Action: a, Before: before})
+	d.record(ctx, Call{Op: "undo", Action: a, Before: before})
 	if d.FailUndo != nil {
 		if err := d.FailUndo(a); err != nil {
 			return err
@@ -96,10 +101,19 @@ func (d *Driver) Calls() []Call {
 	return append([]Call(nil), d.calls...)
 }
 
-func (d *Driver) record(c Call) {
+func (d *Driver) record(ctx context.Context, c Call) {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	d.calls = append(d.calls, c)
-	d.mu.Unlock()
+	if d.Journal != nil {
+		id, idx, _ := recovery.ExecutionOf(ctx)
+		line, _ := json.Marshal(map[string]any{"op": c.Op, "execution": id, "action": idx,
+			"type": c.Action.Type, "target": c.Action.TargetKey()})
+		_, _ = d.Journal.Write(append(line, '\n'))
+		if f, ok := d.Journal.(interface{ Sync() error }); ok {
+			_ = f.Sync()
+		}
+	}
 }
 
 func (d *Driver) logger() *slog.Logger {
