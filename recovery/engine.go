@@ -36,12 +36,26 @@ type Config struct {
 	OnRecovery func(Event)
 	// Observer, when set, is told about events, decisions and moves (metrics).
 	Observer Observer
+
+	// Storms: a plan's repeat count is announced at most this often, and
+	// suppressed plans are summarized in one message at most this often.
+	RepeatNoticeEvery    time.Duration
+	SuppressSummaryEvery time.Duration
+	// The blast-radius breaker trips on more than BlastMaxAuto automatic
+	// executions within BlastWindow (all runbooks together), or more than
+	// BlastMaxTargets distinct targets failing within BlastTargetWindow.
+	BlastMaxAuto      int
+	BlastWindow       time.Duration
+	BlastMaxTargets   int
+	BlastTargetWindow time.Duration
 }
 
 // DefaultConfig returns the documented defaults: dry-run mode, 0.80, 5 minutes.
 func DefaultConfig() Config {
 	return Config{Mode: ModeDryRun, AutoThreshold: 0.80, ApprovalTimeout: 5 * time.Minute,
-		DefaultCooldown: 5 * time.Minute, LockWait: 30 * time.Second}
+		DefaultCooldown: 5 * time.Minute, LockWait: 30 * time.Second,
+		RepeatNoticeEvery: 5 * time.Second, SuppressSummaryEvery: 10 * time.Second,
+		BlastMaxAuto: 10, BlastWindow: time.Hour, BlastMaxTargets: 20, BlastTargetWindow: 5 * time.Minute}
 }
 
 // Drivers finds the driver for a rendered action.
@@ -110,6 +124,13 @@ type Engine struct {
 	fingerprints map[string]string      // alert fingerprint → plan awaiting approval
 	events       map[string]*pendingEvent
 	timers       map[string]func() bool // execution id → stop its timer
+
+	repeats         map[string]int       // open plan → duplicates folded in (this process)
+	repeatNoted     map[string]time.Time // open plan → when its count was last announced
+	suppressedBatch map[string]int       // "runbook: reason" → plans since the last summary
+	breaker         breakerState
+	failing         map[string]time.Time // target → last failure, for the blast radius
+	autos           []time.Time          // automatic decisions, oldest first
 }
 
 // New builds an engine; call Start before use.
@@ -127,6 +148,24 @@ func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine 
 	if cfg.LockWait == 0 {
 		cfg.LockWait = d.LockWait
 	}
+	if cfg.RepeatNoticeEvery == 0 {
+		cfg.RepeatNoticeEvery = d.RepeatNoticeEvery
+	}
+	if cfg.SuppressSummaryEvery == 0 {
+		cfg.SuppressSummaryEvery = d.SuppressSummaryEvery
+	}
+	if cfg.BlastMaxAuto == 0 {
+		cfg.BlastMaxAuto = d.BlastMaxAuto
+	}
+	if cfg.BlastWindow == 0 {
+		cfg.BlastWindow = d.BlastWindow
+	}
+	if cfg.BlastMaxTargets == 0 {
+		cfg.BlastMaxTargets = d.BlastMaxTargets
+	}
+	if cfg.BlastTargetWindow == 0 {
+		cfg.BlastTargetWindow = d.BlastTargetWindow
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
 	}
@@ -141,6 +180,8 @@ func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine 
 		openTargets: map[string]string{}, cooldowns: map[string]cooldown{},
 		rate: map[string][]time.Time{}, fingerprints: map[string]string{},
 		events: map[string]*pendingEvent{}, timers: map[string]func() bool{},
+		repeats: map[string]int{}, repeatNoted: map[string]time.Time{}, suppressedBatch: map[string]int{},
+		failing: map[string]time.Time{},
 	}
 	e.locks.init()
 	e.work.init()
@@ -167,6 +208,9 @@ func (e *Engine) Start(ctx context.Context) error {
 		e.paused = string(v) == "true"
 	} else if !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("load pause flag: %w", err)
+	}
+	if err := e.loadBreaker(ctx); err != nil {
+		return fmt.Errorf("load blast-radius breaker: %w", err)
 	}
 	stamps, err := e.store.RateStamps(ctx, now.Add(-time.Hour))
 	if err != nil {
@@ -320,6 +364,11 @@ func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposal
 		return Answer{}, Errorf(CodeUnavailable, "could not persist the decision; retry").wrap(err)
 	}
 	e.poke()
+	if d.tripped {
+		if err := e.persistBreaker(ctx); err != nil {
+			e.log.Error("persist the blast-radius breaker (it stays open in memory)", "err", err)
+		}
+	}
 	if x := d.accepted.Execution; x != nil {
 		switch x.State {
 		case PendingApproval:
@@ -342,6 +391,7 @@ func answerOf(rec EventRecord, replayed bool) Answer {
 // commit can take it back.
 type decision struct {
 	accepted     Accepted
+	tripped      bool // the blast-radius breaker opened: persist it
 	openedTarget string
 	rateRunbook  string
 	rateAt       time.Time
@@ -388,13 +438,27 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	out := e.judge(prop)
+	var notices []Notification
+	if out.decision != DecideDuplicate {
+		if why := e.checkBlastRadius(prop.TargetKey, out.decision == DecideAuto, now); why != "" {
+			notices = append(notices, e.trip(why, now))
+			out = e.judge(prop) // the breaker guard now asks for approval
+		}
+	}
 	switch out.decision {
 	case DecideDuplicate:
 		rec.Decision, rec.Reasons, rec.DuplicateOf = DecideDuplicate, out.reasons, out.ref
 		audit.Reason = out.reasons[0]
-		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit}, RepeatOf: out.ref}}
+		acc := Accepted{Event: rec, Audit: []AuditRecord{audit}, RepeatOf: out.ref}
+		if n := e.noteRepeat(out.ref, now); n != nil {
+			acc.Outbox = []Notification{*n}
+		}
+		return decision{accepted: acc}
 	case DecideSuppressed:
-		return e.suppressed(prop, rec, out.reasons[0], now)
+		d := e.suppressed(prop, rec, out.reasons[0], now)
+		d.accepted.Outbox = append(d.accepted.Outbox, notices...)
+		d.tripped = len(notices) > 0
+		return d
 	}
 	x := &Execution{Plan: Plan{
 		ID: e.ids.New(now), EventID: ev.ID, Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash,
@@ -419,6 +483,7 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		// Reserve the rate-limit slot now; the stamp is persisted when it starts.
 		e.rate[rb.Name] = append(e.rate[rb.Name], now)
 		d.rateRunbook, d.rateAt = rb.Name, now
+		e.autos = append(e.autos, now)
 	}
 	if !x.State.Terminal() {
 		e.openTargets[x.TargetKey] = x.ID
@@ -433,7 +498,8 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 	snap := *x
 	audit.Plan = &snap
 	d.accepted = Accepted{Event: rec, Execution: x, Audit: []AuditRecord{audit},
-		Outbox: []Notification{{At: now, ExecutionID: x.ID, Kind: "plan", State: x.State, Text: e.planText(x)}}}
+		Outbox: append(notices, Notification{At: now, ExecutionID: x.ID, Kind: "plan", State: x.State, Text: e.planText(x)})}
+	d.tripped = len(notices) > 0
 	if x.State.Terminal() {
 		d.accepted.Dedup = &DedupEntry{Key: x.TargetKey, PlanID: x.ID, Until: e.cooldowns[x.TargetKey].until}
 	} else {
@@ -454,10 +520,11 @@ func (e *Engine) suppressed(p *Proposal, rec EventRecord, reason string, now tim
 	d.cooled, d.prevCooldown = e.setCooldown(x, now)
 	rec.Decision, rec.Reasons, rec.PlanID = DecideSuppressed, x.Reasons, x.ID
 	snap := *x
+	// Not announced one by one: a storm would make one message per target.
+	e.noteSuppressed(p.Runbook.Name, reason)
 	d.accepted = Accepted{Event: rec, Execution: x,
-		Audit:  []AuditRecord{{At: now, EventID: p.Event.ID, ExecutionID: x.ID, Actor: actorOf(p.Event), To: Suppressed, Reason: reason, Plan: &snap}},
-		Outbox: []Notification{{At: now, ExecutionID: x.ID, Kind: "plan", State: Suppressed, Text: e.planText(x)}},
-		Dedup:  &DedupEntry{Key: x.TargetKey, PlanID: x.ID, Until: e.cooldowns[x.TargetKey].until},
+		Audit: []AuditRecord{{At: now, EventID: p.Event.ID, ExecutionID: x.ID, Actor: actorOf(p.Event), To: Suppressed, Reason: reason, Plan: &snap}},
+		Dedup: &DedupEntry{Key: x.TargetKey, PlanID: x.ID, Until: e.cooldowns[x.TargetKey].until},
 	}
 	return d
 }
@@ -517,6 +584,7 @@ func (e *Engine) closeTarget(p *Plan, now time.Time) {
 		delete(e.fingerprints, p.Event.Fingerprint)
 	}
 	e.cooldowns[p.TargetKey] = cooldown{plan: p.ID, until: now.Add(e.cooldownOf(p))}
+	e.forgetRepeats(p.ID)
 }
 
 // rateCount counts execution starts in the hour before now; called with e.mu held.

@@ -188,7 +188,20 @@ func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
 	}
 	e.mu.Lock()
 	e.paused = on
+	reset := !on && e.breaker.Reason != ""
+	if reset {
+		// Resuming is the human decision that closes the blast-radius breaker.
+		e.breaker = breakerState{}
+		e.autos = nil
+		e.failing = map[string]time.Time{}
+		word = "resumed (blast-radius breaker closed)"
+	}
 	e.mu.Unlock()
+	if reset {
+		if err := e.persistBreaker(ctx); err != nil {
+			return Errorf(CodeUnavailable, "could not persist the breaker reset").wrap(err)
+		}
+	}
 	now := e.clock.Now()
 	err := e.store.Accept(ctx, Accepted{
 		Event:  EventRecord{Event: Event{ID: "admin_" + e.ids.New(now), Type: runbooks.RecoverySignal, Severity: runbooks.Info, Source: actor}, ReceivedAt: now, Decision: DecideIgnored, Reasons: []string{word + " by " + actor}},

@@ -65,7 +65,7 @@ var neverAuto = map[runbooks.ActionType]bool{runbooks.RestartPod: true, runbooks
 var lowRisk = map[runbooks.ActionType]bool{runbooks.CacheClear: true, runbooks.RateLimit: true}
 
 // guards builds the chain in ARCHITECTURE.md's order: paused → duplicate → rate
-// limit → confidence → never-auto → dry-run. The engine's mutex is held while it
+// limit → confidence → never-auto → blast-radius breaker → dry-run. The engine's mutex is held while it
 // runs, so the in-memory indexes it reads are consistent.
 func (e *Engine) guards() []Guard {
 	return []Guard{
@@ -122,6 +122,12 @@ func (e *Engine) guards() []Guard {
 			}
 			if len(why) > 0 {
 				return NeedApproval, strings.Join(why, "; "), ""
+			}
+			return Pass, "", ""
+		}),
+		GuardFunc(func(p *Proposal) (Verdict, string, string) {
+			if e.breaker.Reason != "" {
+				return NeedApproval, "the blast-radius breaker is open (" + e.breaker.Reason + "): every plan needs a human until someone resumes", ""
 			}
 			return Pass, "", ""
 		}),

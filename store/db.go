@@ -54,9 +54,10 @@ var (
 	bucketDedup      = []byte("dedup")      // key → JSON DedupEntry
 	bucketOpen       = []byte("open")       // execution id → empty, see isOpen
 	bucketSettings   = []byte("settings")   // key → value
+	bucketRepeats    = []byte("repeats")    // execution id → uint64 BE duplicates folded in
 
 	allBuckets = [][]byte{bucketMeta, bucketExecutions, bucketEvents, bucketAudit,
-		bucketAuditIdx, bucketOutbox, bucketRate, bucketDedup, bucketOpen, bucketSettings}
+		bucketAuditIdx, bucketOutbox, bucketRate, bucketDedup, bucketOpen, bucketSettings, bucketRepeats}
 
 	keySchema = []byte("schema")
 )

@@ -24,9 +24,20 @@ const (
 func (db *DB) Execution(ctx context.Context, id string) (recovery.Execution, error) {
 	var e recovery.Execution
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		return getJSON(tx.Bucket(bucketExecutions), "execution", id, &e)
+		if err := getJSON(tx.Bucket(bucketExecutions), "execution", id, &e); err != nil {
+			return err
+		}
+		addRepeats(tx, &e)
+		return nil
 	})
 	return e, err
+}
+
+// addRepeats adds the execution's repeat counter (kept apart, see Accept).
+func addRepeats(tx *bolt.Tx, e *recovery.Execution) {
+	if v := tx.Bucket(bucketRepeats).Get([]byte(e.ID)); len(v) == 8 {
+		e.Repeats += int(binary.BigEndian.Uint64(v))
+	}
 }
 
 // Executions returns executions newest first (ids sort by creation time),
@@ -56,6 +67,7 @@ func (db *DB) Executions(ctx context.Context, f recovery.ExecutionFilter) ([]rec
 				e.CreatedAt.Before(f.Since) {
 				continue
 			}
+			addRepeats(tx, &e)
 			out = append(out, e)
 		}
 		return nil
@@ -132,6 +144,7 @@ func (db *DB) Open(ctx context.Context) ([]recovery.Execution, error) {
 			if err := getJSON(execs, "execution", string(k), &e); err != nil {
 				return err
 			}
+			addRepeats(tx, &e)
 			out = append(out, e)
 			return nil
 		})

@@ -330,9 +330,9 @@ func TestAcceptRepeatOf(t *testing.T) {
 		a.RepeatOf = "01A"
 		mustAccept(t, db, a)
 	}
-	a := accepted("ev-dup-missing", nil)
+	a := accepted("ev-dup-early", nil)
 	a.RepeatOf = "01ZZ"
-	mustAccept(t, db, a) // a missing RepeatOf is ignored
+	mustAccept(t, db, a) // a duplicate that commits before its plan still counts
 
 	db = reopen(t, db)
 	x, err := db.Execution(ctx, "01A")
@@ -345,12 +345,16 @@ func TestAcceptRepeatOf(t *testing.T) {
 	if _, err := db.Execution(ctx, "01ZZ"); !errors.Is(err, recovery.ErrNotFound) {
 		t.Errorf("01ZZ: got %v, want ErrNotFound (not created by RepeatOf)", err)
 	}
+	mustAccept(t, db, accepted("ev-late-plan", execution("01ZZ", recovery.PendingApproval, t0)))
+	if x, err := db.Execution(ctx, "01ZZ"); err != nil || x.Repeats != 1 {
+		t.Errorf("01ZZ after its plan committed: repeats %d (%v), want the early duplicate counted", x.Repeats, err)
+	}
 	audit, _ := db.Audit(ctx, "01A")
 	if len(audit) != 1 {
 		t.Errorf("01A audit: got %d records, want 1 (repeats are not audited against it)", len(audit))
 	}
-	if got := auditLen(t, db); got != before+3 {
-		t.Errorf("all audit: got %d, want %d (the duplicates' own records)", got, before+3)
+	if got := auditLen(t, db); got != before+4 {
+		t.Errorf("all audit: got %d, want %d (the duplicates' own records and 01ZZ's)", got, before+4)
 	}
 }
 

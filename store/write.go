@@ -29,8 +29,9 @@ const rateKeep = 2 * time.Hour
 // It returns recovery.ErrDuplicate, writing nothing, when the event id was
 // accepted before or the execution id exists. Defaults: audit and outbox
 // records get the execution's id (and audit records the event's id) when they
-// have none, and a zero At becomes the event's ReceivedAt. A RepeatOf naming no
-// execution is ignored. Seqs are assigned here, so callers' Seq fields are
+// have none, and a zero At becomes the event's ReceivedAt. A RepeatOf adds one
+// to that execution's repeat counter (read back into Execution.Repeats), even
+// when the execution is not written yet. Seqs are assigned here, so callers' Seq fields are
 // ignored. When ctx ends before the answer, Accept returns ctx's error, but a
 // write already handed to the writer may still commit (a retry then gets
 // ErrDuplicate).
@@ -104,27 +105,6 @@ func (db *DB) Accept(ctx context.Context, a recovery.Accepted) error {
 		if a.Execution != nil && execs.Get([]byte(execID)) != nil {
 			return fmt.Errorf("store: execution %s: %w", execID, recovery.ErrDuplicate)
 		}
-		var repeat []byte // the RepeatOf execution, re-encoded
-		if a.RepeatOf != "" {
-			if a.RepeatOf == execID {
-				// Folding into the plan made by this very event: count on
-				// what is about to be written.
-				repeat = execJSON
-			} else {
-				repeat = execs.Get([]byte(a.RepeatOf))
-			}
-			if repeat != nil {
-				var e recovery.Execution
-				if err := json.Unmarshal(repeat, &e); err != nil {
-					return fmt.Errorf("store: execution %s: %w", a.RepeatOf, err)
-				}
-				e.Repeats++ // not a transition: no version bump, no audit
-				if repeat, err = json.Marshal(&e); err != nil {
-					return fmt.Errorf("store: execution %s: %w", a.RepeatOf, err)
-				}
-			}
-		}
-
 		if err := events.Put([]byte(eventID), eventJSON); err != nil {
 			return dirty(err)
 		}
@@ -133,9 +113,16 @@ func (db *DB) Accept(ctx context.Context, a recovery.Accepted) error {
 				return dirty(err)
 			}
 		}
-		if repeat != nil {
-			// Repeats does not change whether it is open.
-			if err := execs.Put([]byte(a.RepeatOf), repeat); err != nil {
+		if a.RepeatOf != "" {
+			// A counter of its own, not a rewrite of the execution: cheap during a
+			// storm, and correct even when the duplicate commits before (or in
+			// the same batch as) the plan it folds into.
+			rb := tx.Bucket(bucketRepeats)
+			n := uint64(0)
+			if v := rb.Get([]byte(a.RepeatOf)); len(v) == 8 {
+				n = binary.BigEndian.Uint64(v)
+			}
+			if err := rb.Put([]byte(a.RepeatOf), binary.BigEndian.AppendUint64(nil, n+1)); err != nil {
 				return dirty(err)
 			}
 		}

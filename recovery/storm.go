@@ -1,0 +1,152 @@
+package recovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Storm handling. An alert storm must cost one plan and one message, not one per
+// event: duplicates fold into their plan (Repeats) and announce the count at most
+// every RepeatNoticeEvery; suppressed plans are not announced one by one but in a
+// summary at most every SuppressSummaryEvery. The blast-radius breaker stops all
+// automatic execution when too much happens at once.
+
+const settingBreaker = "breaker"
+
+// breakerState is the persisted breaker: open while Reason is set.
+type breakerState struct {
+	Reason string    `json:"reason"`
+	At     time.Time `json:"at"`
+}
+
+// noteRepeat decides whether a duplicate of plan should announce the count now;
+// called with e.mu held. It returns the notification to add, or nil.
+func (e *Engine) noteRepeat(plan string, now time.Time) *Notification {
+	n := e.repeats[plan] + 1
+	e.repeats[plan] = n
+	last, seen := e.repeatNoted[plan]
+	if seen && now.Sub(last) < e.cfg.RepeatNoticeEvery {
+		return nil
+	}
+	e.repeatNoted[plan] = now
+	return &Notification{At: now, ExecutionID: plan, Kind: "repeats",
+		Text: fmt.Sprintf("🔁 seen %d more time(s) since it was planned", n)}
+}
+
+// forgetRepeats drops a closed plan's repeat counters (memory stays bounded).
+func (e *Engine) forgetRepeats(plan string) {
+	delete(e.repeats, plan)
+	delete(e.repeatNoted, plan)
+}
+
+// noteSuppressed queues a suppressed plan for the next summary; called with
+// e.mu held. The first one in a quiet period arms the flush timer.
+func (e *Engine) noteSuppressed(runbook, reason string) {
+	key := runbook + ": " + reason
+	if len(e.suppressedBatch) == 0 {
+		e.clock.AfterFunc(e.cfg.SuppressSummaryEvery, e.flushSuppressed)
+	}
+	e.suppressedBatch[key]++
+}
+
+// flushSuppressed posts one summary of the plans suppressed since the last one.
+// The plans themselves are audited one by one; only the announcement is folded.
+func (e *Engine) flushSuppressed() {
+	e.mu.Lock()
+	batch := e.suppressedBatch
+	e.suppressedBatch = map[string]int{}
+	e.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(batch))
+	total := 0
+	for k, n := range batch {
+		keys = append(keys, k)
+		total += n
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "🚫 %d plan(s) suppressed in the last %s:", total, e.cfg.SuppressSummaryEvery)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\n• %d × %s", batch[k], k)
+	}
+	now := e.clock.Now()
+	if err := e.store.Accept(e.ctx, Accepted{
+		Event:  EventRecord{Event: Event{ID: "summary_" + e.ids.New(now), Type: "RECOVERY_SIGNAL", Severity: "INFO", Source: "recoverbot"}, ReceivedAt: now, Decision: DecideIgnored, Reasons: []string{"suppression summary"}},
+		Outbox: []Notification{{At: now, Kind: "notice", Text: b.String()}},
+	}); err != nil {
+		e.log.Error("post suppression summary", "err", err)
+		return
+	}
+	e.poke()
+}
+
+// checkBlastRadius trips the breaker when more than BlastMaxTargets distinct
+// targets have failed within BlastTargetWindow, or when this plan would be the
+// (BlastMaxAuto+1)th automatic execution within BlastWindow. Called with e.mu
+// held, before the guards run; auto says whether the guards would let it run
+// unattended. It returns the reason it tripped, or "".
+func (e *Engine) checkBlastRadius(target string, auto bool, now time.Time) string {
+	if e.breaker.Reason != "" {
+		return ""
+	}
+	cut := now.Add(-e.cfg.BlastTargetWindow)
+	if _, ok := e.failing[target]; ok || len(e.failing) <= e.cfg.BlastMaxTargets {
+		e.failing[target] = now
+	}
+	for k, t := range e.failing {
+		if t.Before(cut) {
+			delete(e.failing, k)
+		}
+	}
+	if len(e.failing) > e.cfg.BlastMaxTargets {
+		return fmt.Sprintf("more than %d distinct targets failing within %s", e.cfg.BlastMaxTargets, e.cfg.BlastTargetWindow)
+	}
+	if auto {
+		i := sort.Search(len(e.autos), func(i int) bool { return e.autos[i].After(now.Add(-e.cfg.BlastWindow)) })
+		e.autos = append(e.autos[:0], e.autos[i:]...)
+		if len(e.autos) >= e.cfg.BlastMaxAuto {
+			return fmt.Sprintf("more than %d automatic executions within %s", e.cfg.BlastMaxAuto, e.cfg.BlastWindow)
+		}
+	}
+	return ""
+}
+
+// trip opens the breaker (called with e.mu held) and returns the loud notice.
+func (e *Engine) trip(reason string, now time.Time) Notification {
+	e.breaker = breakerState{Reason: reason, At: now}
+	return Notification{At: now, Kind: "notice", Text: "🚨🚨 Blast-radius breaker tripped: " + reason +
+		". ALL automatic execution is stopped: every plan now needs a human's approval until someone runs `resume`."}
+}
+
+// persistBreaker writes the breaker state so a restart keeps it open.
+func (e *Engine) persistBreaker(ctx context.Context) error {
+	e.mu.Lock()
+	b, _ := json.Marshal(e.breaker)
+	e.mu.Unlock()
+	return e.store.PutSetting(ctx, settingBreaker, b)
+}
+
+func (e *Engine) loadBreaker(ctx context.Context) error {
+	v, err := e.store.Setting(ctx, settingBreaker)
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(v, &e.breaker)
+}
+
+// Breaker returns why the blast-radius breaker is open, or "".
+func (e *Engine) Breaker() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.breaker.Reason
+}
