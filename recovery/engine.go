@@ -36,6 +36,9 @@ type Config struct {
 	OnRecovery func(Event)
 	// Observer, when set, is told about events, decisions and moves (metrics).
 	Observer Observer
+	// Advisor, when set, is the AI planner (Claude); AITimeout bounds each call.
+	Advisor   Advisor
+	AITimeout time.Duration
 
 	// Storms: a plan's repeat count is announced at most this often, and
 	// suppressed plans are summarized in one message at most this often.
@@ -342,7 +345,7 @@ func (e *Engine) Submit(ctx context.Context, ev Event) (Answer, error) {
 
 type proposalOpts struct {
 	manual      bool
-	ai          bool
+	ai          *AIInfo
 	requestedBy string
 	runbook     *runbooks.Runbook // set: skip matching
 }
@@ -369,10 +372,16 @@ func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposal
 			e.log.Error("persist the blast-radius breaker (it stays open in memory)", "err", err)
 		}
 	}
+	if e.cfg.Advisor != nil && d.accepted.Event.Decision == DecideNoRunbook && !o.manual && o.ai == nil {
+		e.goWork(func() { e.adviseUnmatched(ev) })
+	}
 	if x := d.accepted.Execution; x != nil {
 		switch x.State {
 		case PendingApproval:
 			e.arm(x.ID, x.Deadline, e.expire)
+			if e.cfg.Advisor != nil {
+				e.goWork(func() { e.explain(x.ID) })
+			}
 		case Approved:
 			e.goWork(func() { e.run(x.ID) })
 		}
@@ -433,7 +442,7 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 			Outbox: []Notification{{At: now, Kind: "notice", Text: "🚫 " + rec.Reasons[0]}}}}
 	}
 	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: PlanTargetKey(rb.Name, actions),
-		Manual: o.manual, AI: o.ai, Now: now}
+		Manual: o.manual, AI: o.ai != nil, Now: now}
 
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -464,7 +473,7 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		ID: e.ids.New(now), EventID: ev.ID, Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash,
 		Actions: actions, Rollback: e.rollbackPlan(actions), TargetKey: prop.TargetKey,
 		RequestedBy: o.requestedBy, Safety: rb.Safety, FourEyes: rb.FourEyes,
-		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, Verify: rb.Verify, VerifyQuery: query,
+		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, Verify: rb.Verify, VerifyQuery: query, AI: o.ai,
 	}, CreatedAt: now, UpdatedAt: now}
 	x.Decision, x.Reasons = out.decision, out.reasons
 	d := decision{}
@@ -715,7 +724,7 @@ func (e *Engine) evaluate(ev *Event, rb *runbooks.Runbook, now time.Time, o prop
 	p := Plan{Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash, Actions: actions,
 		TargetKey: PlanTargetKey(rb.Name, actions), Safety: rb.Safety, FourEyes: rb.FourEyes,
 		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, RequestedBy: o.requestedBy}
-	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: p.TargetKey, Manual: o.manual, AI: o.ai, Now: now}
+	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: p.TargetKey, Manual: o.manual, AI: o.ai != nil, Now: now}
 	e.mu.Lock()
 	out := e.judge(prop)
 	e.mu.Unlock()

@@ -25,6 +25,9 @@ func (e *Engine) planText(x *Execution) string {
 	if x.Event.Summary != "" {
 		fmt.Fprintf(&b, "\nProblem: %s", x.Event.Summary)
 	}
+	if x.AI != nil {
+		fmt.Fprintf(&b, "\n%s", aiNote(x.AI))
+	}
 	for _, r := range x.Reasons {
 		fmt.Fprintf(&b, "\nWhy: %s", r)
 	}

@@ -57,6 +57,15 @@ type Plan struct {
 	// this event (empty: no verification).
 	Verify      *runbooks.Verify `json:"verify,omitempty"`
 	VerifyQuery string           `json:"verify_query,omitempty"`
+	// AI is set when an AI proposed the plan (it then always needs approval).
+	AI *AIInfo `json:"ai,omitempty"`
+}
+
+// AIInfo says an AI proposed a plan, how sure it was and why.
+type AIInfo struct {
+	Model      string  `json:"model"`
+	Confidence float64 `json:"confidence"`
+	Rationale  string  `json:"rationale"`
 }
 
 // Step is one driver call of an execution.
@@ -93,6 +102,9 @@ type Execution struct {
 	// after failed verification, or marked so by a person.
 	FalseAction bool   `json:"false_action,omitempty"`
 	FalseBy     string `json:"false_by,omitempty"`
+	// Explanation is an optional AI-written note on the failure and the plan,
+	// added after the plan was posted (it never delays it).
+	Explanation string `json:"explanation,omitempty"`
 }
 
 // AuditRecord is one line of the append-only audit trail.

@@ -1,0 +1,224 @@
+package recovery
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+	"unicode"
+
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+// AIProposal is an AI's structured answer: which runbook fits (or none), the
+// context values to plan it with, how sure it is, and why.
+type AIProposal struct {
+	Runbook    string         `json:"runbook"` // "" or "none": no runbook fits
+	Context    map[string]any `json:"context"`
+	Confidence float64        `json:"confidence"`
+	Rationale  string         `json:"rationale"`
+	Model      string         `json:"-"`
+}
+
+// CatalogueEntry describes one runbook to the AI: all it may choose from.
+type CatalogueEntry struct {
+	Name        string   `json:"name"`
+	Description string   `json:"description,omitempty"`
+	EventType   string   `json:"event_type"`
+	Actions     []string `json:"actions"`
+	Parameters  []string `json:"parameters"` // the context keys the runbook declares
+}
+
+// AdviceRequest is what the AI is asked about: an event that matched no
+// runbook, or a person's free-text question.
+type AdviceRequest struct {
+	Event     *Event
+	Question  string
+	Catalogue []CatalogueEntry
+}
+
+// Advisor is an AI planner. Its answers are proposals only: the engine
+// validates them strictly and every AI plan waits for a human.
+type Advisor interface {
+	Propose(ctx context.Context, req AdviceRequest) (AIProposal, error)
+	Explain(ctx context.Context, x *Execution) (string, error)
+}
+
+// Catalogue lists the runbooks as the AI sees them.
+func (e *Engine) Catalogue() []CatalogueEntry {
+	var out []CatalogueEntry
+	for _, rb := range e.books.All() {
+		c := CatalogueEntry{Name: rb.Name, Description: rb.Description, EventType: string(rb.Trigger.EventType)}
+		for _, a := range rb.Actions {
+			c.Actions = append(c.Actions, string(a.Type))
+		}
+		for _, v := range rb.Variables() {
+			c.Parameters = append(c.Parameters, runbooks.ContextKey(v))
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func (e *Engine) aiTimeout() time.Duration {
+	if e.cfg.AITimeout > 0 {
+		return e.cfg.AITimeout
+	}
+	return 5 * time.Second
+}
+
+// Ask turns a person's free-text question into an AI plan awaiting approval
+// (/recover ask). It waits for the AI at most AITimeout.
+func (e *Engine) Ask(ctx context.Context, question, requestedBy string) (Answer, error) {
+	if e.cfg.Advisor == nil {
+		return Answer{}, Errorf(CodeUnavailable, "AI planning is off (set ANTHROPIC_API_KEY)")
+	}
+	if q := strings.TrimSpace(question); q == "" || len(q) > 2000 {
+		return Answer{}, Errorf(CodeInvalid, "ask needs a question of 1..2000 characters")
+	}
+	actx, cancel := context.WithTimeoutCause(ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
+	defer cancel()
+	p, err := e.cfg.Advisor.Propose(actx, AdviceRequest{Question: question, Catalogue: e.Catalogue()})
+	if err != nil {
+		e.log.Warn("AI proposal failed", "err", err)
+		return Answer{}, Errorf(CodeUnavailable, "the AI could not propose a plan: %v", err)
+	}
+	ev := Event{Type: "", Severity: runbooks.Warning, Confidence: 1, Summary: truncateText("asked by "+requestedBy+": "+question, 500), Source: "ai"}
+	return e.planProposal(ctx, &ev, p, requestedBy)
+}
+
+// adviseUnmatched asks the AI about an event that matched no runbook. It runs
+// in the background after the intake answered: a slow AI delays nothing.
+func (e *Engine) adviseUnmatched(ev Event) {
+	ctx, cancel := context.WithTimeoutCause(e.ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
+	defer cancel()
+	p, err := e.cfg.Advisor.Propose(ctx, AdviceRequest{Event: &ev, Catalogue: e.Catalogue()})
+	if err != nil {
+		e.log.Warn("AI proposal for an unmatched event failed", "event", ev.ID, "err", err)
+		return
+	}
+	if _, err := e.planProposal(e.ctx, &ev, p, "ai"); err != nil {
+		e.log.Warn("AI proposal rejected", "event", ev.ID, "err", err)
+	}
+}
+
+// planProposal validates an AI proposal strictly — a runbook that exists, only
+// the context keys it declares, values that pass the same rendering checks as
+// an event's, a finite confidence in [0,1], a readable rationale — and makes a
+// plan that waits for approval. Anything else is refused with the reason,
+// audited, and never shown as a plan.
+func (e *Engine) planProposal(ctx context.Context, base *Event, p AIProposal, requestedBy string) (Answer, error) {
+	reject := func(format string, args ...any) (Answer, error) {
+		err := Errorf(CodeInvalid, "AI proposal rejected: "+format, args...)
+		now := e.clock.Now()
+		id := "ai_rejected_" + e.ids.New(now)
+		_ = e.store.Accept(ctx, Accepted{
+			Event: EventRecord{Event: Event{ID: id, Type: runbooks.RecoverySignal, Severity: runbooks.Info, Source: "ai"},
+				ReceivedAt: now, Decision: DecideRefused, Reasons: []string{err.Msg}},
+			Audit: []AuditRecord{{At: now, EventID: id, Actor: "ai", Reason: err.Msg}},
+		})
+		e.log.Warn("AI proposal rejected", "reason", err.Msg)
+		return Answer{}, err
+	}
+	name := strings.TrimSpace(p.Runbook)
+	if name == "" || strings.EqualFold(name, "none") {
+		return Answer{}, Errorf(CodeNotFound, "the AI found no runbook for this")
+	}
+	rb := e.books.Get(name)
+	if rb == nil {
+		return reject("runbook %q does not exist", truncateText(name, 80))
+	}
+	if math.IsNaN(p.Confidence) || p.Confidence < 0 || p.Confidence > 1 {
+		return reject("confidence %v is not between 0 and 1", p.Confidence)
+	}
+	if r := strings.TrimSpace(p.Rationale); r == "" || len(r) > 1000 || strings.IndexFunc(r, func(c rune) bool { return unicode.IsControl(c) && c != '\n' }) >= 0 {
+		return reject("the rationale must be 1..1000 printable characters")
+	}
+	declared := map[string]string{} // context key → variable
+	for _, v := range rb.Variables() {
+		declared[runbooks.ContextKey(v)] = v
+	}
+	ev := *base
+	ev.Type, ev.Source = rb.Trigger.EventType, "ai"
+	ev.Data, ev.Context = map[string]any{}, map[string]any{}
+	for k, v := range base.Data {
+		ev.Data[k] = v
+	}
+	for k, v := range base.Context {
+		ev.Context[k] = v
+	}
+	for k, v := range p.Context {
+		variable, ok := declared[k]
+		if !ok {
+			return reject("runbook %s declares no parameter %q", rb.Name, truncateText(k, 80))
+		}
+		switch v.(type) {
+		case string, float64, bool:
+		default:
+			return reject("parameter %q must be a string, number or boolean", k)
+		}
+		if strings.HasPrefix(variable, "data.") {
+			ev.Data[k] = v
+		} else {
+			ev.Context[k] = v
+		}
+	}
+	now := e.clock.Now()
+	ev.ID = "ai_" + e.ids.New(now)
+	if base.ID != "" {
+		ev.Context["source_event"] = base.ID
+	}
+	if _, err := runbooks.Render(rb, &ev); err != nil {
+		return reject("%v", err)
+	}
+	ai := &AIInfo{Model: p.Model, Confidence: p.Confidence, Rationale: strings.TrimSpace(p.Rationale)}
+	return e.submit(ctx, ev, now, proposalOpts{ai: ai, requestedBy: requestedBy, runbook: rb})
+}
+
+// explain adds an AI-written explanation to a plan awaiting approval. It runs in
+// the background with its own deadline; a slow or failing AI changes nothing.
+func (e *Engine) explain(id string) {
+	x, err := e.store.Execution(e.ctx, id)
+	if err != nil || x.State != PendingApproval {
+		return
+	}
+	ctx, cancel := context.WithTimeoutCause(e.ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
+	defer cancel()
+	text, err := e.cfg.Advisor.Explain(ctx, &x)
+	if err != nil {
+		e.log.Warn("AI explanation failed", "plan", id, "err", err)
+		return
+	}
+	text = truncateText(strings.TrimSpace(text), 1500)
+	if text == "" {
+		return
+	}
+	if _, err := e.transition(e.ctx, Transition{ID: id, From: []State{PendingApproval}, To: PendingApproval,
+		Actor: "ai", Reason: "AI explanation added",
+		Mutate: func(x *Execution) error { x.Explanation = text; return nil },
+		Outbox: []Notification{{Kind: "explain", Text: "🤖 AI explanation: " + text}}}); err != nil {
+		var m *MoveError
+		if !errors.As(err, &m) {
+			e.log.Warn("record AI explanation", "plan", id, "err", err)
+		}
+	}
+}
+
+func truncateText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+// aiNote is the line an AI plan carries on its message.
+func aiNote(a *AIInfo) string {
+	return fmt.Sprintf("proposed by AI · confidence %.0f %% · rationale: %s", a.Confidence*100, a.Rationale)
+}
