@@ -2,7 +2,6 @@ package bot
 
 import (
 	"encoding/json"
-	"errors"
 	"strconv"
 	"sync"
 )
@@ -21,9 +20,6 @@ func decodeEvent(b []byte, ej *eventJSON) error {
 	*ej = eventJSON{}
 	return json.Unmarshal(b, ej)
 }
-
-// errSlow is never returned to callers: it sends the parser to the slow path.
-var errSlow = errors.New("slow path")
 
 type fastParser struct {
 	b []byte

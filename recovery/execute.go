@@ -148,8 +148,8 @@ func (e *Engine) scheduledRollback(id string) {
 		e.log.Error("scheduled rollback", "plan", id, "err", err)
 		return
 	}
-	if x.State != Succeeded && x.State != Verified && x.State != Verifying {
-		return // rolled back or failed in the meantime
+	if !CanMove(x.State, RollingBack) || x.State == Interrupted {
+		return // rolled back, or needs a human (INTERRUPTED), in the meantime
 	}
 	if _, err := e.transition(e.ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
 		Actor: "recoverbot", Reason: "scheduled rollback (rollbackAfterMinutes / action duration)",

@@ -114,13 +114,6 @@ var (
 	templates   atomic.Pointer[map[string]*template]
 )
 
-func cachedTemplate(s string) *template {
-	if m := templates.Load(); m != nil {
-		return (*m)[s]
-	}
-	return nil
-}
-
 // publishTemplates adds ts to the shared cache, copying the map so that readers
 // never see it change.
 func publishTemplates(ts map[string]*template) {

@@ -313,7 +313,9 @@ func isOpen(e *recovery.Execution) bool {
 	if !e.State.Terminal() {
 		return true
 	}
-	return (e.State == recovery.Succeeded || e.State == recovery.Verified) && !e.RollbackAt.IsZero()
+	// A scheduled rollback (rollbackAfterMinutes, or the end of a time-boxed
+	// action) must survive a restart in every state that can still roll back.
+	return !e.RollbackAt.IsZero() && recovery.CanMove(e.State, recovery.RollingBack)
 }
 
 // encoded is a record marshalled with Seq 0, and the execution it belongs to.
