@@ -714,3 +714,68 @@ func writeFile(t *testing.T, path, body string) {
 		t.Fatal(err)
 	}
 }
+
+func TestTwoExecutionsNeverActOnTheSameTargetAtOnce(t *testing.T) {
+	h := newHarness(t, recovery.ModeFull)
+	h.cfg.LockWait = 50 * time.Millisecond
+	suppressed := make(chan struct{}, 1)
+	h.cfg.Observer = moves{recovery.Suppressed: suppressed}
+	h.reopen()
+	started := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	h.drv.Block = func(ctx context.Context, a runbooks.Action) {
+		if a.Type == runbooks.ScaleResource {
+			once.Do(func() { close(started) })
+			<-release
+		}
+	}
+	// scale-database-connections and restart-pod-memory-leak both act on
+	// deployment api-gateway.
+	scale := h.submit(referenceEvents(t)["LATENCY_ANOMALY"])
+	<-started
+	restart := h.submit(referenceEvents(t)["CAPACITY_WARNING"])
+	if _, err := h.eng.Approve(context.Background(), restart.PlanID, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	// The restart waits for the lock, gives up after LockWait, and says why.
+	<-suppressed
+	if x := h.exec(restart.PlanID); x.State != recovery.Suppressed || !strings.Contains(lastReason(t, h, restart.PlanID), "deployment//api-gateway is busy") {
+		t.Errorf("refusal %q: want the busy target named", lastReason(t, h, restart.PlanID))
+	}
+	close(release)
+	h.idle()
+	if got := h.exec(scale.PlanID).State; got != recovery.Succeeded {
+		t.Errorf("scale: %s, want SUCCEEDED", got)
+	}
+	for _, c := range h.drv.Calls() {
+		if c.Action.Type == runbooks.RestartPod {
+			t.Fatal("the restart ran while the scale held the target")
+		}
+	}
+}
+
+// moves signals a channel each time an execution enters one of its states.
+type moves map[recovery.State]chan struct{}
+
+func (m moves) Moved(to recovery.State) {
+	if ch, ok := m[to]; ok {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+func (moves) EventReceived(runbooks.EventType, string)             {}
+func (moves) Decided(recovery.Decision)                            {}
+func (moves) ActionDone(runbooks.ActionType, time.Duration, error) {}
+func (moves) ApprovalWait(time.Duration)                           {}
+
+func lastReason(t *testing.T, h *harness, id string) string {
+	t.Helper()
+	recs, err := h.db.Audit(context.Background(), id)
+	if err != nil || len(recs) == 0 {
+		t.Fatalf("audit of %s: %v", id, err)
+	}
+	return recs[len(recs)-1].Reason
+}
