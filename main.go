@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"strings"
 	"syscall"
 
 	"github.com/recoverbot/recoverbot/bot"
@@ -39,6 +40,7 @@ const usage = `usage: recoverbot <command> [flags]
   pause | resume
   audit [--since 24h]            the audit trail as JSON lines
   stats [--window 24h]           auto-heal rate, MTTR, false-action rate beside their targets
+  ask "QUESTION"                 ask the AI for a plan (needs ANTHROPIC_API_KEY on the bot); it waits for approval
 
 Commands after "settings" talk to a running bot's admin API (RECOVERBOT_ADMIN_URL,
 default http://<listen>; RECOVERBOT_ADMIN_TOKEN).
@@ -102,6 +104,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	c := bot.NewClient(cfg, who)
 	var path, method = "", "GET"
+	var body []byte
 	q := url.Values{}
 	id := fs.Arg(0)
 	needID := func() bool {
@@ -139,6 +142,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "stats":
 		path = "/v1/stats"
 		q.Set("window", *since)
+	case "ask":
+		if fs.NArg() == 0 {
+			fmt.Fprintln(stderr, "recoverbot ask: a question is required")
+			return 2
+		}
+		method, path = "POST", "/v1/ask"
+		b, _ := json.Marshal(map[string]string{"question": strings.Join(fs.Args(), " ")})
+		body = b
 	case "pause", "resume":
 		method, path = "POST", "/v1/"+cmd
 	case "audit":
@@ -148,29 +159,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintf(stderr, "recoverbot: unknown command %q\n\n%s", cmd, usage)
 		return 2
 	}
-	body, err := c.Do(ctx, method, path, q)
+	resp, err := c.Do(ctx, method, path, q, body)
 	if err != nil {
 		fmt.Fprintf(stderr, "recoverbot %s: %v\n", cmd, err)
 		return 1
 	}
 	if cmd == "audit" {
-		_, _ = stdout.Write(body) // already JSON lines
+		_, _ = stdout.Write(resp) // already JSON lines
 		return 0
 	}
 	if cmd == "stats" {
 		var v struct{ Text string }
-		if json.Unmarshal(body, &v) == nil {
+		if json.Unmarshal(resp, &v) == nil {
 			fmt.Fprint(stdout, v.Text)
 			return 0
 		}
 	}
 	var v any
-	if json.Unmarshal(body, &v) == nil {
+	if json.Unmarshal(resp, &v) == nil {
 		out, _ := json.MarshalIndent(v, "", "  ")
 		fmt.Fprintln(stdout, string(out))
 		return 0
 	}
-	_, _ = stdout.Write(body)
+	_, _ = stdout.Write(resp)
 	return 0
 }
 

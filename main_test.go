@@ -135,6 +135,9 @@ func TestServeAndDriveWithTheCLI(t *testing.T) {
 	if code, out, errs := cli(t, env, "stats", "--window", "1h"); code != 0 || !strings.Contains(out, "auto-heal rate") || !strings.Contains(out, "1 incidents") {
 		t.Fatalf("stats: %d %s %s", code, out, errs)
 	}
+	if code, _, errs := cli(t, env, "ask", "payments", "is", "slow"); code != 1 || !strings.Contains(errs, "AI planning is off") {
+		t.Fatalf("ask without ANTHROPIC_API_KEY: %d %s", code, errs)
+	}
 	if code, _, errs := cli(t, env, "stats", "--window", "forever"); code != 1 || !strings.Contains(errs, "must be a Go duration") {
 		t.Fatalf("stats with a bad window: %d %s", code, errs)
 	}

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -34,14 +35,17 @@ func NewClient(cfg Config, actor string) *Client {
 
 // Do sends a request and returns the body of a 2xx answer, or an error holding
 // the server's message.
-func (c *Client) Do(ctx context.Context, method, path string, q url.Values) ([]byte, error) {
+func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body []byte) ([]byte, error) {
 	u := c.BaseURL + path
 	if len(q) > 0 {
 		u += "?" + q.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
+	req, err := http.NewRequestWithContext(ctx, method, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
@@ -54,18 +58,18 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values) ([]b
 		return nil, fmt.Errorf("is the bot running? %w", err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode/100 != 2 {
 		var he httpError
-		if json.Unmarshal(body, &he) == nil && he.Msg != "" {
+		if json.Unmarshal(answer, &he) == nil && he.Msg != "" {
 			return nil, fmt.Errorf("%s (HTTP %d)", he.Msg, resp.StatusCode)
 		}
-		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
+		return nil, fmt.Errorf("HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(answer)))
 	}
-	return body, nil
+	return answer, nil
 }
 
 // parseSince accepts a duration back from now ("24h") or an RFC 3339 time.

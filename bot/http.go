@@ -54,6 +54,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/resume", a.admin(a.pause(false)))
 	mux.HandleFunc("GET /v1/status", a.admin(a.status))
 	mux.HandleFunc("GET /v1/stats", a.admin(a.stats))
+	mux.HandleFunc("POST /v1/ask", a.admin(a.ask))
 	if a.Metrics != nil {
 		mux.Handle("GET /metrics", a.Metrics.Handler())
 	}
@@ -428,4 +429,26 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"stats": st, "text": st.Text(window.String())})
+}
+
+// ask turns a free-text question into an AI plan awaiting approval.
+func (a *API) ask(w http.ResponseWriter, r *http.Request) {
+	who, err := actor(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	var body struct {
+		Question string `json:"question"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	ans, err := a.Engine.Ask(r.Context(), body.Question, who)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, ans)
 }
