@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"reflect"
@@ -14,6 +15,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/recovery"
 )
 
@@ -33,6 +35,9 @@ type Config struct {
 	ShutdownGrace          time.Duration `yaml:"shutdown_grace" help:"how long SIGTERM waits for running executions"`
 	AdminURL               string        `yaml:"admin_url" help:"where the CLI finds the admin API; default http://<listen>"`
 	LogFormat              string        `yaml:"log_format" help:"text or json"`
+	SlackChannel           string        `yaml:"slack_channel" help:"Slack incident channel id (C…): plans are posted there; /recover and buttons are taken only from there"`
+	SlackApprovers         string        `yaml:"slack_approvers" help:"comma-separated Slack user ids (U…) and user-group ids (S…) who may approve, reject, roll back and pause; a runbook's approvers: overrides"`
+	SlackSilence           time.Duration `yaml:"slack_silence" help:"half-open watchdog: reconnect when nothing arrived on the Slack socket for this long"`
 	Drivers                string        `yaml:"drivers" help:"real (the configured backends) or log (record only, change nothing)"`
 	LogDriverJournal       string        `yaml:"log_driver_journal" help:"with drivers: log, append a JSON line per driver call to this file"`
 	Kubeconfig             string        `yaml:"kubeconfig" help:"kubeconfig file; empty: KUBECONFIG, else in-cluster"`
@@ -44,6 +49,7 @@ type Config struct {
 	IntakeToken  string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback)"`
 	AdminToken   string `yaml:"-" secret:"true" help:"bearer token required on the admin API (required off loopback)"`
 	GatewayToken string `yaml:"-" secret:"true" help:"bearer token for the gateway admin API"`
+	SigningKey   string `yaml:"-" secret:"true" help:"HMAC key (32+ bytes) signing Slack button values; empty: generated once and kept in the store"`
 }
 
 // DefaultConfig is the documented default: offline, dry-run, embedded runbooks,
@@ -62,6 +68,7 @@ func DefaultConfig() Config {
 		ShutdownGrace:          30 * time.Second,
 		LogFormat:              "text",
 		Drivers:                "real",
+		SlackSilence:           DefaultSlackSilence,
 	}
 }
 
@@ -200,6 +207,18 @@ func (c *Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		bad("log_format", "%q is not text or json", c.LogFormat)
 	}
+	if c.SlackChannel != "" && !slackChannelID(c.SlackChannel) {
+		bad("slack_channel", "%q is not a channel id (C… or G…, as in the channel's details; not #name)", c.SlackChannel)
+	}
+	if _, err := commands.ParseApprovers(c.SlackApprovers); err != nil {
+		bad("slack_approvers", "%v", err)
+	}
+	if c.SlackSilence < time.Second || c.SlackSilence > 5*time.Minute {
+		bad("slack_silence", "%s is outside 1s..5m", c.SlackSilence)
+	}
+	if c.SigningKey != "" && len(c.SigningKey) < commands.MinKeyLen {
+		bad("signing_key", "must be at least %d bytes (it is %d)", commands.MinKeyLen, len(c.SigningKey))
+	}
 	return errors.Join(errs...)
 }
 
@@ -209,6 +228,28 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+func slackChannelID(s string) bool {
+	if len(s) < 2 || len(s) > 24 || (s[0] != 'C' && s[0] != 'G') {
+		return false
+	}
+	for _, c := range s[1:] {
+		if !(c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// SlackOptions returns the Slack settings: the config's, and the tokens and
+// API URL from the environment only.
+func (c *Config) SlackOptions(getenv func(string) string, log *slog.Logger) SlackOptions {
+	approvers, _ := commands.ParseApprovers(c.SlackApprovers) // Validate refused bad ones
+	return SlackOptions{
+		BotToken: getenv("SLACK_BOT_TOKEN"), AppToken: getenv("SLACK_APP_TOKEN"), APIURL: getenv("SLACK_API_URL"),
+		Channel: c.SlackChannel, Approvers: approvers, SigningKey: c.SigningKey, Silence: c.SlackSilence, Log: log,
+	}
 }
 
 // Engine returns the engine settings.

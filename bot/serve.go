@@ -90,16 +90,41 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 	}
 
 	getenv := o.Getenv
+	var notifier recovery.Notifier = recovery.LogNotifier{Log: log}
+	var sl *Slack
 	if getenv("SLACK_BOT_TOKEN") == "" || getenv("SLACK_APP_TOKEN") == "" {
 		log.Info("offline mode: SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not both set; notifications go to this log, drive the bot with the recoverbot CLI",
 			"mode", cfg.Mode, "runbooks", len(books.All()))
+	} else {
+		so := cfg.SlackOptions(getenv, log)
+		so.OnAPIError = metrics.SlackError
+		if sl, err = NewSlack(ctx, so, eng); err != nil {
+			_ = eng.Close(ctx)
+			return err
+		}
+		notifier = sl
+		log.Info("slack mode: socket mode, incident channel "+cfg.SlackChannel, "mode", cfg.Mode, "runbooks", len(books.All()))
 	}
 	courierCtx, stopCourier := context.WithCancel(context.Background())
 	courierDone := make(chan struct{})
 	go func() {
 		defer close(courierDone)
-		(&recovery.Courier{Store: db, Notifier: recovery.LogNotifier{Log: log}, Wake: eng.Wake(), Log: log}).Run(courierCtx)
+		(&recovery.Courier{Store: db, Notifier: notifier, Wake: eng.Wake(), Log: log}).Run(courierCtx)
 	}()
+	// The Slack listener runs on its own context: it stops after the intake,
+	// before the engine, so no click lands on a closing engine.
+	slackCtx, stopSlack := context.WithCancel(context.Background())
+	defer stopSlack()
+	slackErr := make(chan error, 1)
+	if sl != nil {
+		go func() {
+			err := sl.Run(slackCtx)
+			if err == nil && slackCtx.Err() == nil {
+				err = errors.New("slack listener stopped")
+			}
+			slackErr <- err
+		}()
+	}
 
 	api := &API{Engine: eng, IntakeToken: cfg.IntakeToken, AdminToken: cfg.AdminToken,
 		AlertmanagerConfidence: cfg.AlertmanagerConfidence, Log: log.With("component", "http"), Metrics: metrics}
@@ -123,6 +148,7 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
+	case err = <-slackErr:
 	}
 	log.Info("shutting down")
 	api.SetReady(false)
@@ -131,6 +157,12 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 	// Stop the intake first: nothing new is accepted while work settles.
 	if e := srv.Shutdown(shutCtx); e != nil {
 		log.Warn("http shutdown", "err", e)
+	}
+	if sl != nil {
+		stopSlack()
+		if e := sl.Wait(shutCtx); e != nil {
+			log.Warn("slack shutdown", "err", e)
+		}
 	}
 	if e := eng.Close(shutCtx); e != nil {
 		log.Warn("executions still running at shutdown: they will be INTERRUPTED at the next start", "err", e)

@@ -1,0 +1,366 @@
+package bot
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/slack-go/slack"
+
+	"github.com/recoverbot/recoverbot/commands"
+	"github.com/recoverbot/recoverbot/recovery"
+)
+
+var _ recovery.Notifier = (*SlackNotifier)(nil)
+
+// slackPoster is the part of the Web API the notifier calls (*slack.Client).
+type slackPoster interface {
+	PostMessageContext(ctx context.Context, channelID string, options ...slack.MsgOption) (string, string, error)
+	UpdateMessageContext(ctx context.Context, channelID, timestamp string, options ...slack.MsgOption) (string, string, string, error)
+}
+
+// planSource is what the notifier asks the engine while rendering.
+type planSource interface {
+	Describe(actions []recovery.Action) []string
+	Paused() bool
+}
+
+// SlackNotifier delivers outbox notifications to the incident channel: a
+// plan becomes a root message, each state change re-renders that message
+// (chat.update) and is told in its thread, each step is a thread reply,
+// notices are channel messages.
+//
+// Exactly once, as far as it can be: for each execution the store keeps
+// (key commands.SettingMessagePrefix+id) the root message's channel and ts
+// and the last outbox seq delivered. A notification at or below that seq was
+// delivered before a crash or a failed outbox ack and is skipped. The
+// remaining window is a crash between Slack's answer and that record's
+// commit (one fsync, about a millisecond): the next start posts that one
+// message again. A Slack call that timed out without an answer may also have
+// been posted; it is retried, so it may appear twice. chat.update is
+// idempotent and never duplicates.
+//
+// 429 answers return an error with RetryAfter, so the courier waits as long as
+// Slack asks and retries the same notification; order is kept because the
+// courier delivers one at a time.
+type SlackNotifier struct {
+	API     slackPoster
+	Store   recovery.Store
+	Engine  planSource
+	Signer  *commands.Signer
+	Channel string
+	// CallTimeout bounds each Web API call (default 10s).
+	CallTimeout time.Duration
+	Log         *slog.Logger
+
+	mu    sync.Mutex
+	cache map[string]*msgRecord // by execution id ("" for notices)
+	// shownPaused is the pause flag the open plan messages last showed.
+	shownPaused bool
+}
+
+// msgRecord is where an execution's messages live and how far delivery got.
+type msgRecord struct {
+	Channel string `json:"channel,omitempty"`
+	TS      string `json:"ts,omitempty"`
+	Seq     uint64 `json:"seq"`
+	// dirty: delivered, but the record is not persisted yet.
+	dirty bool
+}
+
+const noticeKey = "slack:notice"
+
+// rateLimited is a 429 with the wait Slack asked for; the courier honours it.
+type rateLimited struct {
+	err  error
+	wait time.Duration
+}
+
+func (e *rateLimited) Error() string             { return e.err.Error() }
+func (e *rateLimited) Unwrap() error             { return e.err }
+func (e *rateLimited) RetryAfter() time.Duration { return e.wait }
+
+var errSlackCallTimeout = errors.New("slack web api call timed out")
+
+// Notify implements recovery.Notifier.
+func (n *SlackNotifier) Notify(ctx context.Context, note recovery.Notification, x *recovery.Execution) error {
+	key := noticeKey
+	if note.ExecutionID != "" {
+		key = commands.SettingMessagePrefix + note.ExecutionID
+	}
+	rec, err := n.record(ctx, key)
+	if err != nil {
+		return err
+	}
+	if note.Seq <= rec.Seq {
+		// Delivered already (before a crash, or before a failed ack).
+		if rec.dirty {
+			return n.save(ctx, key, rec)
+		}
+		return nil
+	}
+	next := *rec
+	if err := n.deliver(ctx, note, x, &next); err != nil {
+		if next.TS != rec.TS {
+			// A root message was posted before the failure: keep where it
+			// is (seq unchanged), so the retry threads under it instead of
+			// posting another one.
+			next.Seq, next.dirty = rec.Seq, true
+			n.mu.Lock()
+			n.cache[key] = &next
+			n.mu.Unlock()
+			if serr := n.save(ctx, key, &next); serr != nil {
+				n.log().Warn("could not record the root message", "key", key, "err", serr)
+			}
+		}
+		return n.classify(err)
+	}
+	next.Seq, next.dirty = note.Seq, true
+	n.mu.Lock()
+	n.cache[key] = &next
+	n.mu.Unlock()
+	return n.save(ctx, key, &next)
+}
+
+func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification, x *recovery.Execution, rec *msgRecord) error {
+	if note.ExecutionID == "" || x == nil {
+		// A notice, or an execution that no longer exists: a channel message.
+		_, _, err := n.post(ctx, n.Channel, slack.MsgOptionText(commands.MentionActors(note.Text), false))
+		if err == nil && note.ExecutionID == "" {
+			n.refreshOnPause(ctx)
+		}
+		return err
+	}
+	switch {
+	case rec.TS == "":
+		// The root message: the plan, rendered as it stands now (a late
+		// delivery shows the latest state, which later updates keep). A
+		// step or state of a plan posted while offline gets a root first.
+		if err := n.postRoot(ctx, x, rec); err != nil || note.Kind == "plan" {
+			return err
+		}
+	case note.Kind == "plan":
+		return nil // posted before; the record only lacked the seq
+	case note.Kind == "state":
+		if err := n.updateRoot(ctx, x, rec); err != nil {
+			return err
+		}
+	}
+	opts := []slack.MsgOption{slack.MsgOptionText(commands.MentionActors(note.Text), false), slack.MsgOptionTS(rec.TS)}
+	switch note.State {
+	case recovery.Failed, recovery.RollbackFailed, recovery.Interrupted:
+		opts = append(opts, slack.MsgOptionBroadcast()) // bad news reaches the channel, not only the thread
+	}
+	_, _, err := n.post(ctx, rec.Channel, opts...)
+	if isMissingMessage(err) {
+		// The root was deleted: start a new one, then tell the thread.
+		rec.TS = ""
+		if err := n.postRoot(ctx, x, rec); err != nil {
+			return err
+		}
+		opts[1] = slack.MsgOptionTS(rec.TS)
+		_, _, err = n.post(ctx, rec.Channel, opts...)
+	}
+	return err
+}
+
+func (n *SlackNotifier) render(ctx context.Context, x *recovery.Execution) (string, []slack.Block, error) {
+	audit, err := n.Store.Audit(ctx, x.ID)
+	if err != nil {
+		return "", nil, fmt.Errorf("read audit of %s: %w", x.ID, err)
+	}
+	text, blocks := commands.Message(commands.View{X: x, Describe: n.Engine.Describe(x.Actions),
+		Facts: commands.FactsFrom(audit), Paused: n.Engine.Paused(), Signer: n.Signer})
+	return text, blocks, nil
+}
+
+func (n *SlackNotifier) postRoot(ctx context.Context, x *recovery.Execution, rec *msgRecord) error {
+	text, blocks, err := n.render(ctx, x)
+	if err != nil {
+		return err
+	}
+	ch, ts, err := n.post(ctx, n.Channel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+	if isBlocksRefused(err) {
+		n.log().Error("Slack refused the plan message's blocks; posting it as text", "plan", x.ID, "err", err)
+		ch, ts, err = n.post(ctx, n.Channel, slack.MsgOptionText(textOnly(x), false))
+	}
+	if err != nil {
+		return err
+	}
+	rec.Channel, rec.TS = ch, ts
+	return nil
+}
+
+func (n *SlackNotifier) updateRoot(ctx context.Context, x *recovery.Execution, rec *msgRecord) error {
+	text, blocks, err := n.render(ctx, x)
+	if err != nil {
+		return err
+	}
+	err = n.update(ctx, rec, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+	if isBlocksRefused(err) {
+		n.log().Error("Slack refused the plan message's blocks; showing it as text", "plan", x.ID, "err", err)
+		err = n.update(ctx, rec, slack.MsgOptionText(textOnly(x), false), slack.MsgOptionBlocks([]slack.Block{}...))
+	}
+	if isMissingMessage(err) {
+		rec.TS = ""
+		return n.postRoot(ctx, x, rec)
+	}
+	return err
+}
+
+// refreshOnPause re-renders the messages of plans awaiting approval when the
+// pause flag changed (pause and resume are announced by notices), so every
+// open plan says whether the bot is paused. Best effort: a failure is logged
+// and the next state change of each plan renders it anyway.
+func (n *SlackNotifier) refreshOnPause(ctx context.Context) {
+	paused := n.Engine.Paused()
+	if paused == n.shownPaused {
+		return
+	}
+	n.shownPaused = paused
+	xs, err := n.Store.Executions(ctx, recovery.ExecutionFilter{State: recovery.PendingApproval, Limit: 50})
+	if err != nil {
+		n.log().Warn("list plans to show the pause", "err", err)
+		return
+	}
+	for i := range xs {
+		rec, err := n.record(ctx, commands.SettingMessagePrefix+xs[i].ID)
+		if err != nil || rec.TS == "" {
+			continue
+		}
+		r := *rec
+		if err := n.updateRoot(ctx, &xs[i], &r); err != nil {
+			n.log().Warn("show the pause on a plan message", "plan", xs[i].ID, "err", commands.Redact(err.Error()))
+		}
+		if r.TS != rec.TS { // the root was gone and is posted anew
+			key := commands.SettingMessagePrefix + xs[i].ID
+			r.dirty = true
+			n.mu.Lock()
+			n.cache[key] = &r
+			n.mu.Unlock()
+			_ = n.save(ctx, key, &r)
+		}
+	}
+}
+
+// textOnly is the plan without blocks, for when Slack refuses the blocks.
+func textOnly(x *recovery.Execution) string {
+	s := fmt.Sprintf("%s: plan %s (%s) is %s.", "recoverbot", x.ID, x.Runbook, x.State)
+	if x.State == recovery.PendingApproval {
+		s += fmt.Sprintf(" Buttons could not be shown: approve with `recoverbot approve %s` or reject with `recoverbot reject %s`.", x.ID, x.ID)
+	}
+	return s
+}
+
+func (n *SlackNotifier) post(ctx context.Context, channel string, opts ...slack.MsgOption) (string, string, error) {
+	ctx, cancel := context.WithTimeoutCause(ctx, n.callTimeout(), errSlackCallTimeout)
+	defer cancel()
+	return n.API.PostMessageContext(ctx, channel, opts...)
+}
+
+func (n *SlackNotifier) update(ctx context.Context, rec *msgRecord, opts ...slack.MsgOption) error {
+	ctx, cancel := context.WithTimeoutCause(ctx, n.callTimeout(), errSlackCallTimeout)
+	defer cancel()
+	_, _, _, err := n.API.UpdateMessageContext(ctx, rec.Channel, rec.TS, opts...)
+	return err
+}
+
+func (n *SlackNotifier) callTimeout() time.Duration {
+	if n.CallTimeout > 0 {
+		return n.CallTimeout
+	}
+	return 10 * time.Second
+}
+
+// classify turns a Slack 429 into an error the courier waits on.
+func (n *SlackNotifier) classify(err error) error {
+	var rl *slack.RateLimitedError
+	if errors.As(err, &rl) {
+		wait := rl.RetryAfter
+		if wait <= 0 {
+			wait = time.Second
+		}
+		return &rateLimited{err: err, wait: wait}
+	}
+	var se slack.SlackErrorResponse
+	if errors.As(err, &se) {
+		switch se.Err {
+		case "not_in_channel", "channel_not_found", "is_archived":
+			n.log().Error("cannot post to the incident channel: invite the bot (/invite @recoverbot) or fix RECOVERBOT_SLACK_CHANNEL; notifications wait meanwhile",
+				"channel", n.Channel, "err", se.Err)
+		case "invalid_auth", "token_revoked", "account_inactive", "not_authed":
+			n.log().Error("Slack refuses the bot token; notifications wait until it is fixed", "err", se.Err)
+		}
+	}
+	return fmt.Errorf("slack: %s", commands.Redact(err.Error()))
+}
+
+func isMissingMessage(err error) bool {
+	var se slack.SlackErrorResponse
+	return errors.As(err, &se) && (se.Err == "message_not_found" || se.Err == "cant_update_message")
+}
+
+func isBlocksRefused(err error) bool {
+	var se slack.SlackErrorResponse
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Err {
+	case "invalid_blocks", "invalid_blocks_format", "msg_blocks_too_long", "msg_too_long":
+		return true
+	}
+	return false
+}
+
+func (n *SlackNotifier) record(ctx context.Context, key string) (*msgRecord, error) {
+	n.mu.Lock()
+	if n.cache == nil {
+		n.cache = map[string]*msgRecord{}
+	}
+	rec, ok := n.cache[key]
+	n.mu.Unlock()
+	if ok {
+		return rec, nil
+	}
+	rec = &msgRecord{}
+	b, err := n.Store.Setting(ctx, key)
+	switch {
+	case errors.Is(err, recovery.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("read %s: %w", key, err)
+	default:
+		if err := json.Unmarshal(b, rec); err != nil {
+			return nil, fmt.Errorf("read %s: %w", key, err)
+		}
+	}
+	n.mu.Lock()
+	if len(n.cache) >= 4096 {
+		n.cache = map[string]*msgRecord{} // the store stays authoritative
+	}
+	n.cache[key] = rec
+	n.mu.Unlock()
+	return rec, nil
+}
+
+func (n *SlackNotifier) save(ctx context.Context, key string, rec *msgRecord) error {
+	b, _ := json.Marshal(rec)
+	if err := n.Store.PutSetting(ctx, key, b); err != nil {
+		// Kept dirty in memory: the retry skips Slack and saves again.
+		return fmt.Errorf("record delivery of %s: %w", key, err)
+	}
+	n.mu.Lock()
+	rec.dirty = false
+	n.mu.Unlock()
+	return nil
+}
+
+func (n *SlackNotifier) log() *slog.Logger {
+	if n.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return n.Log
+}

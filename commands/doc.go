@@ -1,0 +1,23 @@
+// Package commands is recoverbot's Slack vocabulary: the /recover
+// sub-commands, the Block Kit messages and modal of a plan, and the handlers of
+// their buttons. It talks to the engine through the Engine interface and to
+// Slack through slacker's contexts and a small Slack interface, so the bot
+// package only wires it.
+//
+// The life of a click, in order (Handler.Click):
+//  1. slacker acks the envelope before anything else; Router drops a
+//     redelivered one (same trigger id and action timestamp).
+//  2. The button value must carry this bot's HMAC for that very action
+//     (Signer): a forged, altered or borrowed value is refused and audited.
+//  3. The click must come from the incident channel.
+//  4. Approve, Reject and Roll back need an approver (Approvers: the
+//     runbook's list, else the global one; user groups resolved and cached).
+//  5. The engine decides: its compare-and-set lets one approval through, and
+//     it checks four-eyes and the deadline. Every refusal is audited and
+//     explained privately; nothing runs unless every step said yes.
+//
+// The plan message itself is only ever written by the Slack notifier
+// (package bot), from the execution as stored: one writer, so it never shows a
+// state older than one it showed before. Message renders it for any state and
+// keeps it within Block Kit's limits.
+package commands

@@ -1,0 +1,37 @@
+package commands
+
+// Block and action ids shared by the renderer and the router. Block ids are
+// static because slacker v2 routes an interaction on block_id alone (the
+// first InteractionDefinition whose BlockID equals a clicked action's
+// block_id runs); the router then switches on the action id. A message holds
+// at most one of each block, so static ids never collide.
+const (
+	// BlockApproval holds Approve & Execute / Reject / View Details on a plan
+	// that awaits approval.
+	BlockApproval = "recovery_approval"
+	// BlockOutcome holds Roll back / View Details on a finished execution
+	// that changed something.
+	BlockOutcome = "recovery_outcome"
+
+	ActionApprove  = "approve_recovery"
+	ActionReject   = "reject_recovery"
+	ActionDetails  = "view_recovery_details"
+	ActionRollback = "rollback_recovery"
+)
+
+// Settings keys this package and the Slack notifier keep in the store.
+const (
+	// SettingSigningKey holds the generated HMAC key for button values when
+	// RECOVERBOT_SIGNING_KEY is unset.
+	SettingSigningKey = "slack:signing_key"
+	// SettingMessagePrefix + execution id holds where that execution's root
+	// message is (channel, ts) and the last outbox seq delivered for it.
+	SettingMessagePrefix = "slack:ts:"
+)
+
+// ActorPrefix marks actors who acted through Slack in the audit trail
+// ("slack:U0123"), as the admin API uses "cli:".
+const ActorPrefix = "slack:"
+
+// Actor is the audit actor for a Slack user id.
+func Actor(userID string) string { return ActorPrefix + userID }

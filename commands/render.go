@@ -1,0 +1,609 @@
+package commands
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/recoverbot/recoverbot/recovery"
+)
+
+// Block Kit limits. Slack documents 50 blocks per message and 3,000
+// characters per section text, and refuses blocks whose JSON exceeds about
+// 12,000 characters with msg_blocks_too_long even below the documented
+// limits; slack-go sends json.Marshal output, which escapes <, > and & as
+// six-character \u sequences, so sizes are measured on exactly that encoding.
+const (
+	MaxBlocks       = 50
+	MaxViewBlocks   = 100
+	MaxSectionText  = 3000
+	MaxHeaderText   = 150
+	MaxMessageBytes = 11000 // budget under the ~12,000 Slack enforces, for headroom
+	maxSummary      = 1200  // the problem summary in a message; Details shows it all
+)
+
+// View is what a plan message is rendered from: the execution as stored now,
+// the drivers' descriptions of its actions (Engine.Describe), who did what
+// (from the audit trail), and whether the bot is paused.
+type View struct {
+	X        *recovery.Execution
+	Describe []string
+	Facts    Facts
+	Paused   bool
+	// Signer signs button values; nil renders no buttons (ephemeral
+	// reports such as /recover dryrun).
+	Signer *Signer
+}
+
+// Facts are the moments of an execution's life a message names.
+type Facts struct {
+	ApprovedAt time.Time
+	// Last is the latest state change: who moved it where, when and why.
+	LastBy     string
+	LastAt     time.Time
+	LastTo     recovery.State
+	LastReason string
+	// RollbackBy is who asked for the latest rollback ("" when none was asked).
+	RollbackBy string
+}
+
+// FactsFrom reads Facts from an execution's audit trail (oldest first).
+func FactsFrom(recs []recovery.AuditRecord) Facts {
+	var f Facts
+	for _, r := range recs {
+		if r.To == "" || r.From == r.To {
+			continue // refusals, steps, driver reports
+		}
+		if r.To == recovery.Approved {
+			f.ApprovedAt = r.At
+		}
+		if r.To == recovery.RollingBack {
+			f.RollbackBy = r.Actor
+		}
+		f.LastBy, f.LastAt, f.LastTo, f.LastReason = r.Actor, r.At, r.To, r.Reason
+	}
+	return f
+}
+
+// Message renders the root message of an execution in any state: the
+// approval request (buttons, deadline), then, after the fact, who approved
+// when, the final status and, when something can be undone, Roll back. The
+// result always fits Block Kit's limits: a long plan is cut with a pointer
+// to View Details. text is the notification fallback.
+func Message(v View) (text string, blocks []slack.Block) {
+	x := v.X
+	head := []slack.Block{
+		slack.NewHeaderBlock(plain(cut(headline(x), MaxHeaderText))),
+		section(infoText(x)),
+		section("*Problem:*\n" + problemText(x.Event.Summary, maxSummary)),
+	}
+	var tail []slack.Block
+	tail = append(tail, section(rollbackText(x)))
+	if len(x.Reasons) > 0 {
+		tail = append(tail, section(reasonsHeading(x)+"\n"+bullets(x.Reasons)))
+	}
+	if v.Paused {
+		tail = append(tail, slack.NewContextBlock("", mrkdwn("⏸️ recoverbot is paused: no new plan is made until someone runs `/recover resume`.")))
+	}
+	if s := statusText(x, v.Facts); s != "" {
+		tail = append(tail, section("*Status:* "+s))
+	}
+	if v.Signer != nil {
+		if b := buttons(x, v.Signer); b != nil {
+			tail = append(tail, b)
+		}
+	}
+	tail = append(tail, slack.NewContextBlock("", mrkdwn(footer(x))))
+
+	actions := actionSections(x, v.Describe, "*"+actionsHeading(x)+"*")
+	blocks = fit(head, actions, tail, MaxBlocks, MaxMessageBytes,
+		func(n int) slack.Block {
+			return section(fmt.Sprintf("_…and %d more action(s) not shown here: see *View Details* or `/recover status %s`._", n, x.ID))
+		})
+	return fallback(x), blocks
+}
+
+// fit returns head + as many of middle as fit + tail, inside maxBlocks and
+// maxBytes (json.Marshal size), with more(n) standing for the n left out.
+func fit(head, middle, tail []slack.Block, maxBlocks, maxBytes int, more func(n int) slack.Block) []slack.Block {
+	size := 2 // [ ]
+	for _, b := range head {
+		size += blockSize(b) + 1
+	}
+	for _, b := range tail {
+		size += blockSize(b) + 1
+	}
+	reserve := blockSize(more(len(middle))) + 1
+	room := maxBlocks - len(head) - len(tail)
+	var kept []slack.Block
+	for i, b := range middle {
+		last := i == len(middle)-1
+		need := blockSize(b) + 1
+		// Keep room for the "more" marker unless this is the last one.
+		limitBlocks, limitBytes := room-1, maxBytes-reserve
+		if last {
+			limitBlocks, limitBytes = room, maxBytes
+		}
+		if len(kept)+1 > limitBlocks || size+need > limitBytes {
+			kept = append(kept, more(len(middle)-i))
+			break
+		}
+		kept = append(kept, b)
+		size += need
+	}
+	out := make([]slack.Block, 0, len(head)+len(kept)+len(tail))
+	out = append(out, head...)
+	out = append(out, kept...)
+	return append(out, tail...)
+}
+
+func blockSize(b slack.Block) int {
+	j, _ := json.Marshal(b)
+	return len(j)
+}
+
+// BlocksSize is the size Slack measures: the JSON slack-go sends.
+func BlocksSize(blocks []slack.Block) int {
+	j, _ := json.Marshal(blocks)
+	return len(j)
+}
+
+func headline(x *recovery.Execution) string {
+	auto := x.Decision == recovery.DecideAuto
+	switch x.State {
+	case recovery.PendingApproval:
+		return "🤖 Auto-Recovery Approval Required"
+	case recovery.Approved, recovery.Executing:
+		if auto {
+			return "⚙️ Auto-Recovery Executing (no approval needed)"
+		}
+		return "⚙️ Auto-Recovery Executing"
+	case recovery.Succeeded, recovery.Verified:
+		return "✅ Auto-Recovery Succeeded"
+	case recovery.Verifying:
+		return "🔎 Auto-Recovery Verifying"
+	case recovery.VerifyFailed:
+		return "⚠️ Auto-Recovery Verification Failed"
+	case recovery.Failed:
+		return "❌ Auto-Recovery Failed"
+	case recovery.RollingBack:
+		return "↩️ Auto-Recovery Rolling Back"
+	case recovery.RolledBack:
+		return "↩️ Auto-Recovery Rolled Back"
+	case recovery.RollbackFailed:
+		return "🔥 Rollback Failed: a human must look"
+	case recovery.Rejected:
+		return "❌ Auto-Recovery Rejected"
+	case recovery.Expired:
+		return "⏰ Approval timed out — not executed"
+	case recovery.Cancelled:
+		return "Cancelled: the alert resolved"
+	case recovery.Suppressed:
+		return "🚫 Auto-Recovery Suppressed"
+	case recovery.DryRun:
+		return "🧪 Auto-Recovery Dry Run"
+	case recovery.Interrupted:
+		return "⚠️ Auto-Recovery Interrupted"
+	}
+	return "🤖 Auto-Recovery " + string(x.State)
+}
+
+func infoText(x *recovery.Execution) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "*Event:* %s (%s)\n", esc(string(x.Event.Type)), esc(string(x.Event.Severity)))
+	fmt.Fprintf(&b, "*Runbook:* %s\n", esc(x.Runbook))
+	fmt.Fprintf(&b, "*Confidence:* %.0f%%\n", x.Event.Confidence*100)
+	if x.EstimatedRecoveryTime > 0 {
+		fmt.Fprintf(&b, "*Est. Recovery Time:* %d minute%s\n", x.EstimatedRecoveryTime, plural(x.EstimatedRecoveryTime))
+	} else {
+		b.WriteString("*Est. Recovery Time:* not given\n")
+	}
+	if x.RequestedBy != "" {
+		fmt.Fprintf(&b, "*Requested by:* %s\n", Who(x.RequestedBy))
+	}
+	if x.Repeats > 0 {
+		fmt.Fprintf(&b, "*Repeats:* %d more event%s folded into this plan\n", x.Repeats, plural(x.Repeats))
+	}
+	fmt.Fprintf(&b, "*Plan:* `%s`", esc(x.ID))
+	return cut(b.String(), MaxSectionText)
+}
+
+func problemText(summary string, max int) string {
+	if strings.TrimSpace(summary) == "" {
+		return "_(the event gave no summary)_"
+	}
+	return MentionActors(cut(summary, max))
+}
+
+func actionsHeading(x *recovery.Execution) string {
+	switch x.State {
+	case recovery.PendingApproval:
+		return "Planned Actions:"
+	case recovery.DryRun:
+		return "Would do:"
+	case recovery.Suppressed, recovery.Rejected, recovery.Expired, recovery.Cancelled:
+		return "Actions (not executed):"
+	}
+	return "Actions:"
+}
+
+// actionSections renders one section per action: type, target, the driver's
+// description and the parameters as JSON, each within the section limit.
+func actionSections(x *recovery.Execution, describe []string, heading string) []slack.Block {
+	out := make([]slack.Block, 0, len(x.Actions))
+	for i := range x.Actions {
+		var b strings.Builder
+		if i == 0 {
+			b.WriteString(heading + "\n")
+		}
+		b.WriteString(ActionText(x, describe, i))
+		out = append(out, section(cut(b.String(), MaxSectionText)))
+	}
+	return out
+}
+
+// ActionText is one action: "1. TYPE · target", the driver's description,
+// and the parameters as indented JSON, cut to fit a section.
+func ActionText(x *recovery.Execution, describe []string, i int) string {
+	a := x.Actions[i]
+	var b strings.Builder
+	fmt.Fprintf(&b, "*%d. %s*", i+1, esc(string(a.Type)))
+	if a.Operation != "" {
+		fmt.Fprintf(&b, " %s", esc(a.Operation))
+	}
+	if a.Resource != "" {
+		fmt.Fprintf(&b, " %s", esc(a.Resource))
+	}
+	if t := a.TargetKey(); t != "" {
+		fmt.Fprintf(&b, " · `%s`", esc(t))
+	}
+	var notes []string
+	if a.Gradual {
+		notes = append(notes, "gradual")
+	}
+	if a.Duration > 0 {
+		notes = append(notes, fmt.Sprintf("reverts after %ds", a.Duration))
+	}
+	if a.Risk != "" {
+		notes = append(notes, "risk: "+esc(a.Risk))
+	}
+	if len(notes) > 0 {
+		b.WriteString(" _(" + strings.Join(notes, ", ") + ")_")
+	}
+	if i < len(describe) && describe[i] != "" {
+		b.WriteString("\n" + esc(describe[i]))
+	}
+	if len(a.Parameters) > 0 {
+		p := paramsJSON(a.Parameters)
+		room := MaxSectionText - utf8.RuneCountInString(b.String()) - 200 // heading and fences
+		b.WriteString("\n```" + esc(cut(p, max(room, 100))) + "```")
+	}
+	return b.String()
+}
+
+func paramsJSON(p map[string]any) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(p); err != nil {
+		return recovery.FormatParams(p)
+	}
+	return strings.TrimRight(buf.String(), "\n")
+}
+
+func rollbackText(x *recovery.Execution) string {
+	if len(x.Rollback) == 0 {
+		return "*Rollback Plan:* None ⚠️ (nothing this plan does can be restored)"
+	}
+	return fmt.Sprintf("*Rollback Plan:* Available ✅ (%d step%s, each restoring the state observed before its action)",
+		len(x.Rollback), plural(len(x.Rollback)))
+}
+
+func reasonsHeading(x *recovery.Execution) string {
+	switch {
+	case x.Decision == recovery.DecideApproval && x.State == recovery.PendingApproval:
+		return "*Why approval is needed:*"
+	case x.Decision == recovery.DecideApproval:
+		return "*Why approval was needed:*"
+	case x.State == recovery.DryRun || x.State == recovery.Suppressed:
+		return "*Why it was not executed:*"
+	}
+	return "*Guardrails:*"
+}
+
+// statusText is the after-the-fact line: who approved when, and how it ended.
+func statusText(x *recovery.Execution, f Facts) string {
+	approved := ""
+	switch {
+	case x.ApprovedBy == "":
+	case x.Decision == recovery.DecideAuto:
+		approved = "⚙️ Executed without approval: every guardrail passed"
+	default:
+		approved = "✅ Approved by " + Who(x.ApprovedBy)
+		if !f.ApprovedAt.IsZero() {
+			approved += " at " + SlackTime(f.ApprovedAt)
+		}
+	}
+	join := func(parts ...string) string {
+		var out []string
+		for _, p := range parts {
+			if p != "" {
+				out = append(out, p)
+			}
+		}
+		return strings.Join(out, " · ")
+	}
+	at := ""
+	if !f.LastAt.IsZero() && f.LastTo == x.State {
+		at = " at " + SlackTime(f.LastAt)
+	}
+	switch x.State {
+	case recovery.PendingApproval:
+		return ""
+	case recovery.Approved:
+		return join(approved, "starting…")
+	case recovery.Executing:
+		return join(approved, "▶️ executing: progress in the thread")
+	case recovery.Succeeded, recovery.Verified, recovery.Verifying, recovery.VerifyFailed:
+		s := "✅ Recovery succeeded" + at
+		switch x.State {
+		case recovery.Verifying:
+			s = "🔎 Recovery done, verifying"
+		case recovery.Verified:
+			s = "✅ Recovery succeeded and verified" + at
+		case recovery.VerifyFailed:
+			s = "⚠️ Recovery done but verification failed" + at
+		}
+		if !x.RollbackAt.IsZero() {
+			s += "; scheduled rollback at " + SlackTime(x.RollbackAt)
+		}
+		return join(approved, s)
+	case recovery.Failed:
+		return join(approved, "❌ Failed"+at+": "+esc(cut(x.Error, 800))+". Nothing was changed.")
+	case recovery.RollingBack:
+		by := ""
+		if f.RollbackBy != "" && f.RollbackBy != "recoverbot" {
+			by = ", requested by " + Who(f.RollbackBy)
+		}
+		return join(approved, "↩️ Rolling back"+by+": progress in the thread")
+	case recovery.RolledBack:
+		by := ""
+		if f.RollbackBy != "" && f.RollbackBy != "recoverbot" {
+			by = " (requested by " + Who(f.RollbackBy) + ")"
+		}
+		return join(approved, "↩️ Rolled back"+by+at+": the previous state is restored")
+	case recovery.RollbackFailed:
+		return join(approved, "🔥 Rollback FAILED"+at+", a human must look: "+esc(cut(f.LastReason, 800)))
+	case recovery.Rejected:
+		return "❌ Rejected by " + Who(f.LastBy) + at + ": not executed"
+	case recovery.Expired:
+		return "⏰ Approval timed out — not executed"
+	case recovery.Cancelled:
+		return "Cancelled: the alert resolved before anyone approved; not executed"
+	case recovery.Suppressed:
+		reason := f.LastReason
+		if reason == "" && len(x.Reasons) > 0 {
+			reason = x.Reasons[0]
+		}
+		return join(approved, "🚫 Not executed: "+esc(cut(reason, 800)))
+	case recovery.DryRun:
+		return "🧪 Dry run: nothing was executed; this is what would have happened"
+	case recovery.Interrupted:
+		return join(approved, "⚠️ Interrupted"+at+": "+esc(cut(f.LastReason, 800)))
+	}
+	return esc(string(x.State))
+}
+
+// Undoable reports whether a Roll back button makes sense: the execution is
+// in a state the engine rolls back from, and a driver recorded a state to
+// restore.
+func Undoable(x *recovery.Execution) bool {
+	switch x.State {
+	case recovery.Succeeded, recovery.Verified, recovery.VerifyFailed, recovery.Interrupted:
+	default:
+		return false
+	}
+	for _, s := range x.Steps {
+		if s.Phase == "apply" && len(s.Before) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+func buttons(x *recovery.Execution, s *Signer) slack.Block {
+	switch {
+	case x.State == recovery.PendingApproval:
+		return slack.NewActionBlock(BlockApproval,
+			slack.NewButtonBlockElement(ActionApprove, s.Sign(ActionApprove, x.ID), plain("✅ Approve & Execute")).WithStyle(slack.StylePrimary),
+			slack.NewButtonBlockElement(ActionReject, s.Sign(ActionReject, x.ID), plain("❌ Reject")).WithStyle(slack.StyleDanger),
+			slack.NewButtonBlockElement(ActionDetails, s.Sign(ActionDetails, x.ID), plain("🔍 View Details")),
+		)
+	case Undoable(x) && len(x.Rollback) > 0:
+		return slack.NewActionBlock(BlockOutcome,
+			slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger),
+			slack.NewButtonBlockElement(ActionDetails, s.Sign(ActionDetails, x.ID), plain("🔍 View Details")),
+		)
+	}
+	return nil
+}
+
+func footer(x *recovery.Execution) string {
+	if x.State == recovery.PendingApproval && !x.Deadline.IsZero() {
+		mins := int(x.Deadline.Sub(x.CreatedAt).Round(time.Minute) / time.Minute)
+		return fmt.Sprintf("⏰ This request times out at %s (%d minute%s after it was made): after that, nothing runs. · Plan `%s`",
+			SlackTime(x.Deadline), mins, plural(mins), esc(x.ID))
+	}
+	return fmt.Sprintf("Plan `%s` · made %s", esc(x.ID), SlackTime(x.CreatedAt))
+}
+
+func fallback(x *recovery.Execution) string {
+	return cut(fmt.Sprintf("%s: %s (plan %s)", headline(x), x.Runbook, x.ID), 300)
+}
+
+// DetailsModal is the View Details modal: the whole plan, the rollback plan,
+// the event, the guardrail reasons and the steps so far, within the view
+// limits (100 blocks, 3,000 characters per section).
+func DetailsModal(x *recovery.Execution, describe []string, f Facts) slack.ModalViewRequest {
+	head := []slack.Block{
+		section(infoText(x) + "\n*State:* " + esc(string(x.State))),
+		section("*Problem:*\n" + problemText(x.Event.Summary, MaxSectionText-20)),
+	}
+	if s := statusText(x, f); s != "" {
+		head = append(head, section("*Status:* "+s))
+	}
+	actions := actionSections(x, describe, "*Actions:*")
+	var tail []slack.Block
+	tail = append(tail, slack.NewDividerBlock())
+	if len(x.Rollback) > 0 {
+		tail = append(tail, section(cut("*Rollback plan* (runs in this order; each undo restores what its driver observed before acting):\n"+bullets(x.Rollback), MaxSectionText)))
+	} else {
+		tail = append(tail, section("*Rollback plan:* none: nothing this plan does can be restored"))
+	}
+	if len(x.Reasons) > 0 {
+		tail = append(tail, section(cut("*Guardrail reasons:*\n"+bullets(x.Reasons), MaxSectionText)))
+	}
+	tail = append(tail, section(cut("*Event:*\n```"+esc(eventJSON(x))+"```", MaxSectionText)))
+	if len(x.Steps) > 0 {
+		tail = append(tail, section(cut("*Steps so far:*\n"+stepLines(x), MaxSectionText)))
+	}
+	tail = append(tail, slack.NewContextBlock("", mrkdwn(fmt.Sprintf("Plan `%s` · runbook hash `%.12s` · made %s", esc(x.ID), esc(x.RunbookHash), SlackTime(x.CreatedAt)))))
+	blocks := fit(head, actions, tail, MaxViewBlocks, 1<<30, func(n int) slack.Block {
+		return section(fmt.Sprintf("_…and %d more action(s): too many to show here; `/recover status %s` lists the plan._", n, x.ID))
+	})
+	return slack.ModalViewRequest{
+		Type:       slack.VTModal,
+		Title:      plain("Recovery plan"),
+		Close:      plain("Close"),
+		CallbackID: "recovery_details",
+		Blocks:     slack.Blocks{BlockSet: blocks},
+	}
+}
+
+func eventJSON(x *recovery.Execution) string {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(x.Event)
+	return strings.TrimRight(buf.String(), "\n")
+}
+
+func stepLines(x *recovery.Execution) string {
+	var b strings.Builder
+	steps := x.Steps
+	if len(steps) > 30 {
+		fmt.Fprintf(&b, "_(%d earlier steps not shown)_\n", len(steps)-30)
+		steps = steps[len(steps)-30:]
+	}
+	for _, s := range steps {
+		mark := "▶️"
+		switch {
+		case s.Error != "":
+			mark = "❌"
+		case !s.EndedAt.IsZero():
+			mark = "✅"
+		}
+		fmt.Fprintf(&b, "%s %s action %d (%s)", mark, s.Phase, s.Action+1, esc(s.Type))
+		if s.Error != "" {
+			fmt.Fprintf(&b, ": %s", esc(cut(s.Error, 200)))
+		}
+		b.WriteByte('\n')
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
+
+// Who renders an audit actor: a Slack user as a mention, anyone else as text.
+func Who(actor string) string {
+	if id, ok := strings.CutPrefix(actor, ActorPrefix); ok && ValidApproverID(id) {
+		return "<@" + id + ">"
+	}
+	if actor == "" {
+		return "someone"
+	}
+	return esc(actor)
+}
+
+// SlackTime renders t in each reader's own time zone, with UTC as fallback.
+func SlackTime(t time.Time) string {
+	return fmt.Sprintf("<!date^%d^{time}|%s>", t.Unix(), t.UTC().Format("15:04 UTC"))
+}
+
+// MentionActors escapes text for mrkdwn and turns "slack:U123" actors in it
+// into mentions (the engine's notification texts name actors that way).
+func MentionActors(text string) string {
+	s := esc(text)
+	var b strings.Builder
+	for {
+		i := strings.Index(s, ActorPrefix)
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		rest := s[i+len(ActorPrefix):]
+		j := 0
+		for j < len(rest) && (rest[j] >= 'A' && rest[j] <= 'Z' || rest[j] >= '0' && rest[j] <= '9') {
+			j++
+		}
+		if id := rest[:j]; ValidApproverID(id) {
+			b.WriteString("<@" + id + ">")
+		} else {
+			b.WriteString(ActorPrefix + id)
+		}
+		s = rest[j:]
+	}
+}
+
+func section(text string) *slack.SectionBlock {
+	return slack.NewSectionBlock(mrkdwn(cut(text, MaxSectionText)), nil, nil)
+}
+
+func mrkdwn(text string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.MarkdownType, text, false, false)
+}
+
+func plain(text string) *slack.TextBlockObject {
+	return slack.NewTextBlockObject(slack.PlainTextType, text, true, false)
+}
+
+func bullets(lines []string) string {
+	var b strings.Builder
+	for i, l := range lines {
+		if i > 0 {
+			b.WriteByte('\n')
+		}
+		b.WriteString("• " + MentionActors(l))
+	}
+	return b.String()
+}
+
+// esc escapes the three characters mrkdwn treats as markup.
+func esc(s string) string {
+	if !strings.ContainsAny(s, "&<>") {
+		return s
+	}
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// cut shortens s to at most n runes, ending in "…" when it cut.
+func cut(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	return string(r[:n-1]) + "…"
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
+}

@@ -1,0 +1,223 @@
+package commands
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/slack-go/slack"
+
+	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+
+var t0 = time.Date(2026, 11, 27, 12, 4, 0, 0, time.UTC)
+
+func testSigner(t testing.TB) *Signer {
+	t.Helper()
+	s, err := NewSigner([]byte("0123456789abcdef0123456789abcdef-test-key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// pendingRestart is the playbook's approval case: a pod restart for a memory
+// leak, waiting for a human.
+func pendingRestart() *recovery.Execution {
+	return &recovery.Execution{
+		Plan: recovery.Plan{
+			ID: "01KB5Z8Q6M3V0R7T9W2X4Y6Z8A", EventID: "ev-1",
+			Event: recovery.Event{ID: "ev-1", Type: runbooks.CapacityWarning, Severity: runbooks.Warning,
+				Summary: "Memory at 95% on api-gateway pods: leak suspected (heap > 1.8 GiB & growing)", Confidence: 0.85,
+				Data: map[string]any{"resourceType": "MEMORY", "utilization": 95.0}},
+			Runbook: "restart-pod-memory-leak", RunbookHash: "4f1c2b9a7d3e5f60718293a4b5c6d7e8f9",
+			Actions: []runbooks.Action{{Type: runbooks.RestartPod, Target: runbooks.Target{Deployment: "api-gateway"},
+				Parameters: map[string]any{"deployment": "api-gateway", "graceful": true, "drainTimeout": 30.0}, Risk: "high"}},
+			Rollback: []string{"undo action 1 (RESTART_POD deployment//api-gateway): restore the state observed before it ran"},
+			Decision: recovery.DecideApproval,
+			Reasons:  []string{"runbook restart-pod-memory-leak requires approval; action 1 (RESTART_POD) is never run without approval"},
+			Deadline: t0.Add(5 * time.Minute), TargetKey: "restart-pod-memory-leak|deployment//api-gateway",
+			Safety: runbooks.Safety{RequiresApproval: true, MaxExecutionsPerHour: 2}, EstimatedRecoveryTime: 3,
+		},
+		State: recovery.PendingApproval, Version: 1, CreatedAt: t0, UpdatedAt: t0,
+	}
+}
+
+var describe = []string{"restart deployment api-gateway (rolling, graceful drain 30s)"}
+
+func TestMessageGolden(t *testing.T) {
+	sign := testSigner(t)
+	approvedAt := t0.Add(90 * time.Second)
+	cases := []struct {
+		name  string
+		x     func() *recovery.Execution
+		facts Facts
+		pause bool
+		desc  []string
+	}{
+		{"approval_pending", pendingRestart, Facts{}, false, nil},
+		{"approval_pending_paused", pendingRestart, Facts{}, true, nil},
+		{"approved_executing", func() *recovery.Execution {
+			x := pendingRestart()
+			x.State, x.ApprovedBy = recovery.Executing, "slack:U0APPROVER"
+			x.Steps = []recovery.Step{{Action: 0, Type: "RESTART_POD", Phase: "apply", StartedAt: approvedAt}}
+			return x
+		}, Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: approvedAt, LastTo: recovery.Executing}, false, nil},
+		{"succeeded_rollback_button", func() *recovery.Execution {
+			x := pendingRestart()
+			x.State, x.ApprovedBy = recovery.Succeeded, "slack:U0APPROVER"
+			x.Steps = []recovery.Step{{Action: 0, Type: "RESTART_POD", Phase: "apply", Before: json.RawMessage(`{"replicas":3}`),
+				StartedAt: approvedAt, EndedAt: approvedAt.Add(time.Minute)}}
+			return x
+		}, Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: approvedAt.Add(time.Minute), LastTo: recovery.Succeeded}, false, nil},
+		{"rejected", func() *recovery.Execution {
+			x := pendingRestart()
+			x.State = recovery.Rejected
+			return x
+		}, Facts{LastBy: "slack:U0APPROVER", LastAt: approvedAt, LastTo: recovery.Rejected, LastReason: "rejected by slack:U0APPROVER"}, false, nil},
+		{"expired", func() *recovery.Execution {
+			x := pendingRestart()
+			x.State = recovery.Expired
+			return x
+		}, Facts{LastBy: "recoverbot", LastAt: t0.Add(5 * time.Minute), LastTo: recovery.Expired, LastReason: "approval deadline passed"}, false, nil},
+		{"dry_run", func() *recovery.Execution {
+			x := pendingRestart()
+			x.State, x.Decision, x.Deadline = recovery.DryRun, recovery.DecideDryRun, time.Time{}
+			x.Reasons = []string{"mode dry-run: nothing is executed", "would need approval: runbook restart-pod-memory-leak requires approval"}
+			return x
+		}, Facts{}, false, nil},
+		{"auto_succeeded", func() *recovery.Execution {
+			x := pendingRestart()
+			x.Runbook, x.State, x.Decision, x.Deadline = "clear-cache-on-stale-data", recovery.Succeeded, recovery.DecideAuto, time.Time{}
+			x.ApprovedBy = "recoverbot (auto)"
+			x.Actions = []runbooks.Action{{Type: runbooks.CacheClear, Parameters: map[string]any{"pattern": "/api/users:*", "graceful": true}}}
+			x.Rollback, x.Reasons = nil, []string{"all guardrails passed: executing without approval"}
+			x.Steps = []recovery.Step{{Action: 0, Type: "CACHE_CLEAR", Phase: "apply", StartedAt: t0, EndedAt: t0.Add(time.Second)}}
+			return x
+		}, Facts{LastBy: "recoverbot", LastAt: t0.Add(time.Second), LastTo: recovery.Succeeded}, false,
+			[]string{"clear keys matching /api/users:* (graceful: expire, no blocking delete)"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			x := c.x()
+			desc := describe
+			if c.desc != nil {
+				desc = c.desc
+			}
+			text, blocks := Message(View{X: x, Describe: desc, Facts: c.facts, Paused: c.pause, Signer: sign})
+			checkLimits(t, blocks, MaxBlocks, true)
+			golden(t, c.name, map[string]any{"text": text, "blocks": blocks})
+		})
+	}
+}
+
+// A plan far beyond Block Kit's limits is cut to fit, and says so.
+func TestMessageLongPlanIsCut(t *testing.T) {
+	x := pendingRestart()
+	x.Event.Summary = strings.Repeat("the <heap> & the stack grow; ", 300)
+	x.Actions = nil
+	var desc []string
+	for i := range 80 {
+		params := map[string]any{"deployment": fmt.Sprintf("svc-%02d", i), "note": strings.Repeat("x<&>", 900)}
+		x.Actions = append(x.Actions, runbooks.Action{Type: runbooks.RestartPod, Target: runbooks.Target{Deployment: fmt.Sprintf("svc-%02d", i)}, Parameters: params})
+		desc = append(desc, fmt.Sprintf("restart deployment svc-%02d", i))
+	}
+	_, blocks := Message(View{X: x, Describe: desc, Signer: testSigner(t)})
+	checkLimits(t, blocks, MaxBlocks, true)
+	all, _ := json.Marshal(blocks)
+	if !bytes.Contains(all, []byte("more action(s) not shown here: see *View Details*")) {
+		t.Errorf("cut message has no pointer to View Details")
+	}
+	if !bytes.Contains(all, []byte(`"block_id":"`+BlockApproval+`"`)) {
+		t.Errorf("buttons were cut: %s", all)
+	}
+	golden(t, "long_plan_cut", map[string]any{"blocks": blocks})
+
+	view := DetailsModal(x, desc, Facts{})
+	checkLimits(t, view.Blocks.BlockSet, MaxViewBlocks, false)
+}
+
+func TestDetailsModalGolden(t *testing.T) {
+	x := pendingRestart()
+	x.State, x.ApprovedBy = recovery.Succeeded, "slack:U0APPROVER"
+	x.Steps = []recovery.Step{{Action: 0, Type: "RESTART_POD", Phase: "apply", Before: json.RawMessage(`{}`), StartedAt: t0, EndedAt: t0.Add(time.Minute)}}
+	view := DetailsModal(x, describe, Facts{ApprovedAt: t0, LastTo: recovery.Succeeded, LastAt: t0.Add(time.Minute)})
+	checkLimits(t, view.Blocks.BlockSet, MaxViewBlocks, false)
+	if n := utf8.RuneCountInString(view.Title.Text); n > 24 {
+		t.Errorf("modal title has %d characters, Slack allows 24", n)
+	}
+	golden(t, "details_modal", view)
+}
+
+// checkLimits applies Slack's Block Kit limits (the ones internal/slacktest
+// enforces too): block count, 3,000 characters per section text, 150 per
+// header, and the ~12,000-character JSON size for messages.
+func checkLimits(t *testing.T, blocks []slack.Block, maxBlocks int, message bool) {
+	t.Helper()
+	if len(blocks) > maxBlocks {
+		t.Errorf("%d blocks, limit %d", len(blocks), maxBlocks)
+	}
+	for i, b := range blocks {
+		switch b := b.(type) {
+		case *slack.SectionBlock:
+			if n := utf8.RuneCountInString(b.Text.Text); n > MaxSectionText {
+				t.Errorf("block %d: section text %d characters", i, n)
+			}
+		case *slack.HeaderBlock:
+			if n := utf8.RuneCountInString(b.Text.Text); n > MaxHeaderText {
+				t.Errorf("block %d: header %d characters", i, n)
+			}
+		}
+	}
+	if size := BlocksSize(blocks); message && size > 12000 {
+		t.Errorf("blocks JSON is %d bytes; Slack refuses more than about 12,000", size)
+	}
+}
+
+func golden(t *testing.T, name string, v any) {
+	t.Helper()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false) // readable goldens: <!date…>, & and > as they are
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	got := buf.Bytes()
+	path := filepath.Join("testdata", name+".golden.json")
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./commands -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs from the golden file (go test ./commands -update rewrites it after review):\ngot:\n%s", path, got)
+	}
+}
+
+func TestMentionActors(t *testing.T) {
+	for _, c := range []struct{ in, want string }{
+		{"✅ Approved by slack:U123ABC at 12:04:05", "✅ Approved by <@U123ABC> at 12:04:05"},
+		{"rolled back by cli:alice", "rolled back by cli:alice"},
+		{"a <b> & slack:nope", "a &lt;b&gt; &amp; slack:"},
+	} {
+		if got := MentionActors(c.in); !strings.HasPrefix(got, c.want) {
+			t.Errorf("MentionActors(%q) = %q, want %q", c.in, got, c.want)
+		}
+	}
+}
