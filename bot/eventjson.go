@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"sync"
+	"sync/atomic"
 )
 
 // decodeEvent parses the intake's event JSON. The common case (ASCII strings
@@ -312,30 +313,44 @@ func equalFoldASCII(a, b string) bool {
 
 // internTable keeps one copy of short strings seen in events (keys like
 // "upstream", values like "DATABASE"), so a storm of similar events does not
-// allocate them again and again. It stops growing at internMax entries: a sender
-// with endless distinct values only loses the optimisation.
-var internTable = struct {
-	sync.RWMutex
-	m map[string]string
-}{m: map[string]string{}}
+// allocate them again and again. Readers load an immutable map without a lock;
+// a new string is added by copying the map (rare after warm-up). It stops
+// growing at internMax entries: a sender with endless distinct values only
+// loses the optimisation.
+var (
+	internTable atomic.Pointer[map[string]string]
+	internMu    sync.Mutex
+)
 
-const internMax, internLen = 4096, 32
+const internMax, internLen = 1024, 32
 
 func intern(b []byte) string {
 	if len(b) > internLen {
 		return string(b)
 	}
-	internTable.RLock()
-	s, ok := internTable.m[string(b)] // no allocation: the compiler keys by the bytes
-	internTable.RUnlock()
-	if ok {
+	if m := internTable.Load(); m != nil {
+		if s, ok := (*m)[string(b)]; ok { // no allocation: the compiler keys by the bytes
+			return s
+		}
+	}
+	s := string(b)
+	internMu.Lock()
+	defer internMu.Unlock()
+	old := internTable.Load()
+	n := 0
+	if old != nil {
+		n = len(*old)
+	}
+	if n >= internMax {
 		return s
 	}
-	s = string(b)
-	internTable.Lock()
-	if len(internTable.m) < internMax {
-		internTable.m[s] = s
+	m := make(map[string]string, n+1)
+	if old != nil {
+		for k, v := range *old {
+			m[k] = v
+		}
 	}
-	internTable.Unlock()
+	m[s] = s
+	internTable.Store(&m)
 	return s
 }

@@ -118,7 +118,7 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu           sync.Mutex
+	mu           sync.RWMutex // guards the fields below; Evaluate only reads them
 	closing      bool
 	paused       bool
 	openTargets  map[string]string // target key → open plan id
@@ -490,7 +490,7 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		x.State = Approved
 		x.ApprovedBy = "recoverbot (auto)"
 		// Reserve the rate-limit slot now; the stamp is persisted when it starts.
-		e.rate[rb.Name] = append(e.rate[rb.Name], now)
+		e.addRate(rb.Name, now)
 		d.rateRunbook, d.rateAt = rb.Name, now
 		e.autos = append(e.autos, now)
 	}
@@ -596,16 +596,21 @@ func (e *Engine) closeTarget(p *Plan, now time.Time) {
 	e.forgetRepeats(p.ID)
 }
 
-// rateCount counts execution starts in the hour before now; called with e.mu held.
+// rateCount counts execution starts in the hour before now; called with e.mu
+// held for reading at least. It does not modify anything (see addRate).
 func (e *Engine) rateCount(runbook string, now time.Time) int {
 	ts := e.rate[runbook]
 	cut := now.Add(-time.Hour)
+	return len(ts) - sort.Search(len(ts), func(i int) bool { return ts[i].After(cut) })
+}
+
+// addRate records an execution start, dropping starts older than the window;
+// called with e.mu held for writing.
+func (e *Engine) addRate(runbook string, at time.Time) {
+	ts := e.rate[runbook]
+	cut := at.Add(-time.Hour)
 	i := sort.Search(len(ts), func(i int) bool { return ts[i].After(cut) })
-	if i > 0 {
-		ts = append(ts[:0], ts[i:]...)
-		e.rate[runbook] = ts
-	}
-	return len(ts)
+	e.rate[runbook] = append(ts[:copy(ts, ts[i:])], at)
 }
 
 func (e *Engine) dropRate(runbook string, at time.Time) {
@@ -725,9 +730,9 @@ func (e *Engine) evaluate(ev *Event, rb *runbooks.Runbook, now time.Time, o prop
 		TargetKey: PlanTargetKey(rb.Name, actions), Safety: rb.Safety, FourEyes: rb.FourEyes,
 		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, RequestedBy: o.requestedBy}
 	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: p.TargetKey, Manual: o.manual, AI: o.ai != nil, Now: now}
-	e.mu.Lock()
+	e.mu.RLock()
 	out := e.judge(prop)
-	e.mu.Unlock()
+	e.mu.RUnlock()
 	p.Decision, p.Reasons = out.decision, out.reasons
 	if out.decision == DecideDuplicate {
 		p.ID = out.ref

@@ -236,7 +236,7 @@ func (e *Engine) run(id string) {
 		n := e.rateCount(x.Runbook, now)
 		ok := n < x.Safety.MaxExecutionsPerHour
 		if ok {
-			e.rate[x.Runbook] = append(e.rate[x.Runbook], now)
+			e.addRate(x.Runbook, now)
 		}
 		e.mu.Unlock()
 		if !ok {

@@ -149,6 +149,12 @@ func (r *renderer) targetField(name, s string) string {
 // than inserting key by key; then only templated strings and nested containers are
 // replaced, each an in-place update of an existing key.
 func (r *renderer) object(m map[string]any) map[string]any {
+	if !templated(m) {
+		// Nothing to substitute: share the runbook's map. Rendered actions are
+		// read-only (drivers and the store only read them), so sharing is safe
+		// and saves a copy per event on the hot path.
+		return m
+	}
 	out := maps.Clone(m)
 	for k, v := range m {
 		switch x := v.(type) {
@@ -369,4 +375,37 @@ func (a *Action) TargetKey() string {
 		return "service/" + a.Target.Namespace + "/" + a.Target.Service
 	}
 	return "resource/" + a.Resource
+}
+
+// templated reports whether v holds a {{…}} string at any depth.
+func templated(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.Contains(x, "{{")
+	case map[string]any:
+		for _, e := range x {
+			if templated(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if templated(e) {
+				return true
+			}
+		}
+	case map[string]string:
+		for _, e := range x {
+			if strings.Contains(e, "{{") {
+				return true
+			}
+		}
+	case []string:
+		for _, e := range x {
+			if strings.Contains(e, "{{") {
+				return true
+			}
+		}
+	}
+	return false
 }
