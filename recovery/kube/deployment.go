@@ -187,9 +187,10 @@ func (d *Driver) undoRestart(ctx context.Context, st before, report recovery.Rep
 	} else {
 		ops = append(ops, jsonOp{Op: "replace", Path: path, Value: *rs.Previous})
 	}
+	gen := dep.Generation
 	dep, err = d.patchDeployment(ctx, st.Namespace, st.Name, types.JSONPatchType, mustJSON(ops))
 	if err != nil {
-		return err
+		return d.undoRefused(ctx, st, gen, err, report)
 	}
 	d.wrote(st.UID, dep.Generation)
 	if rs.Previous == nil {
@@ -526,8 +527,9 @@ func (d *Driver) undoEnv(ctx context.Context, st before, report recovery.Reporte
 			done = append(done, c.Name+" "+*ce.Previous)
 		}
 	}
+	gen := dep.Generation
 	if dep, err = d.patchDeployment(ctx, st.Namespace, st.Name, types.JSONPatchType, mustJSON(ops)); err != nil {
-		return err
+		return d.undoRefused(ctx, st, gen, err, report)
 	}
 	d.wrote(st.UID, dep.Generation)
 	report(fmt.Sprintf("deployment %s: %s restored: %s", st.ref(), es.Name, strings.Join(done, ", ")))

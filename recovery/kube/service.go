@@ -97,7 +97,7 @@ func (d *Driver) undoSelector(ctx context.Context, st before, report recovery.Re
 		return err
 	}
 	if _, err := d.patchSelector(ctx, st.Namespace, st.Name, ss.Wrote, "", ss.Previous); err != nil {
-		return err
+		return d.selectorUndoRefused(ctx, st, err, report)
 	}
 	report(fmt.Sprintf("service %s: selector restored to %s", st.ref(), formatSelector(ss.Previous)))
 	return nil

@@ -1,0 +1,9 @@
+// Package e2e holds the Kubernetes driver's integration tests: recovery/kube
+// against a real kube-apiserver, etcd and kube-controller-manager (real
+// admission, RBAC, patch semantics, resourceVersion conflicts and deployment
+// controller; no scheduler or kubelet, so pods stay Pending), acting as the
+// bot's own ServiceAccount under deploy/rbac.yaml.
+//
+// `make test-k8s` builds and starts that control plane (test/k8s/up.sh) and
+// runs them; without it they skip and say so, unless RECOVERBOT_REQUIRE_K8S=1.
+package e2e
