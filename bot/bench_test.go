@@ -134,7 +134,7 @@ func BenchmarkIntakeHTTP(b *testing.B) {
 		bodies[i] = stormEvent(i)
 	}
 	var n atomic.Int64
-	b.SetParallelism(32) // 64 clients on 2 cores
+	b.SetParallelism(128) // 256 clients on 2 cores: the group commit batches what they send
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
