@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"reflect"
 	"strconv"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/recovery/claude"
 )
 
 // Config is every setting of the process. Each field has a YAML key (the config
@@ -45,6 +47,10 @@ type Config struct {
 	GatewayURL             string        `yaml:"gateway_url" help:"HTTP gateway admin API for CIRCUIT_BREAKER, RATE_LIMIT, route FAILOVER"`
 	PrometheusURL          string        `yaml:"prometheus_url" help:"Prometheus for verify queries; empty: verification is skipped (and said so)"`
 	SignalWebhook          string        `yaml:"signal_webhook" help:"URL that receives a RECOVERY_SIGNAL event (JSON POST) for each verified recovery"`
+	AIModel                string        `yaml:"ai_model" help:"Claude model for AI planning (only used when ANTHROPIC_API_KEY is set)"`
+	AITimeout              time.Duration `yaml:"ai_timeout" help:"bound on each AI call: a slow, failing or rate-limited AI never delays a plan"`
+	BlastMaxAuto           int           `yaml:"blast_max_auto" help:"blast-radius breaker: more automatic executions than this within an hour, all runbooks together, stop all automatic execution until resume"`
+	BlastMaxTargets        int           `yaml:"blast_max_targets" help:"blast-radius breaker: more distinct targets than this failing within 5 minutes stop all automatic execution until resume"`
 
 	IntakeToken  string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback)"`
 	AdminToken   string `yaml:"-" secret:"true" help:"bearer token required on the admin API (required off loopback)"`
@@ -69,6 +75,10 @@ func DefaultConfig() Config {
 		LogFormat:              "text",
 		Drivers:                "real",
 		SlackSilence:           DefaultSlackSilence,
+		AIModel:                claude.DefaultModel,
+		AITimeout:              5 * time.Second,
+		BlastMaxAuto:           d.BlastMaxAuto,
+		BlastMaxTargets:        d.BlastMaxTargets,
 	}
 }
 
@@ -150,6 +160,16 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 				return fmt.Errorf("%s: %q is not a number", name, s)
 			}
 			fv.SetFloat(x)
+		case int:
+			x, err := strconv.Atoi(s)
+			if err != nil {
+				return fmt.Errorf("%s: %q is not a whole number", name, s)
+			}
+			fv.SetInt(int64(x))
+		default:
+			// A field type added to Config without a case here would be
+			// silently unsettable from the environment.
+			return fmt.Errorf("%s: settings of type %s cannot be set from the environment", name, fv.Type())
 		}
 	}
 	return nil
@@ -219,7 +239,28 @@ func (c *Config) Validate() error {
 	if c.SigningKey != "" && len(c.SigningKey) < commands.MinKeyLen {
 		bad("signing_key", "must be at least %d bytes (it is %d)", commands.MinKeyLen, len(c.SigningKey))
 	}
+	if c.AIModel == "" || len(c.AIModel) > 100 || !printable(c.AIModel) {
+		bad("ai_model", "%q is not a model name (1 to 100 printable characters without spaces, like %s)", c.AIModel, claude.DefaultModel)
+	}
+	if c.AITimeout < time.Second || c.AITimeout > time.Minute {
+		bad("ai_timeout", "%s is outside 1s..1m", c.AITimeout)
+	}
+	if c.BlastMaxAuto < 1 || c.BlastMaxAuto > 100000 {
+		bad("blast_max_auto", "%d is outside 1..100000", c.BlastMaxAuto)
+	}
+	if c.BlastMaxTargets < 1 || c.BlastMaxTargets > 100000 {
+		bad("blast_max_targets", "%d is outside 1..100000", c.BlastMaxTargets)
+	}
 	return errors.Join(errs...)
+}
+
+func printable(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] <= ' ' || s[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 func isLoopback(host string) bool {
@@ -252,8 +293,32 @@ func (c *Config) SlackOptions(getenv func(string) string, log *slog.Logger) Slac
 	}
 }
 
-// Engine returns the engine settings.
+// Engine returns the engine settings (the AI advisor aside: see Advisor).
 func (c *Config) Engine() recovery.Config {
 	return recovery.Config{Mode: recovery.Mode(c.Mode), AutoThreshold: c.AutoThreshold,
-		ApprovalTimeout: c.ApprovalTimeout, DefaultCooldown: c.DefaultCooldown, LockWait: c.LockWait}
+		ApprovalTimeout: c.ApprovalTimeout, DefaultCooldown: c.DefaultCooldown, LockWait: c.LockWait,
+		AITimeout: c.AITimeout, BlastMaxAuto: c.BlastMaxAuto, BlastMaxTargets: c.BlastMaxTargets}
+}
+
+// Advisor returns the AI planner when ANTHROPIC_API_KEY is set (environment
+// only, never the file), nil otherwise: without the key nothing of AI
+// planning runs. ANTHROPIC_BASE_URL, the SDK's convention, overrides the
+// endpoint. endpoint is the scheme and host it talks to, for the start-up
+// log (the key and any credentials in the URL are never logged).
+func (c *Config) Advisor(getenv func(string) string) (adv recovery.Advisor, endpoint string, err error) {
+	key := getenv("ANTHROPIC_API_KEY")
+	if key == "" {
+		return nil, "", nil
+	}
+	base := getenv("ANTHROPIC_BASE_URL")
+	endpoint = "https://api.anthropic.com"
+	if base != "" {
+		u, perr := url.Parse(base)
+		if perr != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			// The value is not repeated: a URL may carry credentials.
+			return nil, "", errors.New("ANTHROPIC_BASE_URL is not an http(s) URL like https://api.anthropic.com")
+		}
+		endpoint = u.Scheme + "://" + u.Host
+	}
+	return claude.New(key, base, c.AIModel), endpoint, nil
 }

@@ -392,7 +392,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	cfg := a.Engine.Config()
 	writeJSON(w, http.StatusOK, map[string]any{"paused": a.Engine.Paused(), "mode": cfg.Mode,
 		"auto_threshold": cfg.AutoThreshold, "approval_timeout": cfg.ApprovalTimeout.String(),
-		"runbooks": len(a.Engine.Runbooks().All())})
+		"runbooks": len(a.Engine.Runbooks().All()), "breaker": a.Engine.Breaker()})
 }
 
 func (a *API) getAudit(w http.ResponseWriter, r *http.Request) {

@@ -47,7 +47,7 @@ func NewMetrics(outboxDepth func() float64) *Metrics {
 	}
 	m.Registry.MustRegister(m.events, m.decisions, m.states, m.actions, m.approvalWait, m.slackErrors,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverbot_outbox_depth",
-			Help: "Notifications waiting for delivery (capped at 10000)."}, outboxDepth),
+			Help: "Notifications waiting for delivery (read up to 1000: the store's page)."}, outboxDepth),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -88,7 +88,7 @@ func outboxDepth(s recovery.Store) func() float64 {
 	return func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		page, err := s.Outbox(ctx, 0, 10000)
+		page, err := s.Outbox(ctx, 0, 1000)
 		if err != nil {
 			return -1
 		}

@@ -82,6 +82,17 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 	if cfg.SignalWebhook != "" {
 		ecfg.OnRecovery = signalWebhook(cfg.SignalWebhook, log)
 	}
+	advisor, endpoint, err := cfg.Advisor(o.Getenv)
+	if err != nil {
+		return err
+	}
+	if advisor != nil {
+		ecfg.Advisor = advisor
+		log.Info("AI planning on: events no runbook matches and /recover ask get a Claude proposal, validated strictly; every AI plan waits for approval",
+			"model", cfg.AIModel, "timeout", cfg.AITimeout, "endpoint", endpoint)
+	} else {
+		log.Info("AI planning off: ANTHROPIC_API_KEY is not set")
+	}
 	metrics := NewMetrics(outboxDepth(db))
 	ecfg.Observer = metrics
 	eng := recovery.New(ecfg, db, books, drivers)

@@ -128,12 +128,20 @@ func NewSlack(ctx context.Context, o SlackOptions, eng *recovery.Engine) (*Slack
 	s.router = &commands.Router{
 		Handler: &commands.Handler{Engine: eng, Slack: calls, Channel: o.Channel, Approvers: approvers,
 			Signer: signer, Log: log},
-		Log: log, OnDuplicate: o.OnDuplicate,
+		Timeout: requestTimeout(eng.Config().AITimeout),
+		Log:     log, OnDuplicate: o.OnDuplicate,
 	}
 	s.router.Register(bot)
 	s.notifier = &SlackNotifier{API: calls, Store: eng.Store(), Engine: eng, Signer: signer,
 		Channel: o.Channel, CallTimeout: o.CallTimeout, Log: log.With("component", "notify")}
 	return s, nil
+}
+
+// requestTimeout bounds the work of one command or click: 20s, or longer
+// when /recover ask may wait for a slower configured AI timeout (the engine
+// bounds the AI call itself; the rest is bbolt and Slack calls).
+func requestTimeout(aiTimeout time.Duration) time.Duration {
+	return max(20*time.Second, aiTimeout+15*time.Second)
 }
 
 // apiURL checks SLACK_API_URL and gives it the trailing slash slack-go needs.

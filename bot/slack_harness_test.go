@@ -57,6 +57,11 @@ type harnessConfig struct {
 	driver     *logdriver.Driver
 	srv        *slacktest.Server // reuse a server (a restarted bot); nil: a new one
 	dbPath     string            // reuse a database; "": a new one
+	// engine, when set, edits the engine's settings (AI advisor and
+	// timeout, breaker thresholds) before it starts.
+	engine func(*recovery.Config)
+	// timeout bounds the whole test's waits (default slackTimeout).
+	timeout time.Duration
 }
 
 // newSlackHarness runs the real Slack face (NewSlack with the options Serve
@@ -70,7 +75,10 @@ func newSlackHarness(t testing.TB, hc harnessConfig) *slackHarness {
 	if hc.approvers == "" {
 		hc.approvers = approver + ",S1"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), slackTimeout)
+	if hc.timeout == 0 {
+		hc.timeout = slackTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), hc.timeout)
 	if _, ok := t.(*testing.B); ok {
 		cancel()
 		ctx, cancel = context.WithCancel(context.Background())
@@ -108,6 +116,9 @@ func newSlackHarness(t testing.TB, hc harnessConfig) *slackHarness {
 	log := testLogger()
 	ecfg := recovery.DefaultConfig()
 	ecfg.Mode, ecfg.Clock, ecfg.Log = hc.mode, h.clock, log
+	if hc.engine != nil {
+		hc.engine(&ecfg)
+	}
 	h.eng = recovery.New(ecfg, db, books, h.drv.All())
 	if err := h.eng.Start(ctx); err != nil {
 		t.Fatal(err)
@@ -203,7 +214,7 @@ func (h *slackHarness) nextEphemeral(user, channel string, before int, what stri
 func (h *slackHarness) click(user, channel, ts, actionID, value string) string {
 	h.t.Helper()
 	block := commands.BlockApproval
-	if actionID == commands.ActionRollback {
+	if actionID == commands.ActionRollback || actionID == commands.ActionMarkFalse {
 		block = commands.BlockOutcome
 	}
 	id := h.srv.Click(user, channel, ts, actionID, block, value)

@@ -2,6 +2,8 @@ package bot
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -27,12 +29,23 @@ type slackPoster interface {
 type planSource interface {
 	Describe(actions []recovery.Action) []string
 	Paused() bool
+	Breaker() string
 }
 
 // SlackNotifier delivers outbox notifications to the incident channel: a
 // plan becomes a root message, each state change re-renders that message
 // (chat.update) and is told in its thread, each step is a thread reply,
 // notices are channel messages.
+//
+// "repeats" (duplicates folded into the plan; the engine emits at most one
+// every few seconds per plan) and "explain" (an AI explanation was added)
+// only re-render the root message: an alert storm is one message whose
+// count moves, never a reply per event. A plan never announced (a
+// suppressed one: those are summarized) gets no root for them. Any other
+// notification of an execution re-renders the root too when what it shows
+// changed (a step that marks it as a false action, say): the hash of the
+// last rendering is kept with the delivery record, so an unchanged root
+// costs no chat.update.
 //
 // Exactly once, as far as it can be: for each execution the store keeps
 // (key commands.SettingMessagePrefix+id) the root message's channel and ts
@@ -59,8 +72,15 @@ type SlackNotifier struct {
 
 	mu    sync.Mutex
 	cache map[string]*msgRecord // by execution id ("" for notices)
-	// shownPaused is the pause flag the open plan messages last showed.
-	shownPaused bool
+	// shown is the pause flag and breaker reason the open plan messages
+	// last showed (only the courier's goroutine touches it).
+	shown banners
+}
+
+// banners are the bot-wide states plan messages show.
+type banners struct {
+	paused  bool
+	breaker string
 }
 
 // msgRecord is where an execution's messages live and how far delivery got.
@@ -68,6 +88,8 @@ type msgRecord struct {
 	Channel string `json:"channel,omitempty"`
 	TS      string `json:"ts,omitempty"`
 	Seq     uint64 `json:"seq"`
+	// Hash identifies the root message's last rendering (text and blocks).
+	Hash string `json:"hash,omitempty"`
 	// dirty: delivered, but the record is not persisted yet.
 	dirty bool
 }
@@ -127,15 +149,25 @@ func (n *SlackNotifier) Notify(ctx context.Context, note recovery.Notification, 
 }
 
 func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification, x *recovery.Execution, rec *msgRecord) error {
-	if note.ExecutionID == "" || x == nil {
+	notice := note.Kind == "notice" || note.ExecutionID == ""
+	if notice || x == nil {
 		// A notice, or an execution that no longer exists: a channel message.
+		// (A notice can carry the id of the plan it came with, as the
+		// breaker's does: the store files it with that plan's changes. It is
+		// still for the whole channel, not the plan's thread.)
 		_, _, err := n.post(ctx, n.Channel, slack.MsgOptionText(commands.MentionActors(note.Text), false))
-		if err == nil && note.ExecutionID == "" {
-			n.refreshOnPause(ctx)
+		if err == nil && notice {
+			n.refreshBanners(ctx)
 		}
 		return err
 	}
+	rootOnly := note.Kind == "repeats" || note.Kind == "explain"
 	switch {
+	case rec.TS == "" && rootOnly:
+		// Never announced (a suppressed plan: summarized, not posted), so
+		// there is nothing to update; the count and the explanation live
+		// on the execution and show if its root is ever posted.
+		return nil
 	case rec.TS == "":
 		// The root message: the plan, rendered as it stands now (a late
 		// delivery shows the latest state, which later updates keep). A
@@ -145,10 +177,15 @@ func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification,
 		}
 	case note.Kind == "plan":
 		return nil // posted before; the record only lacked the seq
-	case note.Kind == "state":
-		if err := n.updateRoot(ctx, x, rec); err != nil {
+	default:
+		// A state change always re-renders; anything else only when the
+		// rendering changed.
+		if err := n.syncRoot(ctx, x, rec, note.Kind == "state"); err != nil {
 			return err
 		}
+	}
+	if rootOnly {
+		return nil
 	}
 	opts := []slack.MsgOption{slack.MsgOptionText(commands.MentionActors(note.Text), false), slack.MsgOptionTS(rec.TS)}
 	switch note.State {
@@ -168,22 +205,33 @@ func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification,
 	return err
 }
 
-func (n *SlackNotifier) render(ctx context.Context, x *recovery.Execution) (string, []slack.Block, error) {
+// rendering is a root message as it would be sent now.
+type rendering struct {
+	text   string
+	blocks []slack.Block
+	hash   string
+}
+
+func (n *SlackNotifier) render(ctx context.Context, x *recovery.Execution) (rendering, error) {
 	audit, err := n.Store.Audit(ctx, x.ID)
 	if err != nil {
-		return "", nil, fmt.Errorf("read audit of %s: %w", x.ID, err)
+		return rendering{}, fmt.Errorf("read audit of %s: %w", x.ID, err)
 	}
 	text, blocks := commands.Message(commands.View{X: x, Describe: n.Engine.Describe(x.Actions),
-		Facts: commands.FactsFrom(audit), Paused: n.Engine.Paused(), Signer: n.Signer})
-	return text, blocks, nil
+		Facts: commands.FactsFrom(audit), Paused: n.Engine.Paused(), Breaker: n.Engine.Breaker(), Signer: n.Signer})
+	h := sha256.New()
+	h.Write([]byte(text))
+	h.Write([]byte{0})
+	_ = json.NewEncoder(h).Encode(blocks)
+	return rendering{text: text, blocks: blocks, hash: hex.EncodeToString(h.Sum(nil)[:12])}, nil
 }
 
 func (n *SlackNotifier) postRoot(ctx context.Context, x *recovery.Execution, rec *msgRecord) error {
-	text, blocks, err := n.render(ctx, x)
+	r, err := n.render(ctx, x)
 	if err != nil {
 		return err
 	}
-	ch, ts, err := n.post(ctx, n.Channel, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+	ch, ts, err := n.post(ctx, n.Channel, slack.MsgOptionText(r.text, false), slack.MsgOptionBlocks(r.blocks...))
 	if isBlocksRefused(err) {
 		n.log().Error("Slack refused the plan message's blocks; posting it as text", "plan", x.ID, "err", err)
 		ch, ts, err = n.post(ctx, n.Channel, slack.MsgOptionText(textOnly(x), false))
@@ -191,16 +239,21 @@ func (n *SlackNotifier) postRoot(ctx context.Context, x *recovery.Execution, rec
 	if err != nil {
 		return err
 	}
-	rec.Channel, rec.TS = ch, ts
+	rec.Channel, rec.TS, rec.Hash = ch, ts, r.hash
 	return nil
 }
 
-func (n *SlackNotifier) updateRoot(ctx context.Context, x *recovery.Execution, rec *msgRecord) error {
-	text, blocks, err := n.render(ctx, x)
+// syncRoot re-renders the root message; unless force is set, only when the
+// rendering differs from the one last sent.
+func (n *SlackNotifier) syncRoot(ctx context.Context, x *recovery.Execution, rec *msgRecord, force bool) error {
+	r, err := n.render(ctx, x)
 	if err != nil {
 		return err
 	}
-	err = n.update(ctx, rec, slack.MsgOptionText(text, false), slack.MsgOptionBlocks(blocks...))
+	if !force && r.hash == rec.Hash {
+		return nil
+	}
+	err = n.update(ctx, rec, slack.MsgOptionText(r.text, false), slack.MsgOptionBlocks(r.blocks...))
 	if isBlocksRefused(err) {
 		n.log().Error("Slack refused the plan message's blocks; showing it as text", "plan", x.ID, "err", err)
 		err = n.update(ctx, rec, slack.MsgOptionText(textOnly(x), false), slack.MsgOptionBlocks([]slack.Block{}...))
@@ -209,35 +262,40 @@ func (n *SlackNotifier) updateRoot(ctx context.Context, x *recovery.Execution, r
 		rec.TS = ""
 		return n.postRoot(ctx, x, rec)
 	}
+	if err == nil {
+		rec.Hash = r.hash
+	}
 	return err
 }
 
-// refreshOnPause re-renders the messages of plans awaiting approval when the
-// pause flag changed (pause and resume are announced by notices), so every
-// open plan says whether the bot is paused. Best effort: a failure is logged
-// and the next state change of each plan renders it anyway.
-func (n *SlackNotifier) refreshOnPause(ctx context.Context) {
-	paused := n.Engine.Paused()
-	if paused == n.shownPaused {
+// refreshBanners re-renders the messages of plans awaiting approval when the
+// pause flag or the blast-radius breaker changed (both are announced by
+// notices: pause, resume, the breaker tripping), so every open plan says
+// whether the bot is paused and whether the breaker holds it. Best effort: a
+// failure is logged and the next notification of each plan renders it
+// anyway.
+func (n *SlackNotifier) refreshBanners(ctx context.Context) {
+	now := banners{paused: n.Engine.Paused(), breaker: n.Engine.Breaker()}
+	if now == n.shown {
 		return
 	}
-	n.shownPaused = paused
+	n.shown = now
 	xs, err := n.Store.Executions(ctx, recovery.ExecutionFilter{State: recovery.PendingApproval, Limit: 50})
 	if err != nil {
-		n.log().Warn("list plans to show the pause", "err", err)
+		n.log().Warn("list plans to show the pause or the breaker", "err", err)
 		return
 	}
 	for i := range xs {
-		rec, err := n.record(ctx, commands.SettingMessagePrefix+xs[i].ID)
+		key := commands.SettingMessagePrefix + xs[i].ID
+		rec, err := n.record(ctx, key)
 		if err != nil || rec.TS == "" {
 			continue
 		}
 		r := *rec
-		if err := n.updateRoot(ctx, &xs[i], &r); err != nil {
-			n.log().Warn("show the pause on a plan message", "plan", xs[i].ID, "err", commands.Redact(err.Error()))
+		if err := n.syncRoot(ctx, &xs[i], &r, false); err != nil {
+			n.log().Warn("show the pause or the breaker on a plan message", "plan", xs[i].ID, "err", commands.Redact(err.Error()))
 		}
-		if r.TS != rec.TS { // the root was gone and is posted anew
-			key := commands.SettingMessagePrefix + xs[i].ID
+		if r.TS != rec.TS || r.Hash != rec.Hash {
 			r.dirty = true
 			n.mu.Lock()
 			n.cache[key] = &r

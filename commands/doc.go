@@ -10,8 +10,9 @@
 //  2. The button value must carry this bot's HMAC for that very action
 //     (Signer): a forged, altered or borrowed value is refused and audited.
 //  3. The click must come from the incident channel.
-//  4. Approve, Reject and Roll back need an approver (Approvers: the
-//     runbook's list, else the global one; user groups resolved and cached).
+//  4. Approve, Reject, Roll back and Mark as false action need an approver
+//     (Approvers: the runbook's list, else the global one; user groups
+//     resolved and cached).
 //  5. The engine decides: its compare-and-set lets one approval through, and
 //     it checks four-eyes and the deadline. Every refusal is audited and
 //     explained privately; nothing runs unless every step said yes.

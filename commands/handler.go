@@ -23,6 +23,13 @@ type Engine interface {
 	Pause(ctx context.Context, actor string) error
 	Resume(ctx context.Context, actor string) error
 	Paused() bool
+	// Breaker says why the blast-radius breaker is open ("" when closed);
+	// Resume closes it.
+	Breaker() string
+	// Ask turns a free-text question into an AI plan awaiting approval,
+	// waiting for the AI at most the engine's AI timeout.
+	Ask(ctx context.Context, question, requestedBy string) (recovery.Answer, error)
+	MarkFalse(ctx context.Context, id, actor string) (recovery.Execution, error)
 	PlanManual(ctx context.Context, runbook string, values map[string]any, requestedBy string) (recovery.Answer, error)
 	Preview(runbook string, values map[string]any, requestedBy string) (recovery.Plan, error)
 	Describe(actions []recovery.Action) []string
@@ -126,6 +133,10 @@ func (h *Handler) Command(ctx context.Context, r Request) *Reply {
 		rep, err = h.pause(ctx, r.User, sub == "pause", words)
 	case "stats":
 		rep, err = h.stats(ctx, words)
+	case "ask":
+		rep, err = h.ask(ctx, r.User, afterFirstWord(r.Text))
+	case "false":
+		rep, err = h.falseAction(ctx, r.User, words)
 	default:
 		err = usagef("`%s` is not a /recover sub-command. Try one of: %s.", esc(sub), subList())
 	}
@@ -137,7 +148,7 @@ func (h *Handler) Command(ctx context.Context, r Request) *Reply {
 
 func mutating(sub string) bool {
 	switch sub {
-	case "plan", "rollback", "pause", "resume":
+	case "plan", "rollback", "pause", "resume", "ask", "false":
 		return true
 	}
 	return false
@@ -377,6 +388,17 @@ func (h *Handler) status(ctx context.Context, words []string) (*Reply, error) {
 	}
 	fmt.Fprintf(&b, "*recoverbot* · mode `%s` · paused: %s · approval timeout %s · auto threshold %.0f%%\n",
 		cfg.Mode, paused, cfg.ApprovalTimeout, cfg.AutoThreshold*100)
+	if why := h.Engine.Breaker(); why != "" {
+		fmt.Fprintf(&b, "🚨 *Blast-radius breaker: OPEN* (%s): every plan needs a human's approval until an approver runs `/recover resume`\n", esc(why))
+	} else {
+		fmt.Fprintf(&b, "Blast-radius breaker: closed (trips on more than %d automatic executions within %s, or more than %d targets failing within %s)\n",
+			cfg.BlastMaxAuto, cfg.BlastWindow, cfg.BlastMaxTargets, cfg.BlastTargetWindow)
+	}
+	if cfg.Advisor != nil {
+		b.WriteString("AI planning: on (`/recover ask`); every AI plan waits for approval\n")
+	} else {
+		b.WriteString("AI planning: off (set ANTHROPIC_API_KEY)\n")
+	}
 	st := h.Engine.Store()
 	for _, g := range []struct {
 		title  string
@@ -424,6 +446,15 @@ func executionText(x *recovery.Execution) string {
 		fmt.Fprintf(&b, "; times out %s", SlackTime(x.Deadline))
 	}
 	b.WriteString("\n")
+	if x.AI != nil {
+		b.WriteString(AIText(x.AI, 1<<20) + "\n")
+	}
+	if x.Explanation != "" {
+		b.WriteString(explanationText(x.Explanation, 1500) + "\n")
+	}
+	if x.Repeats > 0 {
+		fmt.Fprintf(&b, "Repeats: %s\n", SeenMore(x.Repeats))
+	}
 	for i := range x.Actions {
 		a := x.Actions[i]
 		fmt.Fprintf(&b, "%d. %s `%s` %s\n", i+1, a.Type, esc(a.TargetKey()), esc(recovery.FormatParams(a.Parameters)))
@@ -437,8 +468,21 @@ func executionText(x *recovery.Execution) string {
 	if x.Error != "" {
 		fmt.Fprintf(&b, "Error: %s\n", esc(x.Error))
 	}
+	if x.VerifyQuery != "" {
+		fmt.Fprintf(&b, "Verify: %s", queryText(x))
+		if x.LastVerify != "" {
+			fmt.Fprintf(&b, ", last seen: %s", verifyValue(x.LastVerify))
+		}
+		b.WriteString("\n")
+	}
+	if s := falseText(x); s != "" {
+		b.WriteString(s + "\n")
+	}
 	if Undoable(x) {
 		fmt.Fprintf(&b, "Can be rolled back: `/recover rollback %s`\n", x.ID)
+	}
+	if Markable(x) {
+		fmt.Fprintf(&b, "Should it not have run? `/recover false %s` (approvers)\n", x.ID)
 	}
 	return cut(strings.TrimRight(b.String(), "\n"), 38000)
 }
@@ -477,19 +521,28 @@ func (h *Handler) pause(ctx context.Context, user string, on bool, words []strin
 		h.refuse(ctx, "", user, sub+": not an approver")
 		return text("You are not an approver: only approvers can %s recoverbot.", sub), nil
 	}
-	if h.Engine.Paused() == on {
-		return text("recoverbot is already %s.", map[bool]string{true: "paused", false: "running"}[on]), nil
+	breaker := h.Engine.Breaker()
+	switch {
+	case on && h.Engine.Paused():
+		return text("recoverbot is already paused."), nil
+	case !on && !h.Engine.Paused() && breaker == "":
+		return text("recoverbot is already running."), nil
 	}
 	if on {
 		err = h.Engine.Pause(ctx, Actor(user))
 	} else {
+		// Resume is also the human decision that closes the blast-radius
+		// breaker (the engine resets it).
 		err = h.Engine.Resume(ctx, Actor(user))
 	}
 	if err != nil {
 		return nil, err
 	}
-	if on {
+	switch {
+	case on:
 		return text("⏸️ Paused: no new plan is made until `/recover resume`. Plans already waiting can still be approved or rejected."), nil
+	case breaker != "":
+		return text("▶️ Resumed, and the blast-radius breaker is closed (it had tripped: %s). Plans may run unattended again under the usual guardrails; plans already waiting still need their approval.", esc(breaker)), nil
 	}
 	return text("▶️ Resumed: events are planned again."), nil
 }
@@ -527,7 +580,7 @@ func (h *Handler) stats(ctx context.Context, words []string) (*Reply, error) {
 // is audited; nothing runs unless all checks pass.
 func (h *Handler) Click(ctx context.Context, c Click) *Reply {
 	switch c.ActionID {
-	case ActionApprove, ActionReject, ActionDetails, ActionRollback:
+	case ActionApprove, ActionReject, ActionDetails, ActionRollback, ActionMarkFalse:
 	default:
 		h.log().Warn("ignored click on an unknown action", "action_id", c.ActionID, "block_id", c.BlockID)
 		return nil
@@ -577,6 +630,13 @@ func (h *Handler) Click(ctx context.Context, c Click) *Reply {
 		}
 		if _, err := h.Engine.Rollback(ctx, id, actor); err != nil {
 			return h.clickRefused(ctx, &x, c.User, "rollback", err)
+		}
+	case ActionMarkFalse:
+		if rep := h.authorize(ctx, &x, c.User, verbMarkFalse); rep != nil {
+			return rep
+		}
+		if rep := h.markFalse(ctx, &x, c.User); rep != nil {
+			return rep
 		}
 	}
 	// Success says nothing privately: the plan message itself changes
@@ -631,7 +691,7 @@ func movedText(x *recovery.Execution, verb string) string {
 	switch x.State {
 	case recovery.Approved, recovery.Executing, recovery.Succeeded, recovery.Verifying, recovery.Verified,
 		recovery.VerifyFailed, recovery.Failed, recovery.RollingBack, recovery.RolledBack, recovery.RollbackFailed:
-		if verb == "rollback" {
+		if verb != "approve" && verb != "reject" {
 			return fmt.Sprintf("Plan `%s` is %s now: nothing more was done.", x.ID, x.State)
 		}
 		return fmt.Sprintf("Plan `%s` was already approved by %s: it runs once, nothing more was done.", x.ID, Who(x.ApprovedBy))

@@ -9,14 +9,16 @@ const (
 	// BlockApproval holds Approve & Execute / Reject / View Details on a plan
 	// that awaits approval.
 	BlockApproval = "recovery_approval"
-	// BlockOutcome holds Roll back / View Details on a finished execution
-	// that changed something.
+	// BlockOutcome holds Roll back (when something can be undone), Mark as
+	// false action (when it ran and is not marked yet) and View Details on a
+	// finished execution.
 	BlockOutcome = "recovery_outcome"
 
-	ActionApprove  = "approve_recovery"
-	ActionReject   = "reject_recovery"
-	ActionDetails  = "view_recovery_details"
-	ActionRollback = "rollback_recovery"
+	ActionApprove   = "approve_recovery"
+	ActionReject    = "reject_recovery"
+	ActionDetails   = "view_recovery_details"
+	ActionRollback  = "rollback_recovery"
+	ActionMarkFalse = "mark_false_action"
 )
 
 // Settings keys this package and the Slack notifier keep in the store.

@@ -28,6 +28,8 @@ var usage = []struct{ cmd, what string }{
 	{"pause", "stop making new plans until resumed (approvers only)"},
 	{"resume", "make plans again (approvers only)"},
 	{"stats [window]", "auto-heal rate, MTTR and false-action rate beside their targets (default window 24h, or e.g. 7d)"},
+	{"ask <free text>", "ask the AI for a plan (needs ANTHROPIC_API_KEY on the bot); it always waits for approval"},
+	{"false <execution-id>", "mark an execution as a false action: it should not have run (approvers only)"},
 }
 
 func usageOf(sub string) string {

@@ -25,16 +25,30 @@ const (
 	MaxHeaderText   = 150
 	MaxMessageBytes = 11000 // budget under the ~12,000 Slack enforces, for headroom
 	maxSummary      = 1200  // the problem summary in a message; Details shows it all
+	maxExplanation  = 700   // of the engine's 1,500; Details shows it all
+	// Byte budgets (JSON as sent) for the texts of a message that people, the
+	// AI or a driver wrote: <, > and & cost up to ten bytes each once
+	// escaped for mrkdwn and JSON, so a character count alone cannot keep
+	// the message under MaxMessageBytes. Head and tail stay under about
+	// 10,500 bytes whatever they hold, leaving room for one action and the
+	// pointer to View Details.
+	maxProblemBytes     = 2500
+	maxExplanationBytes = 1200
+	maxRationaleBytes   = 700
+	maxReasonsBytes     = 1500
+	maxStatusBytes      = 1500
 )
 
 // View is what a plan message is rendered from: the execution as stored now,
 // the drivers' descriptions of its actions (Engine.Describe), who did what
-// (from the audit trail), and whether the bot is paused.
+// (from the audit trail), whether the bot is paused, and why the blast-radius
+// breaker is open ("" when closed).
 type View struct {
 	X        *recovery.Execution
 	Describe []string
 	Facts    Facts
 	Paused   bool
+	Breaker  string
 	// Signer signs button values; nil renders no buttons (ephemeral
 	// reports such as /recover dryrun).
 	Signer *Signer
@@ -80,18 +94,27 @@ func Message(v View) (text string, blocks []slack.Block) {
 	head := []slack.Block{
 		slack.NewHeaderBlock(plain(cut(headline(x), MaxHeaderText))),
 		section(infoText(x)),
-		section("*Problem:*\n" + problemText(x.Event.Summary, maxSummary)),
+		section(cutEncoded("*Problem:*\n"+problemText(x.Event.Summary, maxSummary), maxProblemBytes)),
+	}
+	if x.Explanation != "" {
+		head = append(head, section(cutEncoded(explanationText(x.Explanation, maxExplanation), maxExplanationBytes)))
+	}
+	if x.AI != nil {
+		head = append(head, slack.NewContextBlock("", mrkdwn(AIText(x.AI, maxRationaleBytes))))
 	}
 	var tail []slack.Block
 	tail = append(tail, section(rollbackText(x)))
 	if len(x.Reasons) > 0 {
-		tail = append(tail, section(reasonsHeading(x)+"\n"+bullets(x.Reasons)))
+		tail = append(tail, section(cutEncoded(reasonsHeading(x)+"\n"+bullets(x.Reasons), maxReasonsBytes)))
 	}
 	if v.Paused {
 		tail = append(tail, slack.NewContextBlock("", mrkdwn("⏸️ recoverbot is paused: no new plan is made until someone runs `/recover resume`.")))
 	}
+	if v.Breaker != "" && x.State == recovery.PendingApproval {
+		tail = append(tail, slack.NewContextBlock("", mrkdwn(BreakerBanner(v.Breaker))))
+	}
 	if s := statusText(x, v.Facts); s != "" {
-		tail = append(tail, section("*Status:* "+s))
+		tail = append(tail, section(cutEncoded("*Status:* "+s, maxStatusBytes)))
 	}
 	if v.Signer != nil {
 		if b := buttons(x, v.Signer); b != nil {
@@ -163,8 +186,10 @@ func headline(x *recovery.Execution) string {
 			return "⚙️ Auto-Recovery Executing (no approval needed)"
 		}
 		return "⚙️ Auto-Recovery Executing"
-	case recovery.Succeeded, recovery.Verified:
+	case recovery.Succeeded:
 		return "✅ Auto-Recovery Succeeded"
+	case recovery.Verified:
+		return "✅ Auto-Recovery Succeeded and Verified"
 	case recovery.Verifying:
 		return "🔎 Auto-Recovery Verifying"
 	case recovery.VerifyFailed:
@@ -197,7 +222,14 @@ func infoText(x *recovery.Execution) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "*Event:* %s (%s)\n", esc(string(x.Event.Type)), esc(string(x.Event.Severity)))
 	fmt.Fprintf(&b, "*Runbook:* %s\n", esc(x.Runbook))
-	fmt.Fprintf(&b, "*Confidence:* %.0f%%\n", x.Event.Confidence*100)
+	switch _, fromEvent := x.Event.Context["source_event"]; {
+	case x.AI != nil && fromEvent:
+		fmt.Fprintf(&b, "*Confidence:* %.0f%% (event) · AI %.0f%%\n", x.Event.Confidence*100, x.AI.Confidence*100)
+	case x.AI != nil:
+		fmt.Fprintf(&b, "*Confidence:* AI %.0f%%\n", x.AI.Confidence*100)
+	default:
+		fmt.Fprintf(&b, "*Confidence:* %.0f%%\n", x.Event.Confidence*100)
+	}
 	if x.EstimatedRecoveryTime > 0 {
 		fmt.Fprintf(&b, "*Est. Recovery Time:* %d minute%s\n", x.EstimatedRecoveryTime, plural(x.EstimatedRecoveryTime))
 	} else {
@@ -207,10 +239,56 @@ func infoText(x *recovery.Execution) string {
 		fmt.Fprintf(&b, "*Requested by:* %s\n", Who(x.RequestedBy))
 	}
 	if x.Repeats > 0 {
-		fmt.Fprintf(&b, "*Repeats:* %d more event%s folded into this plan\n", x.Repeats, plural(x.Repeats))
+		fmt.Fprintf(&b, "*Repeats:* %s (folded into this plan)\n", SeenMore(x.Repeats))
 	}
 	fmt.Fprintf(&b, "*Plan:* `%s`", esc(x.ID))
 	return cut(b.String(), MaxSectionText)
+}
+
+// SeenMore says how many duplicate events folded into a plan: "seen 9,999
+// more times".
+func SeenMore(n int) string {
+	if n == 1 {
+		return "seen 1 more time"
+	}
+	return "seen " + thousands(n) + " more times"
+}
+
+// thousands writes n with comma separators (9999 → "9,999").
+func thousands(n int) string {
+	if n < 0 {
+		return "-" + thousands(-n)
+	}
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// AIText is the line an AI-proposed plan carries: "proposed by AI ·
+// confidence 72 % · rationale: …" (the rationale cut to maxBytes as sent),
+// and the model that proposed it.
+func AIText(a *recovery.AIInfo, maxBytes int) string {
+	s := fmt.Sprintf("🤖 proposed by AI · confidence %.0f %% · rationale: %s", a.Confidence*100, cutEncoded(esc(strings.TrimSpace(a.Rationale)), maxBytes))
+	if a.Model != "" {
+		s += " _(model " + esc(cut(a.Model, 80)) + ")_"
+	}
+	return s
+}
+
+func explanationText(text string, max int) string {
+	return "🤖 *AI explanation:* " + esc(cut(strings.TrimSpace(text), max))
+}
+
+// BreakerBanner is what a plan awaiting approval says while the
+// blast-radius breaker is open.
+func BreakerBanner(reason string) string {
+	return "🚨 *Blast-radius breaker open* (" + esc(cut(reason, 300)) + "): every plan needs a human's approval until an approver runs `/recover resume`."
 }
 
 func problemText(summary string, max int) string {
@@ -354,32 +432,41 @@ func statusText(x *recovery.Execution, f Facts) string {
 		s := "✅ Recovery succeeded" + at
 		switch x.State {
 		case recovery.Verifying:
-			s = "🔎 Recovery done, verifying"
+			s = "🔎 Recovery done, verifying " + queryText(x)
+			if !x.VerifyUntil.IsZero() {
+				s += " until " + SlackTime(x.VerifyUntil)
+			}
 		case recovery.Verified:
-			s = "✅ Recovery succeeded and verified" + at
+			s = "✅ Recovery succeeded and verified" + at + ": " + queryText(x) + " returned " + verifyValue(x.LastVerify)
 		case recovery.VerifyFailed:
-			s = "⚠️ Recovery done but verification failed" + at
+			s = verifyFailedText(x, at)
 		}
 		if !x.RollbackAt.IsZero() {
 			s += "; scheduled rollback at " + SlackTime(x.RollbackAt)
 		}
-		return join(approved, s)
+		return join(approved, s, falseText(x))
 	case recovery.Failed:
-		return join(approved, "❌ Failed"+at+": "+esc(cut(x.Error, 800))+". Nothing was changed.")
+		return join(approved, "❌ Failed"+at+": "+esc(cut(x.Error, 800))+". Nothing was changed.", falseText(x))
 	case recovery.RollingBack:
 		by := ""
-		if f.RollbackBy != "" && f.RollbackBy != "recoverbot" {
+		switch {
+		case afterFailedVerify(x):
+			by = " after failed verification"
+		case f.RollbackBy != "" && f.RollbackBy != "recoverbot":
 			by = ", requested by " + Who(f.RollbackBy)
 		}
 		return join(approved, "↩️ Rolling back"+by+": progress in the thread")
 	case recovery.RolledBack:
 		by := ""
-		if f.RollbackBy != "" && f.RollbackBy != "recoverbot" {
+		switch {
+		case afterFailedVerify(x):
+			by = " after failed verification (last value: " + verifyValue(x.LastVerify) + ")"
+		case f.RollbackBy != "" && f.RollbackBy != "recoverbot":
 			by = " (requested by " + Who(f.RollbackBy) + ")"
 		}
-		return join(approved, "↩️ Rolled back"+by+at+": the previous state is restored")
+		return join(approved, "↩️ Rolled back"+by+at+": the previous state is restored", falseText(x))
 	case recovery.RollbackFailed:
-		return join(approved, "🔥 Rollback FAILED"+at+", a human must look: "+esc(cut(f.LastReason, 800)))
+		return join(approved, "🔥 Rollback FAILED"+at+", a human must look: "+esc(cut(f.LastReason, 800)), falseText(x))
 	case recovery.Rejected:
 		return "❌ Rejected by " + Who(f.LastBy) + at + ": not executed"
 	case recovery.Expired:
@@ -395,9 +482,72 @@ func statusText(x *recovery.Execution, f Facts) string {
 	case recovery.DryRun:
 		return "🧪 Dry run: nothing was executed; this is what would have happened"
 	case recovery.Interrupted:
-		return join(approved, "⚠️ Interrupted"+at+": "+esc(cut(f.LastReason, 800)))
+		return join(approved, "⚠️ Interrupted"+at+": "+esc(cut(f.LastReason, 800)), falseText(x))
 	}
 	return esc(string(x.State))
+}
+
+// verificationUnavailable is how the engine starts LastVerify when it could
+// not get an answer from Prometheus (recovery/verify.go).
+const verificationUnavailable = "verification unavailable"
+
+func queryText(x *recovery.Execution) string {
+	if x.VerifyQuery == "" {
+		return "the runbook's query"
+	}
+	return "`" + esc(cut(x.VerifyQuery, 300)) + "`"
+}
+
+func verifyValue(v string) string {
+	if v == "" {
+		return "an empty result"
+	}
+	return "`" + esc(cut(v, 200)) + "`"
+}
+
+// afterFailedVerify reports whether the engine rolled x back (or is rolling
+// it back) because its verification failed: it marks those false actions
+// "by verification".
+func afterFailedVerify(x *recovery.Execution) bool {
+	return x.FalseAction && x.FalseBy == "verification"
+}
+
+// verifyFailedText tells the three endings recovery/verify.go has for
+// VERIFY_FAILED: unhealthy and rolling back, unhealthy and escalated, or no
+// answer at all (never counted as a success, never rolled back on a guess).
+func verifyFailedText(x *recovery.Execution, at string) string {
+	switch {
+	case strings.HasPrefix(x.LastVerify, verificationUnavailable):
+		return "⚠️ Verification unavailable" + at + " (" + esc(cut(strings.TrimPrefix(strings.TrimPrefix(x.LastVerify, verificationUnavailable), ": "), 300)) +
+			"): not counted as a success and not rolled back; a human must decide"
+	case afterFailedVerify(x):
+		return "❌ Verification failed" + at + ": " + queryText(x) + " still unhealthy (last value: " + verifyValue(x.LastVerify) + "); rolling back"
+	}
+	return "🚨 Verification failed" + at + ": " + queryText(x) + " still unhealthy (last value: " + verifyValue(x.LastVerify) + "); escalated, a human must look"
+}
+
+// falseText says that an execution is counted as a false action, and by
+// whom ("" when it is not).
+func falseText(x *recovery.Execution) string {
+	switch {
+	case !x.FalseAction:
+		return ""
+	case afterFailedVerify(x):
+		return "🏷️ Counted as a false action (verification failed)"
+	}
+	return "🏷️ Marked as a false action by " + Who(x.FalseBy)
+}
+
+// Markable reports whether a Mark as false action button makes sense: the
+// execution ran and ended (the states recovery.Engine.MarkFalse accepts,
+// without the passing ones), and nobody counted it as false yet.
+func Markable(x *recovery.Execution) bool {
+	switch x.State {
+	case recovery.Succeeded, recovery.Verified, recovery.VerifyFailed, recovery.RolledBack,
+		recovery.RollbackFailed, recovery.Failed, recovery.Interrupted:
+		return !x.FalseAction
+	}
+	return false
 }
 
 // Undoable reports whether a Roll back button makes sense: the execution is
@@ -425,13 +575,19 @@ func buttons(x *recovery.Execution, s *Signer) slack.Block {
 			slack.NewButtonBlockElement(ActionReject, s.Sign(ActionReject, x.ID), plain("❌ Reject")).WithStyle(slack.StyleDanger),
 			slack.NewButtonBlockElement(ActionDetails, s.Sign(ActionDetails, x.ID), plain("🔍 View Details")),
 		)
-	case Undoable(x) && len(x.Rollback) > 0:
-		return slack.NewActionBlock(BlockOutcome,
-			slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger),
-			slack.NewButtonBlockElement(ActionDetails, s.Sign(ActionDetails, x.ID), plain("🔍 View Details")),
-		)
 	}
-	return nil
+	var els []slack.BlockElement
+	if Undoable(x) && len(x.Rollback) > 0 {
+		els = append(els, slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger))
+	}
+	if Markable(x) {
+		els = append(els, slack.NewButtonBlockElement(ActionMarkFalse, s.Sign(ActionMarkFalse, x.ID), plain("🏷️ Mark as false action")))
+	}
+	if len(els) == 0 {
+		return nil
+	}
+	els = append(els, slack.NewButtonBlockElement(ActionDetails, s.Sign(ActionDetails, x.ID), plain("🔍 View Details")))
+	return slack.NewActionBlock(BlockOutcome, els...)
 }
 
 func footer(x *recovery.Execution) string {
@@ -444,7 +600,11 @@ func footer(x *recovery.Execution) string {
 }
 
 func fallback(x *recovery.Execution) string {
-	return cut(fmt.Sprintf("%s: %s (plan %s)", headline(x), x.Runbook, x.ID), 300)
+	s := fmt.Sprintf("%s: %s (plan %s)", headline(x), x.Runbook, x.ID)
+	if x.Repeats > 0 {
+		s += " · " + SeenMore(x.Repeats)
+	}
+	return cut(s, 300)
 }
 
 // DetailsModal is the View Details modal: the whole plan, the rollback plan,
@@ -454,6 +614,12 @@ func DetailsModal(x *recovery.Execution, describe []string, f Facts) slack.Modal
 	head := []slack.Block{
 		section(infoText(x) + "\n*State:* " + esc(string(x.State))),
 		section("*Problem:*\n" + problemText(x.Event.Summary, MaxSectionText-20)),
+	}
+	if x.Explanation != "" {
+		head = append(head, section(explanationText(x.Explanation, MaxSectionText-40)))
+	}
+	if x.AI != nil {
+		head = append(head, section(AIText(x.AI, 1<<20)))
 	}
 	if s := statusText(x, f); s != "" {
 		head = append(head, section("*Status:* "+s))
@@ -590,6 +756,35 @@ func esc(s string) string {
 		return s
 	}
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// cutEncoded shortens mrkdwn text so that its JSON encoding (what slack-go
+// sends and Slack measures) takes at most n bytes, ending in "…" when it
+// cut, and never inside an &lt; / &gt; / &amp; escape.
+func cutEncoded(s string, n int) string {
+	if encodedLen(s) <= n {
+		return s
+	}
+	r := []rune(s)
+	lo, hi := 0, len(r) // the longest prefix that fits is r[:lo]
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if encodedLen(string(r[:mid])+"…") <= n {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	out := string(r[:lo])
+	if amp := strings.LastIndexByte(out, '&'); amp > strings.LastIndexByte(out, ';') {
+		out = out[:amp]
+	}
+	return out + "…"
+}
+
+func encodedLen(s string) int {
+	b, _ := json.Marshal(s)
+	return len(b) - 2
 }
 
 // cut shortens s to at most n runes, ending in "…" when it cut.

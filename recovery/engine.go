@@ -130,6 +130,7 @@ type Engine struct {
 
 	repeats         map[string]int       // open plan → duplicates folded in (this process)
 	repeatNoted     map[string]time.Time // open plan → when its count was last announced
+	repeatTrailing  map[string]bool      // open plan → a final announcement is scheduled
 	suppressedBatch map[string]int       // "runbook: reason" → plans since the last summary
 	breaker         breakerState
 	failing         map[string]time.Time // target → last failure, for the blast radius
@@ -183,8 +184,9 @@ func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine 
 		openTargets: map[string]string{}, cooldowns: map[string]cooldown{},
 		rate: map[string][]time.Time{}, fingerprints: map[string]string{},
 		events: map[string]*pendingEvent{}, timers: map[string]func() bool{},
-		repeats: map[string]int{}, repeatNoted: map[string]time.Time{}, suppressedBatch: map[string]int{},
-		failing: map[string]time.Time{},
+		repeats: map[string]int{}, repeatNoted: map[string]time.Time{}, repeatTrailing: map[string]bool{},
+		suppressedBatch: map[string]int{},
+		failing:         map[string]time.Time{},
 	}
 	e.locks.init()
 	e.work.init()
@@ -238,6 +240,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("load open executions: %w", err)
 	}
+	var timers []func()
 	for _, x := range open {
 		switch x.State {
 		case Verifying:
@@ -255,16 +258,23 @@ func (e *Engine) Start(ctx context.Context) error {
 			}
 			e.closeTarget(&x.Plan, now)
 		case PendingApproval:
+			e.mu.Lock()
 			e.openTargets[x.TargetKey] = x.ID
 			if x.Event.Fingerprint != "" {
 				e.fingerprints[x.Event.Fingerprint] = x.ID
 			}
-			e.arm(x.ID, x.Deadline, e.expire)
-		case Succeeded, Verified:
-			if !x.RollbackAt.IsZero() {
-				e.arm(x.ID, x.RollbackAt, e.scheduledRollback)
+			e.mu.Unlock()
+			timers = append(timers, func() { e.arm(x.ID, x.Deadline, e.expire) })
+		default:
+			if !x.RollbackAt.IsZero() && CanMove(x.State, RollingBack) && x.State != Interrupted {
+				timers = append(timers, func() { e.arm(x.ID, x.RollbackAt, e.scheduledRollback) })
 			}
 		}
+	}
+	// Armed only once the indexes are complete: a deadline that passed while the
+	// bot was down fires at once, in its own goroutine, and must find them whole.
+	for _, arm := range timers {
+		arm()
 	}
 	return nil
 }
@@ -655,6 +665,9 @@ func ValidateEvent(ev *Event) error {
 		return Errorf(CodeInvalid, "confidence must be between 0 and 1")
 	case len(ev.ID) > 128 || !printable(ev.ID):
 		return Errorf(CodeInvalid, "id must be at most 128 printable ASCII characters")
+	case ev.ID == "." || ev.ID == "..":
+		// Accepted, it could never be read back: GET /v1/events/.. is a path.
+		return Errorf(CodeInvalid, "id must not be %q", ev.ID)
 	case len(ev.Summary) > 4000 || !utf8.ValidString(ev.Summary):
 		return Errorf(CodeInvalid, "summary must be valid UTF-8 of at most 4000 bytes")
 	}

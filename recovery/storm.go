@@ -31,6 +31,12 @@ func (e *Engine) noteRepeat(plan string, now time.Time) *Notification {
 	e.repeats[plan] = n
 	last, seen := e.repeatNoted[plan]
 	if seen && now.Sub(last) < e.cfg.RepeatNoticeEvery {
+		// Throttled: make sure the count is announced once more when the window
+		// ends, so a storm that stops leaves the final count on the message.
+		if !e.repeatTrailing[plan] {
+			e.repeatTrailing[plan] = true
+			e.clock.AfterFunc(last.Add(e.cfg.RepeatNoticeEvery).Sub(now), func() { e.trailingRepeat(plan) })
+		}
 		return nil
 	}
 	e.repeatNoted[plan] = now
@@ -42,6 +48,33 @@ func (e *Engine) noteRepeat(plan string, now time.Time) *Notification {
 func (e *Engine) forgetRepeats(plan string) {
 	delete(e.repeats, plan)
 	delete(e.repeatNoted, plan)
+	delete(e.repeatTrailing, plan)
+}
+
+// trailingRepeat announces the count at the end of a throttled window.
+func (e *Engine) trailingRepeat(plan string) {
+	e.mu.Lock()
+	n, open := e.repeats[plan]
+	delete(e.repeatTrailing, plan)
+	if open {
+		e.repeatNoted[plan] = e.clock.Now()
+	}
+	e.mu.Unlock()
+	if !open {
+		return // the plan closed meanwhile: its final state says enough
+	}
+	x, err := e.store.Execution(e.ctx, plan)
+	if err != nil {
+		return
+	}
+	if _, err := e.transition(e.ctx, Transition{ID: plan, From: []State{x.State}, To: x.State,
+		Actor: "recoverbot", Reason: fmt.Sprintf("%d repeated event(s) folded in", n),
+		Outbox: []Notification{{Kind: "repeats", Text: fmt.Sprintf("🔁 seen %d more time(s) since it was planned", n)}}}); err != nil {
+		var m *MoveError
+		if !errors.As(err, &m) {
+			e.log.Warn("announce repeats", "plan", plan, "err", err)
+		}
+	}
 }
 
 // noteSuppressed queues a suppressed plan for the next summary; called with

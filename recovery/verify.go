@@ -192,6 +192,13 @@ func (e *Engine) MarkFalse(ctx context.Context, id, actor string) (Execution, er
 	}
 	return e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: x.State,
 		Actor: actor, Reason: "marked as a false action by " + actor,
-		Mutate: func(x *Execution) error { x.FalseAction, x.FalseBy = true, actor; return nil },
+		Mutate: func(x *Execution) error {
+			if x.FalseAction {
+				// Two clicks at once: the compare-and-set lets one mark it.
+				return Errorf(CodeConflict, "execution %s is already marked as a false action (by %s)", id, x.FalseBy)
+			}
+			x.FalseAction, x.FalseBy = true, actor
+			return nil
+		},
 		Outbox: []Notification{{Kind: "step", Text: "🏷️ Marked as a false action by " + actor}}})
 }

@@ -328,7 +328,9 @@ func encodeOutbox(ns []recovery.Notification, execID string, at time.Time) ([][]
 	out := make([][]byte, len(ns))
 	for i, n := range ns {
 		n.Seq = 0
-		if n.ExecutionID == "" {
+		// A "notice" is a channel-wide message (a summary, the breaker) even
+		// when written with a plan: it is never filed under that plan.
+		if n.ExecutionID == "" && n.Kind != "notice" {
 			n.ExecutionID = execID
 		}
 		if n.At.IsZero() {
