@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        ?= ./...
 
-.PHONY: run build test test-long lint bench clean
+.PHONY: run build test test-long test-k8s lint bench clean
 
 # Offline, dry-run, embedded runbooks, bbolt under ./data, listening on 127.0.0.1:8080.
 run:
@@ -16,6 +16,23 @@ build:
 # where installed: .ci/run installs them; without them those tests skip and say how).
 test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The long tests, against the binary built from this tree (test/long): 50
+# kill -9 restarts of a running scenario, then 60 s of sustained intake load.
+# About ten minutes; .ci/run runs them after make test.
+test-long:
+	RECOVERBOT_LONG=1 GO=$(GO) $(GO) test -count=1 -timeout 30m -v ./test/long/
+
+# The Kubernetes driver against a real control plane (etcd, kube-apiserver,
+# kube-controller-manager built from test/k8s/tools, cached in test/k8s/bin) on
+# 127.0.0.1, as the bot's own ServiceAccount under deploy/rbac.yaml. Whatever the
+# outcome, everything up.sh started is stopped by its PID (trap).
+test-k8s:
+	GO=$(GO) test/k8s/build.sh
+	@state=$$(mktemp -d "$${TMPDIR:-/tmp}/recoverbot-k8s.XXXXXX"); \
+	trap 'test/k8s/down.sh "$$state"' EXIT; trap 'exit 130' INT TERM; \
+	test/k8s/up.sh "$$state" && . "$$state/env" && \
+	RECOVERBOT_REQUIRE_K8S=1 $(GO) test -race -count=1 -timeout 10m ./test/k8s/e2e/...
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
