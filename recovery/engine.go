@@ -137,39 +137,27 @@ type Engine struct {
 	autos           []time.Time          // automatic decisions, oldest first
 }
 
+// orDefault sets *v to d when it is the zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
+}
+
 // New builds an engine; call Start before use.
 func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine {
 	d := DefaultConfig()
-	if cfg.Mode == "" {
-		cfg.Mode = d.Mode
-	}
-	if cfg.AutoThreshold == 0 {
-		cfg.AutoThreshold = d.AutoThreshold
-	}
-	if cfg.ApprovalTimeout == 0 {
-		cfg.ApprovalTimeout = d.ApprovalTimeout
-	}
-	if cfg.LockWait == 0 {
-		cfg.LockWait = d.LockWait
-	}
-	if cfg.RepeatNoticeEvery == 0 {
-		cfg.RepeatNoticeEvery = d.RepeatNoticeEvery
-	}
-	if cfg.SuppressSummaryEvery == 0 {
-		cfg.SuppressSummaryEvery = d.SuppressSummaryEvery
-	}
-	if cfg.BlastMaxAuto == 0 {
-		cfg.BlastMaxAuto = d.BlastMaxAuto
-	}
-	if cfg.BlastWindow == 0 {
-		cfg.BlastWindow = d.BlastWindow
-	}
-	if cfg.BlastMaxTargets == 0 {
-		cfg.BlastMaxTargets = d.BlastMaxTargets
-	}
-	if cfg.BlastTargetWindow == 0 {
-		cfg.BlastTargetWindow = d.BlastTargetWindow
-	}
+	orDefault(&cfg.Mode, d.Mode)
+	orDefault(&cfg.AutoThreshold, d.AutoThreshold)
+	orDefault(&cfg.ApprovalTimeout, d.ApprovalTimeout)
+	orDefault(&cfg.LockWait, d.LockWait)
+	orDefault(&cfg.RepeatNoticeEvery, d.RepeatNoticeEvery)
+	orDefault(&cfg.SuppressSummaryEvery, d.SuppressSummaryEvery)
+	orDefault(&cfg.BlastMaxAuto, d.BlastMaxAuto)
+	orDefault(&cfg.BlastWindow, d.BlastWindow)
+	orDefault(&cfg.BlastMaxTargets, d.BlastMaxTargets)
+	orDefault(&cfg.BlastTargetWindow, d.BlastTargetWindow)
 	if cfg.Clock == nil {
 		cfg.Clock = SystemClock{}
 	}
