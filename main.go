@@ -84,6 +84,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	}
 	if cmd == "serve" {
+		bot.TuneGC(getenv)
 		log := bot.NewLogger(cfg.LogFormat, stderr)
 		if err := bot.Serve(ctx, cfg, bot.Options{Getenv: getenv, Log: log}); err != nil {
 			log.Error("recoverbot stopped", "err", err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -34,6 +35,9 @@ var referenceJSON = [][]byte{
 
 func benchEngine(b *testing.B, mode recovery.Mode) (*recovery.Engine, *store.DB) {
 	b.Helper()
+	// The bot's own GC setting (TuneGC), restored after the benchmark.
+	old := debug.SetGCPercent(GCPercent)
+	b.Cleanup(func() { debug.SetGCPercent(old) })
 	books, err := runbooks.LoadDefaults()
 	if err != nil {
 		b.Fatal(err)

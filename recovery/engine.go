@@ -133,8 +133,9 @@ type Engine struct {
 	repeatTrailing  map[string]bool      // open plan → a final announcement is scheduled
 	suppressedBatch map[string]int       // "runbook: reason" → plans since the last summary
 	breaker         breakerState
-	failing         map[string]time.Time // target → last failure, for the blast radius
-	autos           []time.Time          // automatic decisions, oldest first
+	failing         map[string]time.Time         // target → last failure, for the blast radius
+	approvalWhy     map[*runbooks.Runbook]string // read-only after New
+	autos           []time.Time                  // automatic decisions, oldest first
 }
 
 // orDefault sets *v to d when it is the zero value.
@@ -175,6 +176,10 @@ func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine 
 		repeats: map[string]int{}, repeatNoted: map[string]time.Time{}, repeatTrailing: map[string]bool{},
 		suppressedBatch: map[string]int{},
 		failing:         map[string]time.Time{},
+	}
+	e.approvalWhy = map[*runbooks.Runbook]string{}
+	for _, rb := range books.All() {
+		e.approvalWhy[rb] = approvalReasons(rb, cfg.Mode)
 	}
 	e.locks.init()
 	e.work.init()

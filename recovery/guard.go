@@ -106,22 +106,12 @@ func (e *Engine) guards() []Guard {
 			return Pass, "", ""
 		}),
 		GuardFunc(func(p *Proposal) (Verdict, string, string) {
-			var why []string
-			if p.Runbook.Safety.RequiresApproval {
-				why = append(why, "runbook "+p.Runbook.Name+" requires approval")
+			why, ok := e.approvalWhy[p.Runbook]
+			if !ok {
+				why = approvalReasons(p.Runbook, e.cfg.Mode)
 			}
-			for i, a := range p.Actions {
-				switch {
-				case neverAuto[a.Type]:
-					why = append(why, fmt.Sprintf("action %d (%s) is never run without approval", i+1, a.Type))
-				case a.Risk == "high":
-					why = append(why, fmt.Sprintf("action %d (%s) is marked risk: high", i+1, a.Type))
-				case e.cfg.Mode == ModeLowRisk && !lowRisk[a.Type]:
-					why = append(why, fmt.Sprintf("mode low-risk: action %d (%s) is not CACHE_CLEAR or RATE_LIMIT", i+1, a.Type))
-				}
-			}
-			if len(why) > 0 {
-				return NeedApproval, strings.Join(why, "; "), ""
+			if why != "" {
+				return NeedApproval, why, ""
 			}
 			return Pass, "", ""
 		}),
@@ -141,4 +131,26 @@ func (e *Engine) guards() []Guard {
 			return Pass, "", ""
 		}),
 	}
+}
+
+// approvalReasons says why a runbook's plans always need a human: the runbook
+// asks for it, an action is on the never-auto list or marked risk: high, or the
+// low-risk phase excludes it. It depends only on the runbook and the mode, so
+// the engine computes it once per runbook ("" when none applies).
+func approvalReasons(rb *runbooks.Runbook, mode Mode) string {
+	var why []string
+	if rb.Safety.RequiresApproval {
+		why = append(why, "runbook "+rb.Name+" requires approval")
+	}
+	for i, a := range rb.Actions {
+		switch {
+		case neverAuto[a.Type]:
+			why = append(why, fmt.Sprintf("action %d (%s) is never run without approval", i+1, a.Type))
+		case a.Risk == "high":
+			why = append(why, fmt.Sprintf("action %d (%s) is marked risk: high", i+1, a.Type))
+		case mode == ModeLowRisk && !lowRisk[a.Type]:
+			why = append(why, fmt.Sprintf("mode low-risk: action %d (%s) is not CACHE_CLEAR or RATE_LIMIT", i+1, a.Type))
+		}
+	}
+	return strings.Join(why, "; ")
 }
