@@ -5,16 +5,17 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/recoverbot/recoverbot/internal/testutil"
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/store"
 )
@@ -22,12 +23,12 @@ import (
 // server runs `recoverbot serve` in-process (run, as main calls it) on
 // 127.0.0.1:0 with a temp database, and returns its address and a stop func
 // that cancels it like SIGTERM and returns run's exit code.
-func server(t *testing.T, env map[string]string) (addr string, stop func() int, logs *syncBuffer) {
+func server(t *testing.T, env map[string]string) (addr string, stop func() int, logs *testutil.SyncBuffer) {
 	t.Helper()
 	getenv := func(k string) string { return env[k] }
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
-	logs = &syncBuffer{}
+	logs = &testutil.SyncBuffer{}
 	done := make(chan int, 1)
 	go func() {
 		done <- run(ctx, []string{"serve"}, getenv, io.Discard, pw)
@@ -38,7 +39,7 @@ func server(t *testing.T, env map[string]string) (addr string, stop func() int, 
 		re := regexp.MustCompile(`msg="recoverbot listening" addr=(\S+)`)
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
-			logs.WriteLine(sc.Text())
+			fmt.Fprintln(logs, sc.Text())
 			if m := re.FindStringSubmatch(sc.Text()); m != nil {
 				addrCh <- m[1]
 			}
@@ -61,23 +62,6 @@ func server(t *testing.T, env map[string]string) (addr string, stop func() int, 
 	}
 	t.Cleanup(func() { stop() })
 	return addr, stop, logs
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) WriteLine(l string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.b.WriteString(l + "\n")
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func cli(t *testing.T, env map[string]string, args ...string) (int, string, string) {

@@ -1,7 +1,6 @@
 package bot
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,10 +9,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/recoverbot/recoverbot/internal/testutil"
 	"github.com/recoverbot/recoverbot/recovery/claude"
 	"github.com/recoverbot/recoverbot/recovery/logdriver"
 )
@@ -93,24 +92,6 @@ func TestConfigAIAndBreakerSettings(t *testing.T) {
 	}
 }
 
-// syncBuffer is a log destination tests read while the bot writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // Serve wires AI planning from the environment: ANTHROPIC_API_KEY turns it
 // on (said in one start-up line that never shows the key),
 // ANTHROPIC_BASE_URL points it at another endpoint, RECOVERBOT_AI_MODEL picks
@@ -134,7 +115,7 @@ func TestServeAIPlanningFromEnvironment(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			logs := &syncBuffer{}
+			logs := &testutil.SyncBuffer{}
 			ctx, cancel := context.WithTimeout(context.Background(), slackTimeout)
 			defer cancel()
 			runCtx, stop := context.WithCancel(ctx)
