@@ -3,16 +3,21 @@
 // A plan's life, in order:
 //  1. Submit validates the event; an id seen before returns its first answer.
 //  2. The runbooks package matches it (first match in load order) and renders the
-//     actions; an unresolved or unsafe value refuses the plan.
+//     actions; an unresolved or unsafe value refuses the plan. An event no runbook
+//     matches may be handed to the AI advisor in the background (ai.go); its
+//     proposal is validated like an event and always waits for a human.
 //  3. Guards run in a fixed order (guard.go): paused, duplicate, rate limit,
-//     confidence, never-auto, dry-run. Each reason is kept on the plan.
+//     confidence, never-auto, blast-radius breaker (storm.go), dry-run. Each
+//     reason is kept on the plan; duplicates fold into their plan's repeat count.
 //  4. The decision, the plan, its audit record and its outbox message are committed
 //     in one bbolt transaction before the sender gets an answer (persist, then act).
 //  5. Auto plans start at once; the rest wait for Approve (a compare-and-set: two
 //     clicks run once) or their persisted deadline (EXPIRED).
-//  6. Each action runs through its Driver, a step record written before and after
-//     the call; a failure undoes the applied actions in reverse with the state each
-//     driver observed before acting. Success may schedule a rollback (persisted).
+//  6. Each action runs through its Driver under a per-target lock, a step record
+//     written before and after the call; a failure undoes the applied actions in
+//     reverse with the state each driver observed before acting. Success may be
+//     verified against Prometheus (verify.go) and may schedule a rollback.
 //  7. At start-up, executions caught mid-way become INTERRUPTED and are reported,
-//     never re-run; deadlines and scheduled rollbacks are re-armed.
+//     never re-run; deadlines and scheduled rollbacks are re-armed, verification
+//     resumes.
 package recovery
