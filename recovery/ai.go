@@ -112,13 +112,9 @@ func (e *Engine) adviseUnmatched(ev Event) {
 func (e *Engine) planProposal(ctx context.Context, base *Event, p AIProposal, requestedBy string) (Answer, error) {
 	reject := func(format string, args ...any) (Answer, error) {
 		err := Errorf(CodeInvalid, "AI proposal rejected: "+format, args...)
-		now := e.clock.Now()
-		id := "ai_rejected_" + e.ids.New(now)
-		_ = e.store.Accept(ctx, Accepted{
-			Event: EventRecord{Event: Event{ID: id, Type: runbooks.RecoverySignal, Severity: runbooks.Info, Source: "ai"},
-				ReceivedAt: now, Decision: DecideRefused, Reasons: []string{err.Msg}},
-			Audit: []AuditRecord{{At: now, EventID: id, Actor: "ai", Reason: err.Msg}},
-		})
+		if rerr := e.store.Record(ctx, []AuditRecord{{At: e.clock.Now(), EventID: base.ID, Actor: "ai", Reason: err.Msg}}, nil); rerr != nil {
+			e.log.Error("audit a rejected AI proposal", "err", rerr)
+		}
 		e.log.Warn("AI proposal rejected", "reason", err.Msg)
 		return Answer{}, err
 	}

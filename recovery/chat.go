@@ -18,18 +18,10 @@ import (
 // closed, a command from the wrong channel) and why. Nothing else changes: no
 // state moves, no notification. executionID may be empty when the request
 // named no plan that can be trusted (a forged button value).
-//
-// The record is written like a pause (an ignored admin event carrying the
-// audit record), so it shows in the execution's trail and in AuditSince.
+// It shows in the execution's trail and in AuditSince.
 func (e *Engine) RecordRefusal(ctx context.Context, executionID, actor, reason string) error {
-	now := e.clock.Now()
-	err := e.store.Accept(ctx, Accepted{
-		Event: EventRecord{
-			Event:      Event{ID: "refused_" + e.ids.New(now), Type: runbooks.RecoverySignal, Severity: runbooks.Info, Source: actor},
-			ReceivedAt: now, Decision: DecideIgnored, Reasons: []string{reason},
-		},
-		Audit: []AuditRecord{{At: now, ExecutionID: executionID, Actor: actor, Reason: "refused: " + reason}},
-	})
+	err := e.store.Record(ctx,
+		[]AuditRecord{{At: e.clock.Now(), ExecutionID: executionID, Actor: actor, Reason: "refused: " + reason}}, nil)
 	if err != nil {
 		return Errorf(CodeUnavailable, "could not record the refusal").wrap(err)
 	}

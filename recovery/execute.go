@@ -203,11 +203,9 @@ func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
 		}
 	}
 	now := e.clock.Now()
-	err := e.store.Accept(ctx, Accepted{
-		Event:  EventRecord{Event: Event{ID: "admin_" + e.ids.New(now), Type: runbooks.RecoverySignal, Severity: runbooks.Info, Source: actor}, ReceivedAt: now, Decision: DecideIgnored, Reasons: []string{word + " by " + actor}},
-		Audit:  []AuditRecord{{At: now, Actor: actor, Reason: "recoverbot " + word + " by " + actor}},
-		Outbox: []Notification{{At: now, Kind: "notice", Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor)}},
-	})
+	err := e.store.Record(ctx,
+		[]AuditRecord{{At: now, Actor: actor, Reason: "recoverbot " + word + " by " + actor}},
+		[]Notification{{At: now, Kind: "notice", Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor)}})
 	if err == nil {
 		e.poke()
 	}

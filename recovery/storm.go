@@ -110,10 +110,7 @@ func (e *Engine) flushSuppressed() {
 		fmt.Fprintf(&b, "\n• %d × %s", batch[k], k)
 	}
 	now := e.clock.Now()
-	if err := e.store.Accept(e.ctx, Accepted{
-		Event:  EventRecord{Event: Event{ID: "summary_" + e.ids.New(now), Type: "RECOVERY_SIGNAL", Severity: "INFO", Source: "recoverbot"}, ReceivedAt: now, Decision: DecideIgnored, Reasons: []string{"suppression summary"}},
-		Outbox: []Notification{{At: now, Kind: "notice", Text: b.String()}},
-	}); err != nil {
+	if err := e.store.Record(e.ctx, nil, []Notification{{At: now, Kind: "notice", Text: b.String()}}); err != nil {
 		e.log.Error("post suppression summary", "err", err)
 		return
 	}

@@ -207,6 +207,10 @@ type Store interface {
 	// when an event with the same non-empty id was accepted before.
 	Accept(ctx context.Context, a Accepted) error
 	Transition(ctx context.Context, t Transition) (Execution, error)
+	// Record appends audit records and outbox notifications that belong to no
+	// accepted event and move no execution (a pause, a refused click, a storm
+	// summary), in one transaction.
+	Record(ctx context.Context, audit []AuditRecord, outbox []Notification) error
 
 	Execution(ctx context.Context, id string) (Execution, error)
 	Executions(ctx context.Context, f ExecutionFilter) ([]Execution, error)

@@ -1071,3 +1071,28 @@ func TestCancelledContextWritesNothing(t *testing.T) {
 		t.Errorf("read with cancelled ctx: got %v, want context.Canceled", err)
 	}
 }
+
+func TestRecordAppendsAuditAndOutboxOnly(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openDB(t)
+	before, outbox := auditLen(t, db), outboxLen(t, db)
+	err := db.Record(ctx, []recovery.AuditRecord{{Actor: "alice", ExecutionID: "01A", Reason: "refused: not an approver"}},
+		[]recovery.Notification{{Kind: "notice", Text: "paused by alice"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db = reopen(t, db)
+	if got := auditLen(t, db); got != before+1 {
+		t.Errorf("audit: got %d, want %d", got, before+1)
+	}
+	if got := outboxLen(t, db); got != outbox+1 {
+		t.Errorf("outbox: got %d, want %d", got, outbox+1)
+	}
+	recs, _ := db.Audit(ctx, "01A")
+	if len(recs) != 1 || recs[0].At.IsZero() || recs[0].Reason != "refused: not an approver" {
+		t.Errorf("the record is not in 01A's trail: %+v", recs)
+	}
+	if _, err := db.Execution(ctx, "01A"); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("Record created an execution: %v", err)
+	}
+}

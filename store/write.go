@@ -143,6 +143,39 @@ func (db *DB) Accept(ctx context.Context, a recovery.Accepted) error {
 	})
 }
 
+// Record appends audit records and outbox notifications in one transaction;
+// nothing else is written. Zero At fields become now.
+func (db *DB) Record(ctx context.Context, audit []recovery.AuditRecord, outbox []recovery.Notification) error {
+	now := time.Now()
+	audits := make([]encoded, len(audit))
+	for i, r := range audit {
+		r.Seq = 0
+		if r.At.IsZero() {
+			r.At = now
+		}
+		audits[i].owner = r.ExecutionID
+		var err error
+		if audits[i].json, err = json.Marshal(r); err != nil {
+			return fmt.Errorf("store: record: audit: %w", err)
+		}
+	}
+	msgs, err := encodeOutbox(outbox, "", now)
+	if err != nil {
+		return fmt.Errorf("store: record: %w", err)
+	}
+	return db.submit(ctx, func(tx *bolt.Tx) error {
+		for _, r := range audits {
+			if _, err := appendAudit(tx, r); err != nil {
+				return dirty(err)
+			}
+		}
+		if err := appendOutbox(tx, msgs); err != nil {
+			return dirty(err)
+		}
+		return nil
+	})
+}
+
 // Transition moves one execution from one of t.From to t.To, compare-and-set,
 // in one transaction with its audit record, outbox messages, rate stamp and
 // dedup entry, and returns the execution as saved.
