@@ -428,21 +428,20 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		audit.Reason = rec.Reasons[0]
 		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit}}}
 	}
-	actions, err := runbooks.Render(rb, ev)
-	if err != nil {
+	refuse := func(err error) decision {
 		rec.Decision = DecideRefused
 		rec.Reasons = []string{fmt.Sprintf("runbook %s: plan refused: %v", rb.Name, err)}
 		audit.Reason = rec.Reasons[0]
 		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit},
 			Outbox: []Notification{{At: now, Kind: "notice", Text: "🚫 " + rec.Reasons[0]}}}}
 	}
+	actions, err := runbooks.Render(rb, ev)
+	if err != nil {
+		return refuse(err)
+	}
 	query, err := runbooks.RenderQuery(rb, ev)
 	if err != nil {
-		rec.Decision = DecideRefused
-		rec.Reasons = []string{fmt.Sprintf("runbook %s: plan refused: %v", rb.Name, err)}
-		audit.Reason = rec.Reasons[0]
-		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit},
-			Outbox: []Notification{{At: now, Kind: "notice", Text: "🚫 " + rec.Reasons[0]}}}}
+		return refuse(err)
 	}
 	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: PlanTargetKey(rb.Name, actions),
 		Manual: o.manual, AI: o.ai != nil, Now: now}
