@@ -392,17 +392,27 @@ func (m *message) userOr(def string) string {
 	return m.User
 }
 
-func (s *Server) chatUpdate(r *request) (map[string]any, *apiError) {
+// ownMessageLocked finds the bot's own live message named by the channel and
+// ts parameters, answering as Slack does when it is missing or someone else's.
+func (s *Server) ownMessageLocked(r *request, notOwn string) (*channel, *message, *apiError) {
 	ch, err := s.resolveChannelLocked(r.params["channel"])
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	m := s.messageLocked(ch.id, r.params["ts"])
 	if m == nil || m.Deleted {
-		return nil, errCode("message_not_found")
+		return nil, nil, errCode("message_not_found")
 	}
 	if m.BotID != botID {
-		return nil, errCode("cant_update_message")
+		return nil, nil, errCode(notOwn)
+	}
+	return ch, m, nil
+}
+
+func (s *Server) chatUpdate(r *request) (map[string]any, *apiError) {
+	ch, m, err := s.ownMessageLocked(r, "cant_update_message")
+	if err != nil {
+		return nil, err
 	}
 	c, err := s.messageContentLocked(r.params)
 	if err != nil {
@@ -461,16 +471,9 @@ func (s *Server) postEphemeralLocked(channelID, userID, threadTS string, c conte
 }
 
 func (s *Server) chatDelete(r *request) (map[string]any, *apiError) {
-	ch, err := s.resolveChannelLocked(r.params["channel"])
+	ch, m, err := s.ownMessageLocked(r, "cant_delete_message")
 	if err != nil {
 		return nil, err
-	}
-	m := s.messageLocked(ch.id, r.params["ts"])
-	if m == nil || m.Deleted {
-		return nil, errCode("message_not_found")
-	}
-	if m.BotID != botID {
-		return nil, errCode("cant_delete_message")
 	}
 	m.Deleted = true
 	return map[string]any{"channel": ch.id, "ts": m.TS}, nil
