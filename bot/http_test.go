@@ -23,7 +23,7 @@ import (
 var t0 = time.Date(2026, 11, 27, 3, 0, 0, 0, time.UTC)
 
 type apiHarness struct {
-	t     *testing.T
+	t     testing.TB
 	srv   *httptest.Server
 	eng   *recovery.Engine
 	db    *store.DB
@@ -31,7 +31,7 @@ type apiHarness struct {
 	clock *recovery.ManualClock
 }
 
-func newAPI(t *testing.T, mode recovery.Mode, intakeToken, adminToken string) *apiHarness {
+func newAPI(t testing.TB, mode recovery.Mode, intakeToken, adminToken string) *apiHarness {
 	t.Helper()
 	books, err := runbooks.LoadDefaults()
 	if err != nil {

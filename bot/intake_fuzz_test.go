@@ -5,11 +5,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +16,6 @@ import (
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/recovery/logdriver"
 	"github.com/recoverbot/recoverbot/runbooks"
-	"github.com/recoverbot/recoverbot/store"
 )
 
 // The intake fuzz targets drive the whole HTTP handler (auth wrapper, body
@@ -42,31 +39,8 @@ type fuzzAPI struct {
 
 func newFuzzAPI(f *testing.F) *fuzzAPI {
 	f.Helper()
-	books, err := runbooks.LoadDefaults()
-	if err != nil {
-		f.Fatal(err)
-	}
-	db, err := store.Open(filepath.Join(f.TempDir(), "fuzz.db"))
-	if err != nil {
-		f.Fatal(err)
-	}
-	fa := &fuzzAPI{drv: logdriver.New(nil), clock: recovery.NewManualClock(t0)}
-	cfg := recovery.DefaultConfig()
-	cfg.Mode, cfg.Clock = recovery.ModeFull, fa.clock
-	fa.eng = recovery.New(cfg, db, books, fa.drv.All())
-	if err := fa.eng.Start(context.Background()); err != nil {
-		f.Fatal(err)
-	}
-	api := &API{Engine: fa.eng, AlertmanagerConfidence: 0.5, Log: slog.New(slog.DiscardHandler)}
-	api.SetReady(true)
-	fa.h = api.Handler()
-	f.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = fa.eng.Close(ctx)
-		_ = db.Close()
-	})
-	return fa
+	a := newAPI(f, recovery.ModeFull, "", "")
+	return &fuzzAPI{h: a.srv.Config.Handler, eng: a.eng, drv: a.drv, clock: a.clock}
 }
 
 // serve runs one request through the handler as a loopback client (the admin
