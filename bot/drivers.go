@@ -44,6 +44,18 @@ func backendOf(a runbooks.Action) (name, setting string) {
 	}
 }
 
+// Check implements recovery.Drivers.
+// TRANSITIONAL (issue #11): until each backend's rules are callable without a
+// configured backend, the identity is runbooks.Action.TargetKey.
+func (r *router) Check(a runbooks.Action) (string, error) {
+	if d, err := r.For(a); err == nil {
+		if c, ok := d.(recovery.Checker); ok {
+			return c.Check(a)
+		}
+	}
+	return a.TargetKey(), nil
+}
+
 // For implements recovery.Drivers.
 func (r *router) For(a runbooks.Action) (recovery.Driver, error) {
 	name, setting := backendOf(a)

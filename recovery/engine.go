@@ -63,7 +63,21 @@ func DefaultConfig() Config {
 
 // Drivers finds the driver for a rendered action.
 type Drivers interface {
+	// For returns the driver that performs a, or an error naming the setting
+	// that would enable its backend.
 	For(a runbooks.Action) (Driver, error)
+	// Check validates a rendered action with the rules its driver acts by and
+	// returns the target it touches (namespace resolved): the one identity that
+	// dedup, cooldown, the per-target lock, the blast radius and every message
+	// use. It works whether or not the backend is configured (dry-run plans are
+	// checked too). An error is the driver's reason to refuse the action.
+	Check(a runbooks.Action) (target string, err error)
+}
+
+// Checker is implemented by a driver that owns an action's validation and
+// target identity (see Drivers.Check).
+type Checker interface {
+	Check(a runbooks.Action) (target string, err error)
 }
 
 // DriverMap routes by action type.
@@ -75,6 +89,17 @@ func (m DriverMap) For(a runbooks.Action) (Driver, error) {
 		return d, nil
 	}
 	return nil, fmt.Errorf("no driver is configured for %s", a.Type)
+}
+
+// Check implements Drivers: the action's driver decides.
+// TRANSITIONAL (issue #11): drivers that do not implement Checker yet fall
+// back to runbooks.Action.TargetKey; that fallback goes when every driver owns
+// its identity.
+func (m DriverMap) Check(a runbooks.Action) (string, error) {
+	if c, ok := m[a.Type].(Checker); ok {
+		return c.Check(a)
+	}
+	return a.TargetKey(), nil
 }
 
 // Answer is what the intake tells the sender about an event.
