@@ -32,9 +32,8 @@ const rateKeep = 2 * time.Hour
 // have none, and a zero At becomes the event's ReceivedAt. A RepeatOf adds one
 // to that execution's repeat counter (read back into Execution.Repeats), even
 // when the execution is not written yet. Seqs are assigned here, so callers' Seq fields are
-// ignored. When ctx ends before the answer, Accept returns ctx's error, but a
-// write already handed to the writer may still commit (a retry then gets
-// ErrDuplicate).
+// ignored. ctx bounds only the handover to the writer: an Accept that returns
+// ctx's error wrote nothing, and one handed over returns what its commit did.
 func (db *DB) Accept(ctx context.Context, a recovery.Accepted) error {
 	eventID := a.Event.Event.ID
 	if eventID == "" {
@@ -188,8 +187,8 @@ func (db *DB) Record(ctx context.Context, audit []recovery.AuditRecord, outbox [
 // cancelled ctx; it must only edit the execution it is given, and its changes
 // to ID, State, Version and UpdatedAt are overwritten.
 //
-// When ctx ends before the answer, Transition returns ctx's error, but a move
-// already handed to the writer may still commit: re-read the execution.
+// ctx bounds only the handover to the writer: a Transition that returns ctx's
+// error wrote nothing, and one handed over returns what its commit did.
 //
 // Defaults: outbox messages get t.ID and t.At when they have none; the rate
 // stamp gets the execution's runbook, t.ID and t.At. A dedup entry with an

@@ -58,9 +58,13 @@ func dirty(err error) error {
 // errRedo rolls back a transaction to redo it without a dirty op.
 var errRedo = errors.New("store: redo batch")
 
-// submit hands op to the writer and waits for its commit. If ctx ends first,
-// submit returns ctx's error; an op already handed over may still commit, so a
-// caller that gives up cannot assume it did not happen.
+// submit hands op to the writer and returns what the commit did. ctx bounds
+// only the wait to hand it over: once the writer has the op it may commit, and
+// a caller told "cancelled" about a write that committed would act on a state
+// the store does not have (an approval committed but never run, a plan
+// committed while its reservations were undone). So after the handover submit
+// waits for the answer, whatever happens to ctx; the writer answers every op
+// it received, Close included, and one batch is bounded (maxBatch).
 func (db *DB) submit(ctx context.Context, o op) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -76,14 +80,9 @@ func (db *DB) submit(ctx context.Context, o op) error {
 		db.mu.RUnlock()
 	case <-ctx.Done():
 		db.mu.RUnlock()
-		return ctx.Err()
+		return ctx.Err() // never handed over: nothing was written
 	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return <-r.done
 }
 
 // run is the writer: it commits what is queued, as soon as it is queued, until

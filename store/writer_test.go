@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/recoverbot/recoverbot/recovery"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -183,9 +184,11 @@ func (db *DB) isClosed() bool {
 	return db.closed
 }
 
-// TestCancelWhileQueued: a caller that stops waiting gets its ctx's error, and
-// the write it handed over still commits (as documented on Accept).
-func TestCancelWhileQueued(t *testing.T) {
+// TestCancelAfterHandoverGetsTheCommit: a caller whose ctx ends after its
+// write was handed to the writer gets what the commit did, not ctx's error
+// (issue #11 item 5: a caller told "cancelled" about a committed approval
+// never ran it); a caller cancelled before the handover wrote nothing.
+func TestCancelAfterHandoverGetsTheCommit(t *testing.T) {
 	db := openInternal(t)
 	entered, release := make(chan struct{}), make(chan struct{})
 	var hold sync.Once
@@ -204,18 +207,25 @@ func TestCancelWhileQueued(t *testing.T) {
 		runtime.Gosched()
 	}
 	cancel()
-	if err := <-queued; !errors.Is(err, context.Canceled) {
-		t.Fatalf("got %v, want context.Canceled", err)
+	if err := db.PutSetting(ctx, "never", []byte("v")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("write cancelled before the handover: got %v, want context.Canceled", err)
+	}
+	select {
+	case err := <-queued:
+		t.Fatalf("the queued write answered %v before its batch committed", err)
+	default:
 	}
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	// A later write is answered after the queued one committed (one writer, FIFO).
-	if err := db.PutSetting(context.Background(), "after", []byte("v")); err != nil {
-		t.Fatal(err)
+	if err := <-queued; err != nil {
+		t.Fatalf("queued write: got %v, want nil: it committed", err)
 	}
 	if v, err := db.Setting(context.Background(), "queued"); err != nil || string(v) != "v" {
-		t.Errorf("queued write: got %q, %v; want it committed despite the cancel", v, err)
+		t.Errorf("queued write: got %q, %v; want it committed", v, err)
+	}
+	if _, err := db.Setting(context.Background(), "never"); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("write cancelled before the handover: got %v, want not found", err)
 	}
 }
