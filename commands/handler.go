@@ -478,10 +478,10 @@ func executionText(x *recovery.Execution) string {
 	if s := falseText(x); s != "" {
 		b.WriteString(s + "\n")
 	}
-	if Undoable(x) {
+	if x.CanRollBack() {
 		fmt.Fprintf(&b, "Can be rolled back: `/recover rollback %s`\n", x.ID)
 	}
-	if Markable(x) {
+	if x.CanMarkFalse() {
 		fmt.Fprintf(&b, "Should it not have run? `/recover false %s` (approvers)\n", x.ID)
 	}
 	return cut(strings.TrimRight(b.String(), "\n"), 38000)

@@ -538,35 +538,6 @@ func falseText(x *recovery.Execution) string {
 	return "🏷️ Marked as a false action by " + Who(x.FalseBy)
 }
 
-// Markable reports whether a Mark as false action button makes sense: the
-// execution ran and ended (the states recovery.Engine.MarkFalse accepts,
-// without the passing ones), and nobody counted it as false yet.
-func Markable(x *recovery.Execution) bool {
-	switch x.State {
-	case recovery.Succeeded, recovery.Verified, recovery.VerifyFailed, recovery.RolledBack,
-		recovery.RollbackFailed, recovery.Failed, recovery.Interrupted:
-		return !x.FalseAction
-	}
-	return false
-}
-
-// Undoable reports whether a Roll back button makes sense: the execution is
-// in a state the engine rolls back from, and a driver recorded a state to
-// restore.
-func Undoable(x *recovery.Execution) bool {
-	switch x.State {
-	case recovery.Succeeded, recovery.Verified, recovery.VerifyFailed, recovery.Interrupted:
-	default:
-		return false
-	}
-	for _, s := range x.Steps {
-		if s.Phase == "apply" && len(s.Before) > 0 {
-			return true
-		}
-	}
-	return false
-}
-
 func buttons(x *recovery.Execution, s *Signer) slack.Block {
 	switch {
 	case x.State == recovery.PendingApproval:
@@ -577,10 +548,10 @@ func buttons(x *recovery.Execution, s *Signer) slack.Block {
 		)
 	}
 	var els []slack.BlockElement
-	if Undoable(x) && len(x.Rollback) > 0 {
+	if x.CanRollBack() && len(x.Rollback) > 0 {
 		els = append(els, slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger))
 	}
-	if Markable(x) {
+	if x.CanMarkFalse() {
 		els = append(els, slack.NewButtonBlockElement(ActionMarkFalse, s.Sign(ActionMarkFalse, x.ID), plain("🏷️ Mark as false action")))
 	}
 	if len(els) == 0 {

@@ -83,8 +83,9 @@ func TestMessageGoldenStates(t *testing.T) {
 			facts:  Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: approvedAt, LastTo: recovery.Executing},
 			absent: []string{"Blast-radius"}},
 		{name: "verifying", x: ran(recovery.Verifying, func(x *recovery.Execution) { x.VerifyUntil = done.Add(5 * time.Minute) }),
-			facts:  Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done, LastTo: recovery.Verifying},
-			want:   []string{"🔎 Recovery done, verifying `sum(rate(http_requests_total{code=~\"5..\",service=\"api-gateway\"}[1m])) &lt; 1` until <!date^"},
+			facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done, LastTo: recovery.Verifying},
+			// Rollback accepts VERIFYING, so the button is there (it was not: issue #11 item 6).
+			want:   []string{"🔎 Recovery done, verifying `sum(rate(http_requests_total{code=~\"5..\",service=\"api-gateway\"}[1m])) &lt; 1` until <!date^", ActionRollback},
 			absent: []string{ActionMarkFalse}},
 		{name: "verified", x: ran(recovery.Verified, func(x *recovery.Execution) { x.LastVerify, x.VerifiedAt = "0.2", done.Add(time.Minute) }),
 			facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done.Add(time.Minute), LastTo: recovery.Verified},

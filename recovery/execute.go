@@ -122,13 +122,8 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 	if err != nil {
 		return x, err
 	}
-	switch x.State {
-	case Succeeded, Verifying, Verified, VerifyFailed, Interrupted:
-	default:
-		return x, Errorf(CodeConflict, "execution %s is %s: only SUCCEEDED, VERIFYING, VERIFIED, VERIFY_FAILED or INTERRUPTED executions can be rolled back", id, x.State)
-	}
-	if len(pendingUndo(&x)) == 0 {
-		return x, Errorf(CodeConflict, "execution %s changed nothing that can be undone", id)
+	if err := x.CheckRollBack(); err != nil {
+		return x, err
 	}
 	x, err = e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
 		Actor: actor, Reason: "rollback requested by " + actor,

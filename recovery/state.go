@@ -93,3 +93,49 @@ type MoveError struct {
 func (e *MoveError) Error() string {
 	return fmt.Sprintf("execution %s is %s, not %s: cannot move to %s", e.ID, e.Actual, e.From, e.To)
 }
+
+// What a person may do with an execution. Each rule has this one owner: the
+// engine refuses with it, and the buttons, the admin API and the CLI ask it.
+
+// CanApprove reports whether the execution awaits a human's approval.
+func (x *Execution) CanApprove() bool { return x.State == PendingApproval }
+
+// settledStates are the states of an execution that acted and then came to
+// rest: VERIFYING and ROLLING_BACK are left out because they end on their own,
+// and a failed verification marks the execution false itself.
+var settledStates = map[State]bool{Succeeded: true, Verified: true, VerifyFailed: true,
+	Failed: true, RolledBack: true, RollbackFailed: true, Interrupted: true}
+
+// CheckMarkFalse says why the execution cannot be marked as a false action
+// (nil: it can): it must have run and settled, and nobody counted it as false
+// yet.
+func (x *Execution) CheckMarkFalse() error {
+	switch {
+	case !settledStates[x.State]:
+		return Errorf(CodeConflict, "execution %s is %s: only executions that ran and settled can be marked as false actions", x.ID, x.State)
+	case x.FalseAction:
+		return Errorf(CodeConflict, "execution %s is already marked as a false action (by %s)", x.ID, x.FalseBy)
+	}
+	return nil
+}
+
+// CanMarkFalse reports whether CheckMarkFalse allows it.
+func (x *Execution) CanMarkFalse() bool { return x.CheckMarkFalse() == nil }
+
+// CheckRollBack says why a person cannot roll the execution back (nil: they
+// can): it must have ended, or be verifying, and a driver must have recorded a
+// state to restore that is not restored yet.
+func (x *Execution) CheckRollBack() error {
+	switch x.State {
+	case Succeeded, Verifying, Verified, VerifyFailed, Interrupted:
+	default:
+		return Errorf(CodeConflict, "execution %s is %s: only SUCCEEDED, VERIFYING, VERIFIED, VERIFY_FAILED or INTERRUPTED executions can be rolled back", x.ID, x.State)
+	}
+	if len(pendingUndo(x)) == 0 {
+		return Errorf(CodeConflict, "execution %s changed nothing that can be undone", x.ID)
+	}
+	return nil
+}
+
+// CanRollBack reports whether CheckRollBack allows it.
+func (x *Execution) CanRollBack() bool { return x.CheckRollBack() == nil }

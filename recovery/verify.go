@@ -185,17 +185,15 @@ func (e *Engine) MarkFalse(ctx context.Context, id, actor string) (Execution, er
 	if err != nil {
 		return x, err
 	}
-	switch x.State {
-	case Succeeded, Verifying, Verified, VerifyFailed, Failed, RollingBack, RolledBack, RollbackFailed, Interrupted:
-	default:
-		return x, Errorf(CodeConflict, "execution %s is %s: only executions that ran can be marked as false actions", id, x.State)
+	if err := x.CheckMarkFalse(); err != nil {
+		return x, err
 	}
 	return e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: x.State,
 		Actor: actor, Reason: "marked as a false action by " + actor,
 		Mutate: func(x *Execution) error {
-			if x.FalseAction {
-				// Two clicks at once: the compare-and-set lets one mark it.
-				return Errorf(CodeConflict, "execution %s is already marked as a false action (by %s)", id, x.FalseBy)
+			// Two clicks at once: the compare-and-set lets one mark it.
+			if err := x.CheckMarkFalse(); err != nil {
+				return err
 			}
 			x.FalseAction, x.FalseBy = true, actor
 			return nil
