@@ -540,7 +540,7 @@ func falseText(x *recovery.Execution) string {
 
 func buttons(x *recovery.Execution, s *Signer) slack.Block {
 	switch {
-	case x.State == recovery.PendingApproval:
+	case x.CanApprove():
 		return slack.NewActionBlock(BlockApproval,
 			slack.NewButtonBlockElement(ActionApprove, s.Sign(ActionApprove, x.ID), plain("✅ Approve & Execute")).WithStyle(slack.StylePrimary),
 			slack.NewButtonBlockElement(ActionReject, s.Sign(ActionReject, x.ID), plain("❌ Reject")).WithStyle(slack.StyleDanger),

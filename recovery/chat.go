@@ -74,7 +74,7 @@ func (e *Engine) RateUse(runbook string) (used, limit int) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.rateCount(runbook, e.clock.Now()), limit
+	return e.rate.count(runbook, "", e.clock.Now()), limit
 }
 
 func dedupStrings(in []string) []string {

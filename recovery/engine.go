@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
-	"sort"
-	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
@@ -134,7 +132,6 @@ type Engine struct {
 	clock   Clock
 	log     *slog.Logger
 	ids     IDs
-	chain   []Guard
 	locks   targetLocks
 	work    tracker
 	wake    chan struct{} // pokes the outbox courier
@@ -143,13 +140,18 @@ type Engine struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu           sync.RWMutex // guards the fields below; Evaluate only reads them
+	// mu guards the fields below: the state the guards read (situation) and
+	// the reservations a decision takes. Evaluate only reads them.
+	mu           sync.RWMutex
 	closing      bool
 	paused       bool
-	openTargets  map[string]string // target key → open plan id
-	cooldowns    map[string]cooldown
-	rate         map[string][]time.Time // runbook → execution starts, oldest first
-	fingerprints map[string]string      // alert fingerprint → plan awaiting approval
+	breaker      breakerState
+	openTargets  map[string]string   // target key → open plan id
+	cooldowns    map[string]cooldown // target key → the changing plan whose cooldown runs
+	reports      map[string]report   // target key → recent would-do report (planner.go)
+	rate         rateWindows
+	blast        blastWindows
+	fingerprints map[string]string // alert fingerprint → plan awaiting approval
 	events       map[string]*pendingEvent
 	timers       map[string]func() bool // execution id → stop its timer
 
@@ -157,10 +159,6 @@ type Engine struct {
 	repeatNoted     map[string]time.Time // open plan → when its count was last announced
 	repeatTrailing  map[string]bool      // open plan → a final announcement is scheduled
 	suppressedBatch map[string]int       // "runbook: reason" → plans since the last summary
-	breaker         breakerState
-	failing         map[string]time.Time         // target → last failure, for the blast radius
-	approvalWhy     map[*runbooks.Runbook]string // read-only after New
-	autos           []time.Time                  // automatic decisions, oldest first
 }
 
 // orDefault sets *v to d when it is the zero value.
@@ -195,20 +193,14 @@ func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine 
 		cfg: cfg, store: store, books: books, drivers: drivers, clock: cfg.Clock,
 		log: cfg.Log.With("component", "engine"), ctx: ctx, cancel: cancel,
 		wake:        make(chan struct{}, 1),
-		openTargets: map[string]string{}, cooldowns: map[string]cooldown{},
-		rate: map[string][]time.Time{}, fingerprints: map[string]string{},
+		openTargets: map[string]string{}, cooldowns: map[string]cooldown{}, reports: map[string]report{},
+		rate: rateWindows{}, blast: blastWindows{failing: map[string]time.Time{}}, fingerprints: map[string]string{},
 		events: map[string]*pendingEvent{}, timers: map[string]func() bool{},
 		repeats: map[string]int{}, repeatNoted: map[string]time.Time{}, repeatTrailing: map[string]bool{},
 		suppressedBatch: map[string]int{},
-		failing:         map[string]time.Time{},
-	}
-	e.approvalWhy = map[*runbooks.Runbook]string{}
-	for _, rb := range books.All() {
-		e.approvalWhy[rb] = approvalReasons(rb, cfg.Mode)
 	}
 	e.locks.init()
 	e.work.init()
-	e.chain = e.guards()
 	return e
 }
 
@@ -221,12 +213,63 @@ func (e *Engine) Runbooks() *runbooks.Set { return e.books }
 // Store returns the engine's store (for read-only queries by the edges).
 func (e *Engine) Store() Store { return e.store }
 
-// Start loads what must survive a restart (pause flag, rate windows, cooldowns,
-// open plans), marks executions that were running when the process died as
-// INTERRUPTED (never re-run on their own), and re-arms approval deadlines and
+// Start loads what must survive a restart (pause flag, breaker, rate and
+// blast-radius windows, cooldowns, open plans), marks executions that were
+// running when the process died as INTERRUPTED (never re-run on their own),
+// runs the guards again on plans awaiting approval (the mode or a runbook may
+// have changed: the thread says so), and re-arms approval deadlines and
 // scheduled rollbacks.
 func (e *Engine) Start(ctx context.Context) error {
 	now := e.clock.Now()
+	if err := e.loadState(ctx, now); err != nil {
+		return err
+	}
+	open, err := e.store.Open(ctx)
+	if err != nil {
+		return fmt.Errorf("load open executions: %w", err)
+	}
+	var timers []func()
+	var pending []Execution
+	for _, x := range open {
+		switch x.State {
+		case Verifying:
+			// Checking is read-only: resume it for the rest of its window.
+			e.resumeVerify(x)
+		case Approved, Executing, RollingBack:
+			// The process died while this was (about to be) acting. Whether the
+			// driver call happened is unknown: report it, never re-run it.
+			if err := e.interrupt(ctx, &x, now); err != nil {
+				return err
+			}
+		case PendingApproval:
+			e.mu.Lock()
+			e.openTargets[x.TargetKey] = x.ID
+			if x.Event.Fingerprint != "" {
+				e.fingerprints[x.Event.Fingerprint] = x.ID
+			}
+			e.mu.Unlock()
+			pending = append(pending, x)
+			timers = append(timers, func() { e.arm(x.ID, x.Deadline, e.expire) })
+		default:
+			if !x.RollbackAt.IsZero() && CanMove(x.State, RollingBack) && x.State != Interrupted {
+				timers = append(timers, func() { e.arm(x.ID, x.RollbackAt, e.scheduledRollback) })
+			}
+		}
+	}
+	for i := range pending {
+		e.warnIfRefused(ctx, &pending[i], now)
+	}
+	// Armed only once the indexes are complete: a deadline that passed while the
+	// bot was down fires at once, in its own goroutine, and must find them whole.
+	for _, arm := range timers {
+		arm()
+	}
+	return nil
+}
+
+// loadState loads the pause flag, the breaker, the rate and blast-radius
+// windows and the running cooldowns.
+func (e *Engine) loadState(ctx context.Context, now time.Time) error {
 	if v, err := e.store.Setting(ctx, settingPaused); err == nil {
 		e.paused = string(v) == "true"
 	} else if !errors.Is(err, ErrNotFound) {
@@ -235,15 +278,15 @@ func (e *Engine) Start(ctx context.Context) error {
 	if err := e.loadBreaker(ctx); err != nil {
 		return fmt.Errorf("load blast-radius breaker: %w", err)
 	}
+	if err := e.loadBlast(ctx, now); err != nil {
+		return fmt.Errorf("load blast-radius windows: %w", err)
+	}
 	stamps, err := e.store.RateStamps(ctx, now.Add(-time.Hour))
 	if err != nil {
 		return fmt.Errorf("load rate windows: %w", err)
 	}
 	for _, s := range stamps {
-		e.rate[s.Runbook] = append(e.rate[s.Runbook], s.At)
-	}
-	for _, ts := range e.rate {
-		sort.Slice(ts, func(i, j int) bool { return ts[i].Before(ts[j]) })
+		e.rate.reserve(s.Runbook, s.ExecutionID, s.At)
 	}
 	entries, err := e.store.DedupEntries(ctx)
 	if err != nil {
@@ -254,47 +297,39 @@ func (e *Engine) Start(ctx context.Context) error {
 			e.cooldowns[d.Key] = cooldown{plan: d.PlanID, until: d.Until}
 		}
 	}
-	open, err := e.store.Open(ctx)
-	if err != nil {
-		return fmt.Errorf("load open executions: %w", err)
-	}
-	var timers []func()
-	for _, x := range open {
-		switch x.State {
-		case Verifying:
-			// Checking is read-only: resume it for the rest of its window.
-			e.resumeVerify(x)
-		case Approved, Executing, RollingBack:
-			// The process died while this was (about to be) acting. Whether the
-			// driver call happened is unknown: report it, never re-run it.
-			reason := fmt.Sprintf("recoverbot restarted while this execution was %s: not re-run; check the target and roll back by hand if needed", x.State)
-			if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{x.State}, To: Interrupted,
-				Actor: "recoverbot", Reason: reason,
-				Outbox: []Notification{{Kind: "state", Text: "⚠️ " + reason, State: Interrupted}},
-				Dedup:  e.closeDedup(&x.Plan, now)}); err != nil {
-				return fmt.Errorf("mark %s interrupted: %w", x.ID, err)
-			}
-			e.closeTarget(&x.Plan, now)
-		case PendingApproval:
-			e.mu.Lock()
-			e.openTargets[x.TargetKey] = x.ID
-			if x.Event.Fingerprint != "" {
-				e.fingerprints[x.Event.Fingerprint] = x.ID
-			}
-			e.mu.Unlock()
-			timers = append(timers, func() { e.arm(x.ID, x.Deadline, e.expire) })
-		default:
-			if !x.RollbackAt.IsZero() && CanMove(x.State, RollingBack) && x.State != Interrupted {
-				timers = append(timers, func() { e.arm(x.ID, x.RollbackAt, e.scheduledRollback) })
-			}
-		}
-	}
-	// Armed only once the indexes are complete: a deadline that passed while the
-	// bot was down fires at once, in its own goroutine, and must find them whole.
-	for _, arm := range timers {
-		arm()
-	}
 	return nil
+}
+
+// interrupt reports an execution the process died under as INTERRUPTED.
+func (e *Engine) interrupt(ctx context.Context, x *Execution, now time.Time) error {
+	reason := fmt.Sprintf("recoverbot restarted while this execution was %s: not re-run; check the target and roll back by hand if needed", x.State)
+	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{x.State}, To: Interrupted,
+		Actor: "recoverbot", Reason: reason,
+		Outbox: []Notification{{Kind: "state", Text: "⚠️ " + reason, State: Interrupted}},
+		Dedup:  e.closeDedup(x, now)}); err != nil {
+		return fmt.Errorf("mark %s interrupted: %w", x.ID, err)
+	}
+	e.closeTarget(x, now)
+	return nil
+}
+
+// warnIfRefused runs the guards again on a plan awaiting approval after a
+// restart and, if an approval would now be refused (the mode, the runbook or
+// the pause changed), says so in its thread. The plan keeps waiting: Approve
+// checks again, and refuses while this holds.
+func (e *Engine) warnIfRefused(ctx context.Context, x *Execution, now time.Time) {
+	e.mu.RLock()
+	why := e.recheck(x, true, now)
+	e.mu.RUnlock()
+	if why == "" {
+		return
+	}
+	reason := "after a restart, an approval would be refused: " + why
+	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{PendingApproval}, To: PendingApproval,
+		Actor: "recoverbot", Reason: reason,
+		Outbox: []Notification{{Kind: "step", Text: "⚠️ " + reason}}}); err != nil && !errors.As(err, new(*MoveError)) {
+		e.log.Error("warn about a plan its guards now refuse", "plan", x.ID, "err", err)
+	}
 }
 
 // Close stops intake and timers and waits for running executions to settle until
@@ -371,13 +406,6 @@ func (e *Engine) Submit(ctx context.Context, ev Event) (Answer, error) {
 	return p.answer, p.err
 }
 
-type proposalOpts struct {
-	manual      bool
-	ai          *AIInfo
-	requestedBy string
-	runbook     *runbooks.Runbook // set: skip matching
-}
-
 func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposalOpts) (Answer, error) {
 	if rec, err := e.store.EventRecord(ctx, ev.ID); err == nil {
 		return answerOf(rec, true), nil
@@ -395,7 +423,7 @@ func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposal
 		return Answer{}, Errorf(CodeUnavailable, "could not persist the decision; retry").wrap(err)
 	}
 	e.poke()
-	if d.tripped {
+	if d.trip != "" {
 		if err := e.persistBreaker(ctx); err != nil {
 			e.log.Error("persist the blast-radius breaker (it stays open in memory)", "err", err)
 		}
@@ -422,243 +450,6 @@ func (err *Error) wrap(cause error) *Error { err.Err = cause; return err }
 func answerOf(rec EventRecord, replayed bool) Answer {
 	return Answer{EventID: rec.Event.ID, PlanID: rec.PlanID, Decision: rec.Decision,
 		Reasons: rec.Reasons, DuplicateOf: rec.DuplicateOf, Replayed: replayed}
-}
-
-// decision is an intake decision plus what it changed in memory, so a failed
-// commit can take it back.
-type decision struct {
-	accepted     Accepted
-	tripped      bool // the blast-radius breaker opened: persist it
-	openedTarget string
-	rateRunbook  string
-	rateAt       time.Time
-	fingerprint  string
-	cooled       string
-	prevCooldown *cooldown
-}
-
-// decide matches, renders and runs the guards. It changes the in-memory indexes
-// (open targets, rate reservations) under the engine's mutex so two events for
-// the same target can't both get a plan; undoDecision reverts them.
-func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
-	rec := EventRecord{Event: *ev, ReceivedAt: now}
-	audit := AuditRecord{At: now, EventID: ev.ID, Actor: actorOf(ev)}
-	rb := o.runbook
-	if rb == nil {
-		rb = e.books.Match(ev)
-	}
-	if rb == nil {
-		rec.Decision = DecideNoRunbook
-		rec.Reasons = []string{fmt.Sprintf("no runbook matches this %s event", ev.Type)}
-		audit.Reason = rec.Reasons[0]
-		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit}}}
-	}
-	refuse := func(err error) decision {
-		rec.Decision = DecideRefused
-		rec.Reasons = []string{fmt.Sprintf("runbook %s: plan refused: %v", rb.Name, err)}
-		audit.Reason = rec.Reasons[0]
-		return decision{accepted: Accepted{Event: rec, Audit: []AuditRecord{audit},
-			Outbox: []Notification{{At: now, Kind: "notice", Text: "🚫 " + rec.Reasons[0]}}}}
-	}
-	actions, err := runbooks.Render(rb, ev)
-	if err != nil {
-		return refuse(err)
-	}
-	query, err := runbooks.RenderQuery(rb, ev)
-	if err != nil {
-		return refuse(err)
-	}
-	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: PlanTargetKey(rb.Name, actions),
-		Manual: o.manual, AI: o.ai != nil, Now: now}
-
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	out := e.judge(prop)
-	var notices []Notification
-	if out.decision != DecideDuplicate {
-		if why := e.checkBlastRadius(prop.TargetKey, out.decision == DecideAuto, now); why != "" {
-			notices = append(notices, e.trip(why, now))
-			out = e.judge(prop) // the breaker guard now asks for approval
-		}
-	}
-	switch out.decision {
-	case DecideDuplicate:
-		rec.Decision, rec.Reasons, rec.DuplicateOf = DecideDuplicate, out.reasons, out.ref
-		audit.Reason = out.reasons[0]
-		acc := Accepted{Event: rec, Audit: []AuditRecord{audit}, RepeatOf: out.ref}
-		if n := e.noteRepeat(out.ref, now); n != nil {
-			acc.Outbox = []Notification{*n}
-		}
-		return decision{accepted: acc}
-	case DecideSuppressed:
-		d := e.suppressed(prop, rec, out.reasons[0], now)
-		d.accepted.Outbox = append(d.accepted.Outbox, notices...)
-		d.tripped = len(notices) > 0
-		return d
-	}
-	x := &Execution{Plan: Plan{
-		ID: e.ids.New(now), EventID: ev.ID, Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash,
-		Actions: actions, Rollback: e.rollbackPlan(actions), TargetKey: prop.TargetKey,
-		RequestedBy: o.requestedBy, Safety: rb.Safety, FourEyes: rb.FourEyes,
-		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, Verify: rb.Verify, VerifyQuery: query, AI: o.ai,
-	}, CreatedAt: now, UpdatedAt: now}
-	x.Decision, x.Reasons = out.decision, out.reasons
-	d := decision{}
-	switch out.decision {
-	case DecideDryRun:
-		x.State = DryRun
-		// A dry-run plan is closed at once, but the same target stays quiet for
-		// the cooldown so a storm makes one report, not one per event.
-		d.cooled, d.prevCooldown = e.setCooldown(x, now)
-	case DecideApproval:
-		x.State = PendingApproval
-		x.Deadline = now.Add(e.cfg.ApprovalTimeout)
-	default:
-		x.State = Approved
-		x.ApprovedBy = "recoverbot (auto)"
-		// Reserve the rate-limit slot now; the stamp is persisted when it starts.
-		e.addRate(rb.Name, now)
-		d.rateRunbook, d.rateAt = rb.Name, now
-		e.autos = append(e.autos, now)
-	}
-	if !x.State.Terminal() {
-		e.openTargets[x.TargetKey] = x.ID
-		d.openedTarget = x.TargetKey
-		if ev.Fingerprint != "" && x.State == PendingApproval {
-			e.fingerprints[ev.Fingerprint] = x.ID
-			d.fingerprint = ev.Fingerprint
-		}
-	}
-	rec.Decision, rec.Reasons, rec.PlanID = x.Decision, x.Reasons, x.ID
-	audit.ExecutionID, audit.To, audit.Reason = x.ID, x.State, strings.Join(x.Reasons, "; ")
-	snap := *x
-	audit.Plan = &snap
-	d.accepted = Accepted{Event: rec, Execution: x, Audit: []AuditRecord{audit},
-		Outbox: append(notices, Notification{At: now, ExecutionID: x.ID, Kind: "plan", State: x.State, Text: e.planText(x)})}
-	d.tripped = len(notices) > 0
-	if x.State.Terminal() {
-		d.accepted.Dedup = &DedupEntry{Key: x.TargetKey, PlanID: x.ID, Until: e.cooldowns[x.TargetKey].until}
-	} else {
-		d.accepted.Dedup = &DedupEntry{Key: x.TargetKey, PlanID: x.ID}
-	}
-	return d
-}
-
-// suppressed records a SUPPRESSED plan (paused, rate-limited) and cools its
-// target so the repeats of a storm fold into it. Called with e.mu held.
-func (e *Engine) suppressed(p *Proposal, rec EventRecord, reason string, now time.Time) decision {
-	x := &Execution{Plan: Plan{
-		ID: e.ids.New(now), EventID: p.Event.ID, Event: *p.Event, Runbook: p.Runbook.Name,
-		RunbookHash: p.Runbook.Hash, Actions: p.Actions, TargetKey: p.TargetKey,
-		Decision: DecideSuppressed, Reasons: []string{reason}, Safety: p.Runbook.Safety,
-	}, State: Suppressed, CreatedAt: now, UpdatedAt: now}
-	d := decision{}
-	d.cooled, d.prevCooldown = e.setCooldown(x, now)
-	rec.Decision, rec.Reasons, rec.PlanID = DecideSuppressed, x.Reasons, x.ID
-	snap := *x
-	// Not announced one by one: a storm would make one message per target.
-	e.noteSuppressed(p.Runbook.Name, reason)
-	d.accepted = Accepted{Event: rec, Execution: x,
-		Audit: []AuditRecord{{At: now, EventID: p.Event.ID, ExecutionID: x.ID, Actor: actorOf(p.Event), To: Suppressed, Reason: reason, Plan: &snap}},
-		Dedup: &DedupEntry{Key: x.TargetKey, PlanID: x.ID, Until: e.cooldowns[x.TargetKey].until},
-	}
-	return d
-}
-
-func (e *Engine) undoDecision(d decision) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if d.openedTarget != "" && d.accepted.Execution != nil && e.openTargets[d.openedTarget] == d.accepted.Execution.ID {
-		delete(e.openTargets, d.openedTarget)
-	}
-	if d.fingerprint != "" {
-		delete(e.fingerprints, d.fingerprint)
-	}
-	if d.rateRunbook != "" {
-		e.dropRate(d.rateRunbook, d.rateAt)
-	}
-	if d.cooled != "" {
-		if d.prevCooldown != nil {
-			e.cooldowns[d.cooled] = *d.prevCooldown
-		} else {
-			delete(e.cooldowns, d.cooled)
-		}
-	}
-}
-
-// setCooldown starts the target's cooldown; called with e.mu held. It returns
-// the key and the previous entry so a failed commit can restore it.
-func (e *Engine) setCooldown(x *Execution, now time.Time) (string, *cooldown) {
-	var prev *cooldown
-	if c, ok := e.cooldowns[x.TargetKey]; ok {
-		prev = &c
-	}
-	e.cooldowns[x.TargetKey] = cooldown{plan: x.ID, until: now.Add(e.cooldownOf(&x.Plan))}
-	return x.TargetKey, prev
-}
-
-func (e *Engine) cooldownOf(p *Plan) time.Duration {
-	if c := time.Duration(p.Safety.Cooldown); c > 0 {
-		return c
-	}
-	return e.cfg.DefaultCooldown
-}
-
-// closeDedup is the dedup entry written when a plan closes: the cooldown starts.
-func (e *Engine) closeDedup(p *Plan, now time.Time) *DedupEntry {
-	return &DedupEntry{Key: p.TargetKey, PlanID: p.ID, Until: now.Add(e.cooldownOf(p))}
-}
-
-// closeTarget frees a plan's target in memory and starts its cooldown.
-func (e *Engine) closeTarget(p *Plan, now time.Time) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.openTargets[p.TargetKey] == p.ID {
-		delete(e.openTargets, p.TargetKey)
-	}
-	if p.Event.Fingerprint != "" && e.fingerprints[p.Event.Fingerprint] == p.ID {
-		delete(e.fingerprints, p.Event.Fingerprint)
-	}
-	e.cooldowns[p.TargetKey] = cooldown{plan: p.ID, until: now.Add(e.cooldownOf(p))}
-	e.forgetRepeats(p.ID)
-}
-
-// rateCount counts execution starts in the hour before now; called with e.mu
-// held for reading at least. It does not modify anything (see addRate).
-func (e *Engine) rateCount(runbook string, now time.Time) int {
-	ts := e.rate[runbook]
-	cut := now.Add(-time.Hour)
-	return len(ts) - sort.Search(len(ts), func(i int) bool { return ts[i].After(cut) })
-}
-
-// addRate records an execution start, dropping starts older than the window;
-// called with e.mu held for writing.
-func (e *Engine) addRate(runbook string, at time.Time) {
-	ts := e.rate[runbook]
-	cut := at.Add(-time.Hour)
-	i := sort.Search(len(ts), func(i int) bool { return ts[i].After(cut) })
-	e.rate[runbook] = append(ts[:copy(ts, ts[i:])], at)
-}
-
-func (e *Engine) dropRate(runbook string, at time.Time) {
-	ts := e.rate[runbook]
-	for i := len(ts) - 1; i >= 0; i-- {
-		if ts[i].Equal(at) {
-			e.rate[runbook] = append(ts[:i], ts[i+1:]...)
-			return
-		}
-	}
-}
-
-// PlanTargetKey is a plan's dedup key: the runbook and what its actions touch.
-func PlanTargetKey(runbook string, actions []runbooks.Action) string {
-	var b strings.Builder
-	b.WriteString(runbook)
-	for i := range actions {
-		b.WriteByte('|')
-		b.WriteString(actions[i].TargetKey())
-	}
-	return b.String()
 }
 
 func actorOf(ev *Event) string {
@@ -736,80 +527,6 @@ func (e *Engine) Resolve(ctx context.Context, ev Event) (Answer, error) {
 	return answerOf(rec, false), nil
 }
 
-// Evaluate runs match, render and the guards for ev without recording anything:
-// what Submit would decide right now. /recover dryrun and the benchmarks use it.
-// The plan's Rollback is left empty: RollbackPlan describes it on demand.
-func (e *Engine) Evaluate(ev *Event) (Plan, error) {
-	if err := ValidateEvent(ev); err != nil {
-		return Plan{}, err
-	}
-	now := e.clock.Now()
-	rb := e.books.Match(ev)
-	if rb == nil {
-		return Plan{Decision: DecideNoRunbook, Reasons: []string{fmt.Sprintf("no runbook matches this %s event", ev.Type)}}, nil
-	}
-	return e.evaluate(ev, rb, now, proposalOpts{})
-}
-
-func (e *Engine) evaluate(ev *Event, rb *runbooks.Runbook, now time.Time, o proposalOpts) (Plan, error) {
-	actions, err := runbooks.Render(rb, ev)
-	if err != nil {
-		return Plan{Runbook: rb.Name, Decision: DecideRefused, Reasons: []string{err.Error()}}, nil
-	}
-	p := Plan{Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash, Actions: actions,
-		TargetKey: PlanTargetKey(rb.Name, actions), Safety: rb.Safety, FourEyes: rb.FourEyes,
-		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, RequestedBy: o.requestedBy}
-	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: p.TargetKey, Manual: o.manual, AI: o.ai != nil, Now: now}
-	e.mu.RLock()
-	out := e.judge(prop)
-	e.mu.RUnlock()
-	p.Decision, p.Reasons = out.decision, out.reasons
-	if out.decision == DecideDuplicate {
-		p.ID = out.ref
-	}
-	return p, nil
-}
-
-// outcome is what the guard chain decided.
-type outcome struct {
-	decision Decision
-	reasons  []string
-	ref      string // the plan a duplicate folds into
-}
-
-// judge runs the guards in order; called with e.mu held. Suppress and Duplicate
-// end the chain; approval reasons accumulate; dry-run wins over approval and
-// keeps the approvals it would have needed as reasons.
-func (e *Engine) judge(p *Proposal) outcome {
-	var approval, dry []string
-	for _, g := range e.chain {
-		v, reason, ref := g.Check(p)
-		switch v {
-		case Duplicate:
-			return outcome{DecideDuplicate, []string{reason}, ref}
-		case Suppress:
-			return outcome{DecideSuppressed, []string{reason}, ""}
-		case NeedApproval:
-			approval = append(approval, reason)
-		case Dry:
-			dry = append(dry, reason)
-		}
-	}
-	switch {
-	case len(dry) > 0:
-		for _, r := range approval {
-			dry = append(dry, "would need approval: "+r)
-		}
-		return outcome{DecideDryRun, dry, ""}
-	case len(approval) > 0:
-		return outcome{DecideApproval, approval, ""}
-	}
-	return outcome{DecideAuto, autoReasons[:1:1], ""}
-}
-
-// autoReasons is shared by every auto decision (capacity 1: an append copies).
-var autoReasons = []string{"all guardrails passed: executing without approval"}
-
 // PlanManual makes a plan for a named runbook from chat or the CLI, with the
 // given context values. It always waits for approval (whatever the confidence),
 // and four-eyes runbooks keep requestedBy from approving it.
@@ -825,18 +542,18 @@ func (e *Engine) PlanManual(ctx context.Context, runbook string, values map[stri
 }
 
 // Preview is the full would-do report for a named runbook with the given
-// context values, as PlanManual would make it. It changes nothing.
+// context values, as PlanManual would make it now. It changes nothing.
 func (e *Engine) Preview(runbook string, values map[string]any, requestedBy string) (Plan, error) {
 	rb := e.books.Get(runbook)
 	if rb == nil {
 		return Plan{}, Errorf(CodeNotFound, "no runbook named %q", runbook)
 	}
 	ev := manualEvent(rb, values, requestedBy)
-	p, err := e.evaluate(&ev, rb, e.clock.Now(), proposalOpts{manual: true, requestedBy: requestedBy})
-	if err == nil && p.Decision != DecideRefused {
+	p := e.evaluate(&ev, proposalOpts{manual: true, requestedBy: requestedBy, runbook: rb})
+	if p.Decision != DecideRefused {
 		p.Rollback = e.rollbackPlan(p.Actions)
 	}
-	return p, err
+	return p, nil
 }
 
 // manualEvent is the event behind a plan someone asked for by name: the

@@ -29,8 +29,10 @@ type harness struct {
 	books *runbooks.Set
 	clock *recovery.ManualClock
 	drv   *logdriver.Driver
-	db    *store.DB
-	eng   *recovery.Engine
+	// drivers, when set, stands in front of drv (a Check of its own).
+	drivers recovery.Drivers
+	db      *store.DB
+	eng     *recovery.Engine
 }
 
 func newHarness(t *testing.T, mode recovery.Mode) *harness {
@@ -58,7 +60,11 @@ func (h *harness) open() {
 	cfg := h.cfg
 	cfg.Clock = h.clock
 	h.db = db
-	h.eng = recovery.New(cfg, db, h.books, h.drv.All())
+	var drivers recovery.Drivers = h.drv.All()
+	if h.drivers != nil {
+		drivers = h.drivers
+	}
+	h.eng = recovery.New(cfg, db, h.books, drivers)
 	if err := h.eng.Start(context.Background()); err != nil {
 		h.t.Fatal(err)
 	}

@@ -29,10 +29,26 @@ func (e *Engine) transition(ctx context.Context, t Transition) (Execution, error
 
 // Approve moves a plan awaiting approval to APPROVED and starts it. Authorization
 // (is actor an approver?) is the caller's job; four-eyes is checked here because
-// it depends on the plan. Two concurrent approvals: the store's compare-and-set
-// lets exactly one through; the other gets a *MoveError.
+// it depends on the plan. The guards run again first, with the current mode,
+// runbook, pause, breaker and rate limit: a plan they now refuse is not
+// approved, and its thread and audit trail say why (the plan keeps waiting).
+// Two concurrent approvals: the store's compare-and-set lets exactly one
+// through; the other gets a *MoveError.
 func (e *Engine) Approve(ctx context.Context, id, actor string) (Execution, error) {
 	now := e.clock.Now()
+	cur, err := e.store.Execution(ctx, id)
+	if err != nil {
+		return cur, err
+	}
+	if !cur.CanApprove() {
+		return cur, &MoveError{ID: id, From: PendingApproval, To: Approved, Actual: cur.State}
+	}
+	e.mu.RLock()
+	why := e.recheck(&cur, true, now)
+	e.mu.RUnlock()
+	if why != "" {
+		return cur, e.refuseApproval(ctx, &cur, actor, why)
+	}
 	x, err := e.transition(ctx, Transition{ID: id, From: []State{PendingApproval}, To: Approved, At: now,
 		Actor: actor, Reason: "approved by " + actor,
 		Mutate: func(x *Execution) error {
@@ -65,6 +81,18 @@ func (e *Engine) Approve(ctx context.Context, id, actor string) (Execution, erro
 	e.mu.Unlock()
 	e.goWork(func() { e.run(id) })
 	return x, nil
+}
+
+// refuseApproval records, in the plan's trail and thread, an approval the
+// guards refused, and returns the error for the approver.
+func (e *Engine) refuseApproval(ctx context.Context, x *Execution, actor, why string) error {
+	reason := fmt.Sprintf("approval by %s refused, nothing was run: %s", actor, why)
+	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{PendingApproval}, To: PendingApproval,
+		Actor: actor, Reason: reason,
+		Outbox: []Notification{{Kind: "step", Text: "🚫 " + reason}}}); err != nil {
+		return err
+	}
+	return Errorf(CodeConflict, "not approved: %s", why)
 }
 
 // Reject closes a plan awaiting approval.
@@ -105,13 +133,13 @@ func (e *Engine) closePending(ctx context.Context, id string, to State, actor, r
 	x, err := e.transition(ctx, Transition{ID: id, From: []State{PendingApproval}, To: to, At: now,
 		Actor: actor, Reason: reason,
 		Outbox: []Notification{{Kind: "state", State: to, Text: text}},
-		Dedup:  e.closeDedup(&cur.Plan, now),
+		Dedup:  e.closeDedup(&cur, now),
 	})
 	if err != nil {
 		return x, err
 	}
 	e.disarm(id)
-	e.closeTarget(&x.Plan, now)
+	e.closeTarget(&x, now)
 	return x, nil
 }
 
@@ -181,14 +209,15 @@ func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
 	if err := e.store.PutSetting(ctx, settingPaused, []byte(v)); err != nil {
 		return Errorf(CodeUnavailable, "could not persist the pause flag").wrap(err)
 	}
+	now := e.clock.Now()
 	e.mu.Lock()
 	e.paused = on
 	reset := !on && e.breaker.Reason != ""
 	if reset {
-		// Resuming is the human decision that closes the blast-radius breaker.
-		e.breaker = breakerState{}
-		e.autos = nil
-		e.failing = map[string]time.Time{}
+		// Resuming is the human decision that closes the blast-radius breaker;
+		// its windows count anew from here, after a restart too.
+		e.breaker = breakerState{ClosedAt: now}
+		e.blast = blastWindows{failing: map[string]time.Time{}}
 		word = "resumed (blast-radius breaker closed)"
 	}
 	e.mu.Unlock()
@@ -197,7 +226,6 @@ func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
 			return Errorf(CodeUnavailable, "could not persist the breaker reset").wrap(err)
 		}
 	}
-	now := e.clock.Now()
 	err := e.store.Record(ctx,
 		[]AuditRecord{{At: now, Actor: actor, Reason: "recoverbot " + word + " by " + actor}},
 		[]Notification{{At: now, Kind: "notice", Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor)}})
@@ -222,26 +250,12 @@ func (e *Engine) run(id string) {
 		return
 	}
 	now := e.clock.Now()
-	if x.Decision != DecideAuto {
-		// Approved plans count against the hourly limit when they start, not when
-		// they were proposed.
-		e.mu.Lock()
-		n := e.rateCount(x.Runbook, now)
-		ok := n < x.Safety.MaxExecutionsPerHour
-		if ok {
-			e.addRate(x.Runbook, now)
-		}
-		e.mu.Unlock()
-		if !ok {
-			e.abandon(ctx, &x, fmt.Sprintf("hourly rate limit reached for %s at execution time: %d of %d", x.Runbook, n, x.Safety.MaxExecutionsPerHour))
-			return
-		}
+	if why := e.admit(&x, now); why != "" {
+		e.abandon(ctx, &x, "not started: "+why)
+		return
 	}
-	release, err := e.locks.acquire(ctx, targetKeys(x.Actions), e.cfg.LockWait)
+	release, err := e.locks.acquire(ctx, e.lockKeys(x.Actions), e.cfg.LockWait)
 	if err != nil {
-		e.mu.Lock()
-		e.dropRate(x.Runbook, now)
-		e.mu.Unlock()
 		e.abandon(ctx, &x, err.Error())
 		return
 	}
@@ -265,6 +279,11 @@ func (e *Engine) run(id string) {
 			return
 		}
 	}
+	ran, err := e.store.Execution(ctx, id) // with its steps: what it changed
+	if err != nil {
+		log.Error("load execution", "err", err)
+		return
+	}
 	done := e.clock.Now()
 	var rollbackAt time.Time
 	if m := x.Safety.RollbackAfterMinutes; m > 0 {
@@ -287,12 +306,12 @@ func (e *Engine) run(id string) {
 		Actor: "recoverbot", Reason: "every action succeeded",
 		Mutate: func(x *Execution) error { x.RollbackAt = rollbackAt; return nil },
 		Outbox: []Notification{{Kind: "state", State: Succeeded, Text: text}},
-		Dedup:  e.closeDedup(&x.Plan, done)})
+		Dedup:  e.closeDedup(&ran, done)})
 	if err != nil {
 		log.Error("finish execution", "err", err)
 		return
 	}
-	e.closeTarget(&x.Plan, done)
+	e.closeTarget(&x, done)
 	if !rollbackAt.IsZero() {
 		e.arm(id, rollbackAt, e.scheduledRollback)
 	}
@@ -301,16 +320,35 @@ func (e *Engine) run(id string) {
 	e.startVerify(ctx, &x)
 }
 
-// abandon ends an approved plan that may not start (rate limit, busy target).
+// admit runs the guards again at the start of a run — the current mode,
+// runbook, pause, breaker and rate limit — and, if they let it run, holds its
+// hourly slot. An auto plan runs only if they would still run it unattended;
+// a plan a human approved, if they ask for nothing more. It returns why not,
+// or "".
+func (e *Engine) admit(x *Execution, now time.Time) string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	why := e.recheck(x, x.Decision != DecideAuto, now)
+	if why == "" {
+		e.rate.reserve(x.Runbook, x.ID, now)
+	}
+	return why
+}
+
+// abandon ends an approved plan that may not start (its guards now refuse, a
+// busy target): nothing ran, so its rate slot is freed and no cooldown starts.
 func (e *Engine) abandon(ctx context.Context, x *Execution, reason string) {
 	now := e.clock.Now()
+	e.mu.Lock()
+	e.rate.drop(x.Runbook, x.ID)
+	e.mu.Unlock()
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{Approved}, To: Suppressed, At: now,
 		Actor: "recoverbot", Reason: reason,
 		Outbox: []Notification{{Kind: "state", State: Suppressed, Text: "🚫 Not executed: " + reason}},
-		Dedup:  e.closeDedup(&x.Plan, now)}); err != nil {
+		Dedup:  e.closeDedup(x, now)}); err != nil {
 		e.log.Error("abandon execution", "plan", x.ID, "err", err)
 	}
-	e.closeTarget(&x.Plan, now)
+	e.closeTarget(x, now)
 }
 
 // applyOne runs action i: a step record is persisted before the driver is
@@ -380,10 +418,10 @@ func (e *Engine) fail(ctx context.Context, id string, i int, a runbooks.Action, 
 			Actor: "recoverbot", Reason: reason + "; nothing was changed, nothing to roll back",
 			Mutate: func(x *Execution) error { x.Error = reason; return nil },
 			Outbox: []Notification{{Kind: "state", State: Failed, Text: "❌ Failed: " + reason + ". Nothing was changed."}},
-			Dedup:  e.closeDedup(&x.Plan, now)}); err != nil {
+			Dedup:  e.closeDedup(&x, now)}); err != nil {
 			e.log.Error("mark failed", "plan", id, "err", err)
 		}
-		e.closeTarget(&x.Plan, now)
+		e.closeTarget(&x, now)
 		return
 	}
 	if _, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: RollingBack, At: now,
@@ -427,7 +465,7 @@ func (e *Engine) undoAll(id string, actions []runbooks.Action, cause string, loc
 		return
 	}
 	if !locked {
-		release, err := e.locks.acquire(ctx, targetKeys(actions), e.cfg.LockWait)
+		release, err := e.locks.acquire(ctx, e.lockKeys(actions), e.cfg.LockWait)
 		if err != nil {
 			e.finishRollback(ctx, &x, []string{err.Error()}, cause)
 			return
@@ -496,18 +534,10 @@ func (e *Engine) finishRollback(ctx context.Context, x *Execution, failures []st
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{RollingBack}, To: to, At: now,
 		Actor: "recoverbot", Reason: reason,
 		Outbox: []Notification{{Kind: "state", State: to, Text: text}},
-		Dedup:  e.closeDedup(&x.Plan, now)}); err != nil {
+		Dedup:  e.closeDedup(x, now)}); err != nil {
 		e.log.Error("finish rollback", "plan", x.ID, "err", err)
 	}
-	e.closeTarget(&x.Plan, now)
-}
-
-func targetKeys(actions []runbooks.Action) []string {
-	keys := make([]string, len(actions))
-	for i := range actions {
-		keys[i] = actions[i].TargetKey()
-	}
-	return keys
+	e.closeTarget(x, now)
 }
 
 // RollbackPlan says, per action in reverse, what undoing it does. The undo itself

@@ -111,8 +111,10 @@ var settledStates = map[State]bool{Succeeded: true, Verified: true, VerifyFailed
 // yet.
 func (x *Execution) CheckMarkFalse() error {
 	switch {
+	case x.State == Verifying || x.State == RollingBack:
+		return Errorf(CodeConflict, "execution %s is %s: it can be marked as a false action once that ends", x.ID, x.State)
 	case !settledStates[x.State]:
-		return Errorf(CodeConflict, "execution %s is %s: only executions that ran and settled can be marked as false actions", x.ID, x.State)
+		return Errorf(CodeConflict, "execution %s is %s: only executions that ran can be marked as false actions", x.ID, x.State)
 	case x.FalseAction:
 		return Errorf(CodeConflict, "execution %s is already marked as a false action (by %s)", x.ID, x.FalseBy)
 	}
@@ -139,3 +141,18 @@ func (x *Execution) CheckRollBack() error {
 
 // CanRollBack reports whether CheckRollBack allows it.
 func (x *Execution) CanRollBack() bool { return x.CheckRollBack() == nil }
+
+// Changed reports whether a driver may have written anything for this
+// execution: an apply step that started and did not fail cleanly (a failure
+// with no state observed changed nothing; a step that never ended may have).
+// Only such an execution starts a cooldown: a dry run, a refused or
+// suppressed plan, a rejection or a failure before any write never makes a
+// later event a duplicate.
+func (x *Execution) Changed() bool {
+	for _, s := range x.Steps {
+		if s.Phase == "apply" && (s.Error == "" || len(s.Before) > 0) {
+			return true
+		}
+	}
+	return false
+}

@@ -22,6 +22,8 @@ const settingBreaker = "breaker"
 type breakerState struct {
 	Reason string    `json:"reason"`
 	At     time.Time `json:"at"`
+	// ClosedAt is when resume last closed it: the windows count from there.
+	ClosedAt time.Time `json:"closed_at,omitzero"`
 }
 
 // noteRepeat decides whether a duplicate of plan should announce the count now;
@@ -117,35 +119,90 @@ func (e *Engine) flushSuppressed() {
 	e.poke()
 }
 
-// checkBlastRadius trips the breaker when more than BlastMaxTargets distinct
-// targets have failed within BlastTargetWindow, or when this plan would be the
-// (BlastMaxAuto+1)th automatic execution within BlastWindow. Called with e.mu
-// held, before the guards run; auto says whether the guards would let it run
-// unattended. It returns the reason it tripped, or "".
-func (e *Engine) checkBlastRadius(target string, auto bool, now time.Time) string {
-	if e.breaker.Reason != "" {
-		return ""
-	}
-	cut := now.Add(-e.cfg.BlastTargetWindow)
-	if _, ok := e.failing[target]; ok || len(e.failing) <= e.cfg.BlastMaxTargets {
-		e.failing[target] = now
-	}
-	for k, t := range e.failing {
-		if t.Before(cut) {
-			delete(e.failing, k)
+// blastWindows are what the blast-radius breaker counts: automatic plans
+// within BlastWindow and distinct targets failing within BlastTargetWindow.
+// They are not written on their own: every planned proposal's creation is in
+// the audit trail with its plan, and Start counts them back from there (since
+// the breaker was last closed), so a restart never resets the count.
+type blastWindows struct {
+	autos   []time.Time          // automatic decisions, oldest first
+	failing map[string]time.Time // target → last failure event
+}
+
+// wouldTrip says why the breaker would trip if a plan for target were made
+// now (auto: the guards would run it unattended), or "": when it would make
+// more than BlastMaxTargets distinct targets failing within BlastTargetWindow,
+// or be the (BlastMaxAuto+1)th automatic execution within BlastWindow. It
+// changes nothing (Evaluate calls it too).
+func (b *blastWindows) wouldTrip(target string, auto bool, now time.Time, cfg *Config) string {
+	cut := now.Add(-cfg.BlastTargetWindow)
+	n, seen := 0, false
+	for k, t := range b.failing {
+		if !t.Before(cut) {
+			n++
+			seen = seen || k == target
 		}
 	}
-	if len(e.failing) > e.cfg.BlastMaxTargets {
-		return fmt.Sprintf("more than %d distinct targets failing within %s", e.cfg.BlastMaxTargets, e.cfg.BlastTargetWindow)
+	if !seen {
+		n++
 	}
-	if auto {
-		i := sort.Search(len(e.autos), func(i int) bool { return e.autos[i].After(now.Add(-e.cfg.BlastWindow)) })
-		e.autos = append(e.autos[:0], e.autos[i:]...)
-		if len(e.autos) >= e.cfg.BlastMaxAuto {
-			return fmt.Sprintf("more than %d automatic executions within %s", e.cfg.BlastMaxAuto, e.cfg.BlastWindow)
-		}
+	if n > cfg.BlastMaxTargets {
+		return fmt.Sprintf("more than %d distinct targets failing within %s", cfg.BlastMaxTargets, cfg.BlastTargetWindow)
+	}
+	if auto && b.autosSince(now.Add(-cfg.BlastWindow)) >= cfg.BlastMaxAuto {
+		return fmt.Sprintf("more than %d automatic executions within %s", cfg.BlastMaxAuto, cfg.BlastWindow)
 	}
 	return ""
+}
+
+func (b *blastWindows) autosSince(cut time.Time) int {
+	return len(b.autos) - sort.Search(len(b.autos), func(i int) bool { return b.autos[i].After(cut) })
+}
+
+// record counts a plan made for target at now, dropping what left the windows.
+// The failing set is bounded: past BlastMaxTargets+1 the breaker is open.
+func (b *blastWindows) record(target string, auto bool, now time.Time, cfg *Config) {
+	cut := now.Add(-cfg.BlastTargetWindow)
+	for k, t := range b.failing {
+		if t.Before(cut) {
+			delete(b.failing, k)
+		}
+	}
+	if _, ok := b.failing[target]; ok || len(b.failing) <= cfg.BlastMaxTargets {
+		b.failing[target] = now
+	}
+	i := sort.Search(len(b.autos), func(i int) bool { return b.autos[i].After(now.Add(-cfg.BlastWindow)) })
+	b.autos = b.autos[:copy(b.autos, b.autos[i:])]
+	if auto {
+		b.autos = append(b.autos, now)
+	}
+}
+
+// loadBlast counts the windows back from the audit trail: each plan's
+// creation record (no From, a plan snapshot) made since the breaker was last
+// closed and within its window.
+func (e *Engine) loadBlast(ctx context.Context, now time.Time) error {
+	since := now.Add(-max(e.cfg.BlastWindow, e.cfg.BlastTargetWindow))
+	if e.breaker.ClosedAt.After(since) {
+		since = e.breaker.ClosedAt
+	}
+	recs, err := e.store.AuditSince(ctx, since)
+	if err != nil {
+		return err
+	}
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].At.Before(recs[j].At) })
+	for _, r := range recs {
+		if r.Plan == nil || r.From != "" || r.Plan.TargetKey == "" || r.At.After(now) || !r.At.After(since) {
+			continue
+		}
+		if r.At.After(now.Add(-e.cfg.BlastTargetWindow)) {
+			e.blast.failing[r.Plan.TargetKey] = r.At
+		}
+		if r.Plan.Decision == DecideAuto && r.At.After(now.Add(-e.cfg.BlastWindow)) {
+			e.blast.autos = append(e.blast.autos, r.At)
+		}
+	}
+	return nil
 }
 
 // trip opens the breaker (called with e.mu held) and returns the loud notice.
