@@ -178,3 +178,54 @@ func TestBlastRadiusBreakerOnTooManyFailingTargets(t *testing.T) {
 	}
 	h.idle()
 }
+
+// Item 9: the blast-radius windows survive a restart (they were in memory
+// only, so a restart reset the breaker's count), and a resume before the
+// restart is not undone by it.
+func TestBlastRadiusWindowsSurviveRestart(t *testing.T) {
+	h := newHarness(t, recovery.ModeFull)
+	ev := referenceEvents(t)["UPSTREAM_DEGRADATION"] // needs approval: counts targets only
+	target := func(i int) recovery.Event {
+		e := ev
+		e.Context = map[string]any{"upstream": fmt.Sprintf("svc-%d", i), "backup_service": fmt.Sprintf("svc-%d-dr", i)}
+		return e
+	}
+	for i := 0; i < 20; i++ {
+		h.submit(target(i))
+	}
+	h.reopen()
+	if got := h.eng.Breaker(); got != "" {
+		t.Fatalf("after 20 targets and a restart: breaker %q, want closed", got)
+	}
+	h.submit(target(20))
+	if !strings.Contains(h.eng.Breaker(), "more than 20 distinct targets") {
+		t.Fatalf("21st target after a restart: breaker %q, want tripped", h.eng.Breaker())
+	}
+	if err := h.eng.Resume(context.Background(), "cli:alice"); err != nil {
+		t.Fatal(err)
+	}
+	h.reopen()
+	h.submit(target(21))
+	if got := h.eng.Breaker(); got != "" {
+		t.Fatalf("after resume and a restart: breaker %q, want closed: the windows count from the resume", got)
+	}
+}
+
+func TestBlastRadiusAutoCountSurvivesRestart(t *testing.T) {
+	h := newHarness(t, recovery.ModeFull)
+	h.cfg.BlastMaxAuto = 2
+	h.reopen()
+	evs := referenceEvents(t)
+	for _, typ := range []string{"ERROR_RATE_SPIKE", "RATE_LIMIT_BREACH"} {
+		if a := h.submit(evs[typ]); a.Decision != recovery.DecideAuto {
+			t.Fatalf("%s: %s %v, want auto", typ, a.Decision, a.Reasons)
+		}
+	}
+	h.idle()
+	h.reopen()
+	a := h.submit(evs["CIRCUIT_BREAKER_CANDIDATE"])
+	if a.Decision != recovery.DecideApproval || !strings.Contains(h.eng.Breaker(), "more than 2 automatic executions") {
+		t.Fatalf("third auto plan after a restart: %s, breaker %q: want tripped", a.Decision, h.eng.Breaker())
+	}
+	h.idle()
+}
