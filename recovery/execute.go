@@ -279,45 +279,61 @@ func (e *Engine) run(id string) {
 			return
 		}
 	}
-	ran, err := e.store.Execution(ctx, id) // with its steps: what it changed
+	x, err = e.succeed(ctx, id)
 	if err != nil {
-		log.Error("load execution", "err", err)
+		log.Error("finish execution", "err", err)
 		return
 	}
+	release() // verification watches; it does not act on the targets
+	released = true
+	e.startVerify(ctx, &x)
+}
+
+// succeed records that every action of an execution succeeded, starts its
+// cooldown and arms its scheduled rollback, if any.
+func (e *Engine) succeed(ctx context.Context, id string) (Execution, error) {
+	ran, err := e.store.Execution(ctx, id) // with its steps: what it changed
+	if err != nil {
+		return ran, err
+	}
 	done := e.clock.Now()
-	var rollbackAt time.Time
-	if m := x.Safety.RollbackAfterMinutes; m > 0 {
-		rollbackAt = done.Add(time.Duration(m) * time.Minute)
-	}
-	for _, a := range x.Actions {
-		// A time-boxed action (circuit breaker 60 s, rate limit 30 min) ends by
-		// rolling the plan back at its end, through the same persisted timer.
-		if a.Duration > 0 {
-			if at := done.Add(time.Duration(a.Duration) * time.Second); rollbackAt.IsZero() || at.Before(rollbackAt) {
-				rollbackAt = at
-			}
-		}
-	}
+	rollbackAt := rollbackTime(&ran.Plan, done)
 	text := "✅ Recovery succeeded"
 	if !rollbackAt.IsZero() {
 		text += "; scheduled rollback at " + rollbackAt.UTC().Format(time.RFC3339)
 	}
-	x, err = e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Succeeded, At: done,
+	x, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Succeeded, At: done,
 		Actor: "recoverbot", Reason: "every action succeeded",
 		Mutate: func(x *Execution) error { x.RollbackAt = rollbackAt; return nil },
 		Outbox: []Notification{{Kind: "state", State: Succeeded, Text: text}},
 		Dedup:  e.closeDedup(&ran, done)})
 	if err != nil {
-		log.Error("finish execution", "err", err)
-		return
+		return x, err
 	}
 	e.closeTarget(&x, done)
 	if !rollbackAt.IsZero() {
 		e.arm(id, rollbackAt, e.scheduledRollback)
 	}
-	release() // verification watches; it does not act on the targets
-	released = true
-	e.startVerify(ctx, &x)
+	return x, nil
+}
+
+// rollbackTime is when a plan that succeeded at done rolls back on its own
+// (zero: never): rollbackAfterMinutes, or the end of its first time-boxed
+// action (circuit breaker 60 s, rate limit 30 min), whichever comes first,
+// through the same persisted timer.
+func rollbackTime(p *Plan, done time.Time) time.Time {
+	var at time.Time
+	if m := p.Safety.RollbackAfterMinutes; m > 0 {
+		at = done.Add(time.Duration(m) * time.Minute)
+	}
+	for _, a := range p.Actions {
+		if a.Duration > 0 {
+			if t := done.Add(time.Duration(a.Duration) * time.Second); at.IsZero() || t.Before(at) {
+				at = t
+			}
+		}
+	}
+	return at
 }
 
 // admit runs the guards again at the start of a run — the current mode,
