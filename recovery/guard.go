@@ -3,6 +3,7 @@ package recovery
 import (
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/recoverbot/recoverbot/runbooks"
@@ -257,10 +258,29 @@ var neverAuto = map[runbooks.ActionType]bool{runbooks.RestartPod: true, runbooks
 // lowRisk are the action types the low-risk phase lets run unattended.
 var lowRisk = map[runbooks.ActionType]bool{runbooks.CacheClear: true, runbooks.RateLimit: true}
 
+// approvalMemo caches approvalReasons: it depends only on a loaded (immutable)
+// runbook and the mode, and the planner asks it for every event.
+var approvalMemo sync.Map // approvalKey → string
+
+type approvalKey struct {
+	rb   *runbooks.Runbook
+	mode Mode
+}
+
 // approvalReasons says why a runbook's plans always need a human: the runbook
 // asks for it, an action is on the never-auto list or marked risk: high, or the
 // low-risk phase excludes it ("" when none applies).
 func approvalReasons(rb *runbooks.Runbook, mode Mode) string {
+	k := approvalKey{rb, mode}
+	if why, ok := approvalMemo.Load(k); ok {
+		return why.(string)
+	}
+	why := computeApprovalReasons(rb, mode)
+	approvalMemo.Store(k, why)
+	return why
+}
+
+func computeApprovalReasons(rb *runbooks.Runbook, mode Mode) string {
 	var why []string
 	if rb.Safety.RequiresApproval {
 		why = append(why, "runbook "+rb.Name+" requires approval")

