@@ -3,7 +3,6 @@ package recovery
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/recoverbot/recoverbot/runbooks"
 )
@@ -29,39 +28,17 @@ func (e *Engine) RecordRefusal(ctx context.Context, executionID, actor, reason s
 }
 
 // ApprovalRule says in one line when a runbook's plans run unattended under the
-// current mode and threshold: the same rules the guards apply (guard.go),
-// without an event.
+// current mode and threshold: what the never-auto and dry-run guards say for
+// it (guard.go), without an event.
 func (e *Engine) ApprovalRule(rb *runbooks.Runbook) string {
-	var always []string
-	if rb.Safety.RequiresApproval {
-		always = append(always, "requiresApproval")
+	p := &Proposal{Event: &Event{Confidence: 1}, RunbookName: rb.Name, Runbook: rb}
+	s := &Situation{Mode: e.cfg.Mode, AutoThreshold: e.cfg.AutoThreshold}
+	rule := fmt.Sprintf("runs unattended at confidence ≥ %.0f%%, else needs approval", e.cfg.AutoThreshold*100)
+	if _, why, _ := (NeverAutoGuard{}).Check(p, s); why != "" {
+		rule = "always needs approval (" + why + ")"
 	}
-	lowRiskOnly := true
-	for _, a := range rb.Actions {
-		switch {
-		case neverAuto[a.Type]:
-			always = append(always, string(a.Type)+" is never auto")
-		case a.Risk == "high":
-			always = append(always, string(a.Type)+" is risk: high")
-		}
-		if !lowRisk[a.Type] {
-			lowRiskOnly = false
-		}
-	}
-	var rule string
-	switch {
-	case len(always) > 0:
-		rule = "always needs approval (" + strings.Join(dedupStrings(always), "; ") + ")"
-	case e.cfg.Mode == ModeLowRisk && !lowRiskOnly:
-		rule = "needs approval in mode low-risk (not only CACHE_CLEAR / RATE_LIMIT)"
-	default:
-		rule = fmt.Sprintf("runs unattended at confidence ≥ %.0f%%, else needs approval", e.cfg.AutoThreshold*100)
-	}
-	switch {
-	case e.cfg.Mode == ModeDryRun:
-		rule += "; mode dry-run: reports only, nothing runs"
-	case rb.Safety.DryRun:
-		rule += "; runbook in dry-run: reports only"
+	if _, why, _ := (DryRunGuard{}).Check(p, s); why != "" {
+		rule += "; " + why + " (reports only)"
 	}
 	return rule
 }
@@ -75,16 +52,4 @@ func (e *Engine) RateUse(runbook string) (used, limit int) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	return e.rate.count(runbook, "", e.clock.Now()), limit
-}
-
-func dedupStrings(in []string) []string {
-	seen := map[string]bool{}
-	out := in[:0:0]
-	for _, s := range in {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
 }
