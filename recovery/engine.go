@@ -424,7 +424,8 @@ func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposal
 	}
 	e.poke()
 	if d.trip != "" {
-		if err := e.persistBreaker(ctx); err != nil {
+		// The engine's state, not the request's: persisted whatever the sender does.
+		if err := e.persistBreaker(e.ctx); err != nil {
 			e.log.Error("persist the blast-radius breaker (it stays open in memory)", "err", err)
 		}
 	}
