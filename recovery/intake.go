@@ -93,6 +93,7 @@ func (e *Engine) reserve(x *Execution, now time.Time) decision {
 		d.reported = x.TargetKey
 		if r, ok := e.reports[x.TargetKey]; ok {
 			d.prevReport = &r
+			e.forgetRepeats(r.plan) // the report it replaces folds nothing more
 		}
 		e.reports[x.TargetKey] = report{plan: x.ID, decision: x.Decision, until: now.Add(e.cooldownOf(&x.Plan))}
 		return d
