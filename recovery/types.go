@@ -200,8 +200,12 @@ var (
 )
 
 // Store persists everything the engine must not lose. Writes are durable (fsynced)
-// when they return. Transition returns *MoveError when the current state is not
-// one of t.From, ErrNotFound when there is no such execution.
+// when they return. A write's ctx bounds only its handover to the store: a write
+// that returns ctx's error wrote nothing, and once the store has taken a write
+// the call returns what its commit did, whatever happens to ctx meanwhile (the
+// engine acts on the answer: it must be the truth). Transition returns
+// *MoveError when the current state is not one of t.From, ErrNotFound when
+// there is no such execution.
 type Store interface {
 	// Accept writes an intake decision. It returns ErrDuplicate, writing nothing,
 	// when an event with the same non-empty id was accepted before.
