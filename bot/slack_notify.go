@@ -149,7 +149,7 @@ func (n *SlackNotifier) Notify(ctx context.Context, note recovery.Notification, 
 }
 
 func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification, x *recovery.Execution, rec *msgRecord) error {
-	notice := note.Kind == "notice" || note.ExecutionID == ""
+	notice := note.Kind == recovery.NoteNotice || note.ExecutionID == ""
 	if notice || x == nil {
 		// A notice, or an execution that no longer exists: a channel message.
 		// (A notice can carry the id of the plan it came with, as the
@@ -161,7 +161,7 @@ func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification,
 		}
 		return err
 	}
-	rootOnly := note.Kind == "repeats" || note.Kind == "explain"
+	rootOnly := note.Kind == recovery.NoteRepeats || note.Kind == recovery.NoteExplain
 	switch {
 	case rec.TS == "" && rootOnly:
 		// Never announced (a suppressed plan: summarized, not posted), so
@@ -172,15 +172,15 @@ func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification,
 		// The root message: the plan, rendered as it stands now (a late
 		// delivery shows the latest state, which later updates keep). A
 		// step or state of a plan posted while offline gets a root first.
-		if err := n.postRoot(ctx, x, rec); err != nil || note.Kind == "plan" {
+		if err := n.postRoot(ctx, x, rec); err != nil || note.Kind == recovery.NotePlan {
 			return err
 		}
-	case note.Kind == "plan":
+	case note.Kind == recovery.NotePlan:
 		return nil // posted before; the record only lacked the seq
 	default:
 		// A state change always re-renders; anything else only when the
 		// rendering changed.
-		if err := n.syncRoot(ctx, x, rec, note.Kind == "state"); err != nil {
+		if err := n.syncRoot(ctx, x, rec, note.Kind == recovery.NoteState); err != nil {
 			return err
 		}
 	}

@@ -452,7 +452,7 @@ func statusText(x *recovery.Execution, f Facts) string {
 		switch {
 		case afterFailedVerify(x):
 			by = " after failed verification"
-		case f.RollbackBy != "" && f.RollbackBy != "recoverbot":
+		case f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot:
 			by = ", requested by " + Who(f.RollbackBy)
 		}
 		return join(approved, "↩️ Rolling back"+by+": progress in the thread")
@@ -461,7 +461,7 @@ func statusText(x *recovery.Execution, f Facts) string {
 		switch {
 		case afterFailedVerify(x):
 			by = " after failed verification (last value: " + verifyValue(x.LastVerify) + ")"
-		case f.RollbackBy != "" && f.RollbackBy != "recoverbot":
+		case f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot:
 			by = " (requested by " + Who(f.RollbackBy) + ")"
 		}
 		return join(approved, "↩️ Rolled back"+by+at+": the previous state is restored", falseText(x))
@@ -487,10 +487,6 @@ func statusText(x *recovery.Execution, f Facts) string {
 	return esc(string(x.State))
 }
 
-// verificationUnavailable is how the engine starts LastVerify when it could
-// not get an answer from Prometheus (recovery/verify.go).
-const verificationUnavailable = "verification unavailable"
-
 func queryText(x *recovery.Execution) string {
 	if x.VerifyQuery == "" {
 		return "the runbook's query"
@@ -509,17 +505,18 @@ func verifyValue(v string) string {
 // it back) because its verification failed: it marks those false actions
 // "by verification".
 func afterFailedVerify(x *recovery.Execution) bool {
-	return x.FalseAction && x.FalseBy == "verification"
+	return x.FalseAction && x.FalseBy == recovery.FalseByVerification
 }
 
 // verifyFailedText tells the three endings recovery/verify.go has for
 // VERIFY_FAILED: unhealthy and rolling back, unhealthy and escalated, or no
 // answer at all (never counted as a success, never rolled back on a guess).
 func verifyFailedText(x *recovery.Execution, at string) string {
-	switch {
-	case strings.HasPrefix(x.LastVerify, verificationUnavailable):
-		return "⚠️ Verification unavailable" + at + " (" + esc(cut(strings.TrimPrefix(strings.TrimPrefix(x.LastVerify, verificationUnavailable), ": "), 300)) +
+	if why, ok := x.VerificationUnavailable(); ok {
+		return "⚠️ Verification unavailable" + at + " (" + esc(cut(why, 300)) +
 			"): not counted as a success and not rolled back; a human must decide"
+	}
+	switch {
 	case afterFailedVerify(x):
 		return "❌ Verification failed" + at + ": " + queryText(x) + " still unhealthy (last value: " + verifyValue(x.LastVerify) + "); rolling back"
 	}
@@ -560,7 +557,7 @@ func Undoable(x *recovery.Execution) bool {
 		return false
 	}
 	for _, s := range x.Steps {
-		if s.Phase == "apply" && len(s.Before) > 0 {
+		if s.Phase == recovery.PhaseApply && len(s.Before) > 0 {
 			return true
 		}
 	}

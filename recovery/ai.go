@@ -112,7 +112,7 @@ func (e *Engine) adviseUnmatched(ev Event) {
 func (e *Engine) planProposal(ctx context.Context, base *Event, p AIProposal, requestedBy string) (Answer, error) {
 	reject := func(format string, args ...any) (Answer, error) {
 		err := Errorf(CodeInvalid, "AI proposal rejected: "+format, args...)
-		if rerr := e.store.Record(ctx, []AuditRecord{{At: e.clock.Now(), EventID: base.ID, Actor: "ai", Reason: err.Msg}}, nil); rerr != nil {
+		if rerr := e.store.Record(ctx, []AuditRecord{{At: e.clock.Now(), EventID: base.ID, Actor: ActorAI, Reason: err.Msg}}, nil); rerr != nil {
 			e.log.Error("audit a rejected AI proposal", "err", rerr)
 		}
 		e.log.Warn("AI proposal rejected", "reason", err.Msg)
@@ -192,9 +192,9 @@ func (e *Engine) explain(id string) {
 		return
 	}
 	if _, err := e.transition(e.ctx, Transition{ID: id, From: []State{PendingApproval}, To: PendingApproval,
-		Actor: "ai", Reason: "AI explanation added",
+		Actor: ActorAI, Reason: "AI explanation added",
 		Mutate: func(x *Execution) error { x.Explanation = text; return nil },
-		Outbox: []Notification{{Kind: "explain", Text: "🤖 AI explanation: " + text}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteExplain, Text: "🤖 AI explanation: " + text}}}); err != nil {
 		var m *MoveError
 		if !errors.As(err, &m) {
 			e.log.Warn("record AI explanation", "plan", id, "err", err)

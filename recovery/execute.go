@@ -406,14 +406,14 @@ func (e *Engine) fail(ctx context.Context, id string, i int, a runbooks.Action, 
 func pendingUndo(x *Execution) []int {
 	undone := map[int]bool{}
 	for _, s := range x.Steps {
-		if s.Phase == "undo" && s.Error == "" && !s.EndedAt.IsZero() {
+		if s.Phase == PhaseUndo && s.Error == "" && !s.EndedAt.IsZero() {
 			undone[s.Action] = true
 		}
 	}
 	var out []int
 	for j := len(x.Steps) - 1; j >= 0; j-- {
 		s := x.Steps[j]
-		if s.Phase == "apply" && len(s.Before) > 0 && !undone[s.Action] {
+		if s.Phase == PhaseApply && len(s.Before) > 0 && !undone[s.Action] {
 			out = append(out, j)
 			undone[s.Action] = true
 		}
@@ -459,7 +459,7 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 	if _, err := e.transition(ctx, Transition{ID: id, From: []State{RollingBack}, To: RollingBack, At: start,
 		Actor: "recoverbot", Reason: fmt.Sprintf("undo of action %d %s starting", s.Action+1, a.Type),
 		Mutate: func(x *Execution) error {
-			x.Steps = append(x.Steps, Step{Action: s.Action, Type: s.Type, Phase: "undo", StartedAt: start})
+			x.Steps = append(x.Steps, Step{Action: s.Action, Type: s.Type, Phase: PhaseUndo, StartedAt: start})
 			return nil
 		},
 		Outbox: []Notification{{Kind: "step", Text: fmt.Sprintf("↩️ Undoing action %d: %s", s.Action+1, a.Type)}}}); err != nil {

@@ -72,7 +72,7 @@ type AIInfo struct {
 type Step struct {
 	Action    int             `json:"action"` // index into Plan.Actions
 	Type      string          `json:"type"`
-	Phase     string          `json:"phase"` // "apply" or "undo"
+	Phase     Phase           `json:"phase"`
 	Before    json.RawMessage `json:"before,omitempty"`
 	Report    []string        `json:"report,omitempty"`
 	Error     string          `json:"error,omitempty"`
@@ -136,7 +136,7 @@ type Notification struct {
 	Seq         uint64    `json:"seq"` // assigned by the store
 	At          time.Time `json:"at"`
 	ExecutionID string    `json:"execution_id,omitempty"`
-	Kind        string    `json:"kind"` // "plan", "state", "step", "notice"
+	Kind        NoteKind  `json:"kind"`
 	Text        string    `json:"text"`
 	State       State     `json:"state,omitempty"`
 }
