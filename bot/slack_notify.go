@@ -155,7 +155,7 @@ func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification,
 		// (A notice can carry the id of the plan it came with, as the
 		// breaker's does: the store files it with that plan's changes. It is
 		// still for the whole channel, not the plan's thread.)
-		_, _, err := n.post(ctx, n.Channel, slack.MsgOptionText(commands.MentionActors(note.Text), false))
+		_, _, err := n.post(ctx, n.Channel, slack.MsgOptionText(commands.NoteText(note), false))
 		if err == nil && notice {
 			n.refreshBanners(ctx)
 		}
@@ -187,7 +187,7 @@ func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification,
 	if rootOnly {
 		return nil
 	}
-	opts := []slack.MsgOption{slack.MsgOptionText(commands.MentionActors(note.Text), false), slack.MsgOptionTS(rec.TS)}
+	opts := []slack.MsgOption{slack.MsgOptionText(commands.NoteText(note), false), slack.MsgOptionTS(rec.TS)}
 	switch note.State {
 	case recovery.Failed, recovery.RollbackFailed, recovery.Interrupted:
 		opts = append(opts, slack.MsgOptionBroadcast()) // bad news reaches the channel, not only the thread

@@ -295,7 +295,7 @@ func problemText(summary string, max int) string {
 	if strings.TrimSpace(summary) == "" {
 		return "_(the event gave no summary)_"
 	}
-	return MentionActors(cut(summary, max))
+	return esc(cut(summary, max)) // event text: never a mention
 }
 
 func actionsHeading(x *recovery.Execution) string {
@@ -698,30 +698,23 @@ func SlackTime(t time.Time) string {
 	return fmt.Sprintf("<!date^%d^{time}|%s>", t.Unix(), t.UTC().Format("15:04 UTC"))
 }
 
-// MentionActors escapes text for mrkdwn and turns "slack:U123" actors in it
-// into mentions (the engine's notification texts name actors that way).
-func MentionActors(text string) string {
-	s := esc(text)
-	var b strings.Builder
-	for {
-		i := strings.Index(s, ActorPrefix)
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		b.WriteString(s[:i])
-		rest := s[i+len(ActorPrefix):]
-		j := 0
-		for j < len(rest) && (rest[j] >= 'A' && rest[j] <= 'Z' || rest[j] >= '0' && rest[j] <= '9') {
-			j++
-		}
-		if id := rest[:j]; ValidApproverID(id) {
-			b.WriteString("<@" + id + ">")
-		} else {
-			b.WriteString(ActorPrefix + id)
-		}
-		s = rest[j:]
+// NoteText renders an outbox notification for mrkdwn. The text is escaped
+// as a whole, so nothing an event, an AI or a driver wrote ("slack:U123",
+// "<!channel>") ever becomes a mention; only the notification's own Actor
+// field, which the engine sets from an authenticated request, is shown as
+// one (Who). The engine names that actor after any text it quotes, so the
+// last occurrence is the actor's.
+func NoteText(n recovery.Notification) string {
+	s := esc(n.Text)
+	if n.Actor == "" {
+		return s
 	}
+	a := esc(n.Actor)
+	i := strings.LastIndex(s, a)
+	if i < 0 {
+		return s
+	}
+	return s[:i] + Who(n.Actor) + s[i+len(a):]
 }
 
 func section(text string) *slack.SectionBlock {
@@ -742,7 +735,7 @@ func bullets(lines []string) string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString("• " + MentionActors(l))
+		b.WriteString("• " + esc(l))
 	}
 	return b.String()
 }

@@ -69,7 +69,7 @@ func TestMessageGoldenStates(t *testing.T) {
 			want: []string{"proposed by AI · confidence 72 % · rationale: The primary is degraded &amp; a DR replica &lt;payments-dr&gt; exists.",
 				"*AI explanation:* payments answers slowly", "*Confidence:* AI 72%", "*Repeats:* seen 9,999 more times",
 				"*Blast-radius breaker open* (more than 20 distinct targets failing within 5m0s)", "*Requested by:* <@U0ASKER>",
-				"asked by <@U0ASKER>: payments p99"},
+				"asked by slack:U0ASKER: payments p99"},
 		},
 		{name: "ai_plan_from_event", x: func() *recovery.Execution {
 			x := aiPlan()

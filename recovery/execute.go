@@ -45,7 +45,7 @@ func (e *Engine) Approve(ctx context.Context, id, actor string) (Execution, erro
 			x.ApprovedBy = actor
 			return nil
 		},
-		Outbox: []Notification{{Kind: "state", State: Approved, Text: fmt.Sprintf("✅ Approved by %s at %s", actor, now.UTC().Format("15:04:05"))}},
+		Outbox: []Notification{{Kind: "state", State: Approved, Text: fmt.Sprintf("✅ Approved by %s at %s", actor, now.UTC().Format("15:04:05")), Actor: actor}},
 	})
 	if err != nil {
 		if ErrorCode(err) == CodeConflict && !errors.As(err, new(*MoveError)) {
@@ -104,7 +104,7 @@ func (e *Engine) closePending(ctx context.Context, id string, to State, actor, r
 	}
 	x, err := e.transition(ctx, Transition{ID: id, From: []State{PendingApproval}, To: to, At: now,
 		Actor: actor, Reason: reason,
-		Outbox: []Notification{{Kind: "state", State: to, Text: text}},
+		Outbox: []Notification{{Kind: "state", State: to, Text: text, Actor: actor}},
 		Dedup:  e.closeDedup(&cur.Plan, now),
 	})
 	if err != nil {
@@ -133,7 +133,7 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 	x, err = e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
 		Actor: actor, Reason: "rollback requested by " + actor,
 		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
-		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "↩️ Rolling back, requested by " + actor}}})
+		Outbox: []Notification{{Kind: NoteState, State: RollingBack, Text: "↩️ Rolling back, requested by " + actor, Actor: actor}}})
 	if err != nil {
 		return x, err
 	}
@@ -205,7 +205,7 @@ func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
 	now := e.clock.Now()
 	err := e.store.Record(ctx,
 		[]AuditRecord{{At: now, Actor: actor, Reason: "recoverbot " + word + " by " + actor}},
-		[]Notification{{At: now, Kind: "notice", Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor)}})
+		[]Notification{{At: now, Kind: "notice", Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor), Actor: actor}})
 	if err == nil {
 		e.poke()
 	}

@@ -138,7 +138,11 @@ type Notification struct {
 	ExecutionID string    `json:"execution_id,omitempty"`
 	Kind        NoteKind  `json:"kind"`
 	Text        string    `json:"text"`
-	State       State     `json:"state,omitempty"`
+	// Actor, when set, is the person Text names as having acted (approved,
+	// rejected, asked for a rollback): the only part of a notification an
+	// edge may turn into a mention. Text itself is display text, never parsed.
+	Actor string `json:"actor,omitempty"`
+	State State  `json:"state,omitempty"`
 }
 
 // RateStamp records one execution start for the hourly rate limit.

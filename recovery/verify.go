@@ -215,5 +215,5 @@ func (e *Engine) MarkFalse(ctx context.Context, id, actor string) (Execution, er
 			x.FalseAction, x.FalseBy = true, actor
 			return nil
 		},
-		Outbox: []Notification{{Kind: NoteStep, Text: "🏷️ Marked as a false action by " + actor}}})
+		Outbox: []Notification{{Kind: NoteStep, Text: "🏷️ Marked as a false action by " + actor, Actor: actor}}})
 }
