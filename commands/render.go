@@ -441,7 +441,11 @@ func statusText(x *recovery.Execution, f Facts) string {
 		case recovery.VerifyFailed:
 			s = verifyFailedText(x, at)
 		}
-		if !x.RollbackAt.IsZero() {
+		switch {
+		case x.UndoAwaits != "":
+			s += "; ✋ the " + string(x.UndoAwaits) + " awaits an approver until " + SlackTime(x.RollbackAt) +
+				": *Roll back* approves it, *Keep as is* (or no answer) leaves the target as it is"
+		case !x.RollbackAt.IsZero():
 			s += "; scheduled rollback at " + SlackTime(x.RollbackAt)
 		}
 		return join(approved, s, falseText(x))
@@ -452,6 +456,9 @@ func statusText(x *recovery.Execution, f Facts) string {
 		switch {
 		case afterFailedVerify(x):
 			by = " after failed verification"
+			if f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot {
+				by += ", approved by " + Who(f.RollbackBy)
+			}
 		case f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot:
 			by = ", requested by " + Who(f.RollbackBy)
 		}
@@ -461,6 +468,9 @@ func statusText(x *recovery.Execution, f Facts) string {
 		switch {
 		case afterFailedVerify(x):
 			by = " after failed verification (last value: " + verifyValue(x.LastVerify) + ")"
+			if f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot {
+				by += ", approved by " + Who(f.RollbackBy)
+			}
 		case f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot:
 			by = " (requested by " + Who(f.RollbackBy) + ")"
 		}
@@ -517,6 +527,8 @@ func verifyFailedText(x *recovery.Execution, at string) string {
 			"): not counted as a success and not rolled back; a human must decide"
 	}
 	switch {
+	case afterFailedVerify(x) && x.UndoAwaits != "":
+		return "❌ Verification failed" + at + ": " + queryText(x) + " still unhealthy (last value: " + verifyValue(x.LastVerify) + "); not rolled back yet"
 	case afterFailedVerify(x):
 		return "❌ Verification failed" + at + ": " + queryText(x) + " still unhealthy (last value: " + verifyValue(x.LastVerify) + "); rolling back"
 	}
@@ -574,7 +586,12 @@ func buttons(x *recovery.Execution, s *Signer) slack.Block {
 		)
 	}
 	var els []slack.BlockElement
-	if Undoable(x) && len(x.Rollback) > 0 {
+	switch {
+	case x.UndoAwaits != "":
+		els = append(els,
+			slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger),
+			slack.NewButtonBlockElement(ActionKeep, s.Sign(ActionKeep, x.ID), plain("✋ Keep as is")))
+	case Undoable(x) && len(x.Rollback) > 0:
 		els = append(els, slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger))
 	}
 	if Markable(x) {

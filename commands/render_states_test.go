@@ -103,10 +103,26 @@ func TestMessageGoldenStates(t *testing.T) {
 		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done.Add(6 * time.Minute), LastTo: recovery.RolledBack, RollbackBy: "recoverbot"},
 			want:   []string{"↩️ Rolled back after failed verification (last value: an empty result) at <!date^", "🏷️ Counted as a false action (verification failed)"},
 			absent: []string{ActionMarkFalse, ActionRollback, "actions"}},
+		{name: "scheduled_rollback_awaits_approval", x: ran(recovery.Succeeded, func(x *recovery.Execution) {
+			x.UndoAwaits, x.RollbackAt = recovery.UndoScheduled, done.Add(15*time.Minute)
+		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done, LastTo: recovery.Succeeded},
+			want: []string{"✋ the scheduled rollback awaits an approver until <!date^", "*Roll back* approves it, *Keep as is* (or no answer) leaves the target as it is",
+				ActionRollback, ActionKeep}},
+		{name: "verify_failed_rollback_awaits_approval", x: ran(recovery.VerifyFailed, func(x *recovery.Execution) {
+			x.LastVerify, x.FalseAction, x.FalseBy = "3.5", true, recovery.FalseByVerification
+			x.UndoAwaits, x.RollbackAt = recovery.UndoVerifyFailed, done.Add(10*time.Minute)
+		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done.Add(5 * time.Minute), LastTo: recovery.VerifyFailed},
+			want: []string{"still unhealthy (last value: `3.5`); not rolled back yet", "✋ the rollback after failed verification awaits an approver until <!date^",
+				ActionRollback, ActionKeep},
+			absent: []string{"rolling back"}},
+		{name: "rolled_back_after_approved_verify_rollback", x: ran(recovery.RolledBack, func(x *recovery.Execution) {
+			x.LastVerify, x.FalseAction, x.FalseBy = "3.5", true, recovery.FalseByVerification
+		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done.Add(7 * time.Minute), LastTo: recovery.RolledBack, RollbackBy: "slack:U0SECOND"},
+			want: []string{"↩️ Rolled back after failed verification (last value: `3.5`), approved by <@U0SECOND> at <!date^"}},
 		{name: "marked_false", x: ran(recovery.Succeeded, func(x *recovery.Execution) { x.FalseAction, x.FalseBy = true, "slack:U0APPROVER" }),
 			facts:  Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done, LastTo: recovery.Succeeded},
 			want:   []string{"✅ Recovery succeeded at <!date^", "🏷️ Marked as a false action by <@U0APPROVER>", ActionRollback},
-			absent: []string{ActionMarkFalse}},
+			absent: []string{ActionMarkFalse, ActionKeep}},
 		{name: "failed_can_be_marked", x: ran(recovery.Failed, func(x *recovery.Execution) {
 			x.Error, x.Steps = "deployment api-gateway not found", nil
 		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done, LastTo: recovery.Failed},

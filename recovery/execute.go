@@ -130,10 +130,14 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 	if len(pendingUndo(&x)) == 0 {
 		return x, Errorf(CodeConflict, "execution %s changed nothing that can be undone", id)
 	}
+	reason, text := "rollback requested by "+actor, "↩️ Rolling back, requested by "+actor
+	if x.UndoAwaits != "" {
+		reason, text = string(x.UndoAwaits)+" approved by "+actor, "↩️ Rolling back: the "+string(x.UndoAwaits)+" was approved by "+actor
+	}
 	x, err = e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
-		Actor: actor, Reason: "rollback requested by " + actor,
-		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
-		Outbox: []Notification{{Kind: NoteState, State: RollingBack, Text: "↩️ Rolling back, requested by " + actor, Actor: actor}}})
+		Actor: actor, Reason: reason,
+		Mutate: func(x *Execution) error { x.RollbackAt, x.UndoAwaits = time.Time{}, ""; return nil },
+		Outbox: []Notification{{Kind: NoteState, State: RollingBack, Text: text, Actor: actor}}})
 	if err != nil {
 		return x, err
 	}
@@ -142,6 +146,8 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 	return x, nil
 }
 
+// scheduledRollback fires at RollbackAt: the scheduled rollback itself, or
+// the end of the wait for its approval (undo.go).
 func (e *Engine) scheduledRollback(id string) {
 	x, err := e.store.Execution(e.ctx, id)
 	if err != nil {
@@ -151,16 +157,11 @@ func (e *Engine) scheduledRollback(id string) {
 	if !CanMove(x.State, RollingBack) || x.State == Interrupted {
 		return // rolled back, or needs a human (INTERRUPTED), in the meantime
 	}
-	if _, err := e.transition(e.ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
-		Actor: "recoverbot", Reason: "scheduled rollback (rollbackAfterMinutes / action duration)",
-		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
-		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "↩️ Scheduled rollback: restoring the previous state"}}}); err != nil {
-		if !errors.As(err, new(*MoveError)) {
-			e.log.Error("scheduled rollback", "plan", id, "err", err)
-		}
+	if x.UndoAwaits != "" {
+		e.undoWaitExpired(&x)
 		return
 	}
-	e.undoAll(id, x.Actions, "", false)
+	e.autoUndo(e.ctx, &x, UndoScheduled, "↩️ Scheduled rollback: restoring the previous state")
 }
 
 // Pause stops all new plans until Resume; the flag survives a restart.

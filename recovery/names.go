@@ -38,3 +38,12 @@ const (
 	// not a person, counted the execution as a false action.
 	FalseByVerification = "verification"
 )
+
+// UndoTrigger says what started an automatic undo.
+type UndoTrigger string
+
+// Automatic undo triggers (a person's Roll back is not one: it is approved).
+const (
+	UndoScheduled    UndoTrigger = "scheduled rollback"                 // rollbackAfterMinutes, or a time-boxed action's end
+	UndoVerifyFailed UndoTrigger = "rollback after failed verification" // onVerifyFailure: rollback
+)

@@ -89,9 +89,13 @@ type Execution struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 	ApprovedBy string    `json:"approved_by,omitempty"`
 	Steps      []Step    `json:"steps,omitempty"`
-	// RollbackAt schedules an automatic rollback of a succeeded execution.
+	// RollbackAt schedules an automatic rollback of a succeeded execution, or,
+	// while UndoAwaits is set, is the deadline of that rollback's approval.
 	RollbackAt time.Time `json:"rollback_at,omitzero"`
-	Error      string    `json:"error,omitempty"`
+	// UndoAwaits is set while an automatic undo waits for a human because it
+	// would re-run a never-auto action (undo.go).
+	UndoAwaits UndoTrigger `json:"undo_awaits,omitempty"`
+	Error      string      `json:"error,omitempty"`
 	// Repeats counts duplicate events folded into this plan.
 	Repeats int `json:"repeats,omitempty"`
 	// Verification: until when it may go on, when it succeeded, what it last saw.

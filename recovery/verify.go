@@ -108,28 +108,29 @@ func (e *Engine) verifyLoop(ctx context.Context, id, query string, until time.Ti
 		}
 		return
 	}
-	x, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
-		Actor: ActorBot, Reason: reason + "; rolling back",
+	x, err := e.store.Execution(ctx, id)
+	if err != nil {
+		e.log.Error("load execution after failed verification", "plan", id, "err", err)
+		return
+	}
+	next, text := "; rolling back", "❌ Verification failed: "+reason+". Rolling back."
+	if undoNeedsApproval(&x) != "" {
+		next, text = "; the rollback needs approval", "❌ Verification failed: "+reason+". Not rolled back yet: the rollback needs approval."
+	}
+	x, err = e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
+		Actor: ActorBot, Reason: reason + next,
 		Mutate: func(x *Execution) error {
 			x.LastVerify = last
 			x.FalseAction = true
 			x.FalseBy = FalseByVerification
 			return nil
 		},
-		Outbox: []Notification{{Kind: NoteState, State: VerifyFailed, Text: "❌ Verification failed: " + reason + ". Rolling back."}}})
+		Outbox: []Notification{{Kind: NoteState, State: VerifyFailed, Text: text}}})
 	if err != nil {
 		e.log.Error("record failed verification", "plan", id, "err", err)
 		return
 	}
-	if _, err := e.transition(ctx, Transition{ID: id, From: []State{VerifyFailed}, To: RollingBack,
-		Actor: ActorBot, Reason: "onVerifyFailure: rollback",
-		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
-		Outbox: []Notification{{Kind: NoteState, State: RollingBack, Text: "↩️ Rolling back after failed verification"}}}); err != nil {
-		e.log.Error("start rollback after verification", "plan", id, "err", err)
-		return
-	}
-	e.disarm(id)
-	e.undoAll(id, x.Actions, "verification failed", false)
+	e.autoUndo(ctx, &x, UndoVerifyFailed, "↩️ Rolling back after failed verification")
 }
 
 func (e *Engine) verified(ctx context.Context, id, value string) {
