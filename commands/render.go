@@ -35,6 +35,8 @@ const (
 	maxProblemBytes     = 2500
 	maxExplanationBytes = 1200
 	maxRationaleBytes   = 700
+	maxAIParamsBytes    = 900 // the AI plan's parameters and their sources
+	maxOutsideBytes     = 600 // what of the runbook's trigger an AI plan is outside of
 	maxReasonsBytes     = 1500
 	maxStatusBytes      = 1500
 )
@@ -101,6 +103,9 @@ func Message(v View) (text string, blocks []slack.Block) {
 	}
 	if x.AI != nil {
 		head = append(head, slack.NewContextBlock("", mrkdwn(AIText(x.AI, maxRationaleBytes))))
+		if t := AIFacts(x.AI, maxOutsideBytes, maxAIParamsBytes); t != "" {
+			head = append(head, section(t))
+		}
 	}
 	var tail []slack.Block
 	tail = append(tail, section(rollbackText(x)))
@@ -279,6 +284,37 @@ func AIText(a *recovery.AIInfo, maxBytes int) string {
 		s += " _(model " + esc(cut(a.Model, 80)) + ")_"
 	}
 	return s
+}
+
+// AIFacts is what an approver must weigh in an AI plan besides its
+// rationale: what of the runbook's trigger the event is outside of, and
+// each parameter with whether the event or the AI chose it ("" when the
+// plan has neither). Each part is cut to its byte budget as sent.
+func AIFacts(a *recovery.AIInfo, outsideBytes, paramsBytes int) string {
+	var parts []string
+	if len(a.OutsideTrigger) > 0 {
+		parts = append(parts, cutEncoded("⚠️ *Outside the runbook's trigger:* "+esc(strings.Join(a.OutsideTrigger, "; ")), outsideBytes))
+	}
+	if len(a.Params) > 0 {
+		var ps []string
+		for _, p := range a.Params {
+			from := "from the event"
+			if p.From == recovery.FromAI {
+				from = "*chosen by the AI*"
+			}
+			ps = append(ps, fmt.Sprintf("`%s` = `%s` (%s)", esc(cut(p.Key, 80)), esc(cut(paramValue(p.Value), 200)), from))
+		}
+		parts = append(parts, cutEncoded("*Parameters:* "+strings.Join(ps, " · "), paramsBytes))
+	}
+	return strings.Join(parts, "\n")
+}
+
+func paramValue(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
 }
 
 func explanationText(text string, max int) string {
@@ -634,6 +670,9 @@ func DetailsModal(x *recovery.Execution, describe []string, f Facts) slack.Modal
 	}
 	if x.AI != nil {
 		head = append(head, section(AIText(x.AI, 1<<20)))
+		if t := AIFacts(x.AI, MaxSectionText, MaxSectionText); t != "" {
+			head = append(head, section(t))
+		}
 	}
 	if s := statusText(x, f); s != "" {
 		head = append(head, section("*Status:* "+s))

@@ -75,9 +75,14 @@ func TestMessageGoldenStates(t *testing.T) {
 			x := aiPlan()
 			x.Event.Confidence, x.Event.Context["source_event"] = 0.6, "ev-42"
 			x.Event.Summary, x.RequestedBy, x.Repeats, x.Explanation = "payments p99 at 4s", "", 0, ""
+			x.AI.OutsideTrigger = []string{"confidence is 0.6, want at least 0.85", "severity is WARNING, want CRITICAL"}
+			x.AI.Params = []recovery.AIParam{{Key: "backup_service", Value: "payments-dr", From: recovery.FromAI},
+				{Key: "upstream", Value: "payments", From: recovery.FromEvent}}
 			return x
 		}, desc: describeFailover,
-			want:   []string{"*Confidence:* 60% (event) · AI 72%", "proposed by AI · confidence 72 %"},
+			want: []string{"*Confidence:* 60% (event) · AI 72%", "proposed by AI · confidence 72 %",
+				"⚠️ *Outside the runbook's trigger:* confidence is 0.6, want at least 0.85; severity is WARNING, want CRITICAL",
+				"*Parameters:* `backup_service` = `payments-dr` (*chosen by the AI*) · `upstream` = `payments` (from the event)"},
 			absent: []string{"AI explanation", "Repeats", "Blast-radius"}},
 		{name: "breaker_not_shown_after_approval", x: ran(recovery.Executing, nil), breaker: "more than 10 automatic executions within 1h0m0s",
 			facts:  Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: approvedAt, LastTo: recovery.Executing},

@@ -47,3 +47,12 @@ const (
 	UndoScheduled    UndoTrigger = "scheduled rollback"                 // rollbackAfterMinutes, or a time-boxed action's end
 	UndoVerifyFailed UndoTrigger = "rollback after failed verification" // onVerifyFailure: rollback
 )
+
+// ParamSource says who chose a parameter of an AI plan.
+type ParamSource string
+
+// Parameter sources.
+const (
+	FromEvent ParamSource = "event" // the event (or the person's question) carried it
+	FromAI    ParamSource = "ai"    // the AI proposed it
+)

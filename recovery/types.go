@@ -66,6 +66,19 @@ type AIInfo struct {
 	Model      string  `json:"model"`
 	Confidence float64 `json:"confidence"`
 	Rationale  string  `json:"rationale"`
+	// OutsideTrigger says which parts of the runbook's trigger the event did
+	// not meet (runbooks.Set.Unmet); empty when it met them all.
+	OutsideTrigger []string `json:"outside_trigger,omitempty"`
+	// Params are the runbook's declared parameters with a value, and where
+	// each value came from.
+	Params []AIParam `json:"params,omitempty"`
+}
+
+// AIParam is one parameter of an AI plan and its provenance.
+type AIParam struct {
+	Key   string      `json:"key"`
+	Value any         `json:"value"`
+	From  ParamSource `json:"from"`
 }
 
 // Step is one driver call of an execution.
