@@ -80,6 +80,11 @@ func (e *Engine) Ask(ctx context.Context, question, requestedBy string) (Answer,
 	if q := strings.TrimSpace(question); q == "" || len(q) > 2000 {
 		return Answer{}, Errorf(CodeInvalid, "ask needs a question of 1..2000 characters")
 	}
+	release, drop := e.aiAdmit("ask", "")
+	if release == nil {
+		return Answer{}, Errorf(CodeUnavailable, "the AI budget is spent for now (%s): try again in a minute", drop)
+	}
+	defer release()
 	actx, cancel := context.WithTimeoutCause(ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
 	defer cancel()
 	p, err := e.cfg.Advisor.Propose(actx, AdviceRequest{Question: question, Catalogue: e.Catalogue()})
@@ -91,19 +96,30 @@ func (e *Engine) Ask(ctx context.Context, question, requestedBy string) (Answer,
 	return e.planProposal(ctx, &ev, p, requestedBy)
 }
 
-// adviseUnmatched asks the AI about an event that matched no runbook. It runs
-// in the background after the intake answered: a slow AI delays nothing.
+// adviseUnmatched asks the AI, in the background, about an event that matched
+// no runbook: the intake has answered already, and a slow AI delays nothing.
+// Only within the AI budget (aibudget.go): an identical event sent recently
+// is folded, and one over the concurrency cap or the minute's budget is not
+// sent; the event is cut to the prompt's size cap.
 func (e *Engine) adviseUnmatched(ev Event) {
-	ctx, cancel := context.WithTimeoutCause(e.ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
-	defer cancel()
-	p, err := e.cfg.Advisor.Propose(ctx, AdviceRequest{Event: &ev, Catalogue: e.Catalogue()})
-	if err != nil {
-		e.log.Warn("AI proposal for an unmatched event failed", "event", ev.ID, "err", err)
+	release, _ := e.aiAdmit("unmatched event "+ev.ID, foldKey(&ev))
+	if release == nil {
 		return
 	}
-	if _, err := e.planProposal(e.ctx, &ev, p, "ai"); err != nil {
-		e.log.Warn("AI proposal rejected", "event", ev.ID, "err", err)
-	}
+	e.goWork(func() {
+		defer release()
+		ctx, cancel := context.WithTimeoutCause(e.ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
+		defer cancel()
+		shown := promptEvent(ev, e.aiGate.b.PromptBytes)
+		p, err := e.cfg.Advisor.Propose(ctx, AdviceRequest{Event: &shown, Catalogue: e.Catalogue()})
+		if err != nil {
+			e.log.Warn("AI proposal for an unmatched event failed", "event", ev.ID, "err", err)
+			return
+		}
+		if _, err := e.planProposal(e.ctx, &ev, p, ActorAI); err != nil {
+			e.log.Warn("AI proposal rejected", "event", ev.ID, "err", err)
+		}
+	})
 }
 
 // planProposal validates an AI proposal strictly — a runbook that exists, only
@@ -225,6 +241,11 @@ func (e *Engine) explain(id string) {
 	if err != nil || x.State != PendingApproval {
 		return
 	}
+	release, _ := e.aiAdmit("explanation of plan "+id, "")
+	if release == nil {
+		return // an explanation is a nicety: never over budget
+	}
+	defer release()
 	ctx, cancel := context.WithTimeoutCause(e.ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
 	defer cancel()
 	text, err := e.cfg.Advisor.Explain(ctx, &x)
