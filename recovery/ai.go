@@ -92,7 +92,7 @@ func (e *Engine) Ask(ctx context.Context, question, requestedBy string) (Answer,
 		e.log.Warn("AI proposal failed", "err", err)
 		return Answer{}, Errorf(CodeUnavailable, "the AI could not propose a plan: %v", err)
 	}
-	ev := Event{Type: "", Severity: runbooks.Warning, Confidence: 1, Summary: truncateText("asked by "+requestedBy+": "+question, 500), Source: "ai"}
+	ev := Event{Type: "", Severity: runbooks.Warning, Confidence: 1, Summary: truncateText("asked by "+requestedBy+": "+question, 500), Source: ActorAI}
 	return e.planProposal(ctx, &ev, p, requestedBy)
 }
 

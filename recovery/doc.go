@@ -4,8 +4,9 @@
 //  1. Submit validates the event; an id seen before returns its first answer.
 //  2. The runbooks package matches it (first match in load order) and renders the
 //     actions; an unresolved or unsafe value refuses the plan. An event no runbook
-//     matches may be handed to the AI advisor in the background (ai.go); its
-//     proposal is validated like an event and always waits for a human.
+//     matches may be handed to the AI advisor in the background (ai.go), within
+//     its budget (aibudget.go); its proposal is validated like an event, held to
+//     the runbook's trigger, and always waits for a human.
 //  3. Guards run in a fixed order (guard.go): paused, duplicate, rate limit,
 //     confidence, never-auto, blast-radius breaker (storm.go), dry-run. Each
 //     reason is kept on the plan; duplicates fold into their plan's repeat count.
@@ -16,7 +17,8 @@
 //  6. Each action runs through its Driver under a per-target lock, a step record
 //     written before and after the call; a failure undoes the applied actions in
 //     reverse with the state each driver observed before acting. Success may be
-//     verified against Prometheus (verify.go) and may schedule a rollback.
+//     verified against Prometheus (verify.go) and may schedule a rollback; an
+//     automatic undo of a never-auto action waits for a human (undo.go).
 //  7. At start-up, executions caught mid-way become INTERRUPTED and are reported,
 //     never re-run; deadlines and scheduled rollbacks are re-armed, verification
 //     resumes.

@@ -458,12 +458,12 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 	}
 	start := e.clock.Now()
 	if _, err := e.transition(ctx, Transition{ID: id, From: []State{RollingBack}, To: RollingBack, At: start,
-		Actor: "recoverbot", Reason: fmt.Sprintf("undo of action %d %s starting", s.Action+1, a.Type),
+		Actor: ActorBot, Reason: fmt.Sprintf("undo of action %d %s starting", s.Action+1, a.Type),
 		Mutate: func(x *Execution) error {
 			x.Steps = append(x.Steps, Step{Action: s.Action, Type: s.Type, Phase: PhaseUndo, StartedAt: start})
 			return nil
 		},
-		Outbox: []Notification{{Kind: "step", Text: fmt.Sprintf("↩️ Undoing action %d: %s", s.Action+1, a.Type)}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteStep, Text: fmt.Sprintf("↩️ Undoing action %d: %s", s.Action+1, a.Type)}}}); err != nil {
 		return fmt.Errorf("persist undo start: %w", err)
 	}
 	undoErr := drv.Undo(WithExecution(ctx, id, s.Action), a, s.Before, e.reporter(ctx, id, RollingBack))
@@ -473,7 +473,7 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 		text = fmt.Sprintf("❌ Undo of action %d failed: %v", s.Action+1, undoErr)
 	}
 	if _, err := e.transition(ctx, Transition{ID: id, From: []State{RollingBack}, To: RollingBack, At: end,
-		Actor: "recoverbot", Reason: fmt.Sprintf("undo of action %d ended", s.Action+1),
+		Actor: ActorBot, Reason: fmt.Sprintf("undo of action %d ended", s.Action+1),
 		Mutate: func(x *Execution) error {
 			st := &x.Steps[len(x.Steps)-1]
 			st.EndedAt = end
@@ -482,7 +482,7 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 			}
 			return nil
 		},
-		Outbox: []Notification{{Kind: "step", Text: text}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteStep, Text: text}}}); err != nil {
 		return errors.Join(undoErr, fmt.Errorf("persist undo end: %w", err))
 	}
 	return undoErr
@@ -500,8 +500,8 @@ func (e *Engine) finishRollback(ctx context.Context, x *Execution, failures []st
 		text = "🔥 Rollback FAILED, a human must look: " + reason
 	}
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{RollingBack}, To: to, At: now,
-		Actor: "recoverbot", Reason: reason,
-		Outbox: []Notification{{Kind: "state", State: to, Text: text}},
+		Actor: ActorBot, Reason: reason,
+		Outbox: []Notification{{Kind: NoteState, State: to, Text: text}},
 		Dedup:  e.closeDedup(&x.Plan, now)}); err != nil {
 		e.log.Error("finish rollback", "plan", x.ID, "err", err)
 	}
