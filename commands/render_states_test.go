@@ -183,13 +183,18 @@ func TestMessageLongAIPlanFits(t *testing.T) {
 	x.AI.Rationale = strings.Repeat("<&>", 333) + "!"
 	x.Explanation = strings.Repeat("a<b ", 375)
 	x.Event.Summary = strings.Repeat("<heap> & <stack> ", 250)
+	for range 40 {
+		x.AI.OutsideTrigger = append(x.AI.OutsideTrigger, "k"+strings.Repeat("<", 60)+" is missing from the event")
+		x.AI.Params = append(x.AI.Params, recovery.AIParam{Key: strings.Repeat(">", 80), Value: strings.Repeat("&", 253), From: recovery.FromAI})
+	}
 	for i := range 60 {
 		x.Actions = append(x.Actions, runbooks.Action{Type: runbooks.Failover, Parameters: map[string]any{"from": strings.Repeat("<", 500), "n": i}})
 	}
 	_, blocks := Message(View{X: x, Describe: describeFailover, Breaker: "more than 20 distinct targets failing within 5m0s", Signer: testSigner(t)})
 	checkLimits(t, blocks, MaxBlocks, true)
 	all := readable(t, blocks)
-	for _, w := range []string{BlockApproval, "more action(s) not shown here", "proposed by AI", "AI explanation", "Blast-radius breaker open"} {
+	for _, w := range []string{BlockApproval, "more action(s) not shown here", "proposed by AI", "AI explanation", "Blast-radius breaker open",
+		"Outside the runbook's trigger:", "*Parameters:*"} {
 		if !strings.Contains(all, w) {
 			t.Errorf("cut message lacks %q", w)
 		}
