@@ -49,6 +49,10 @@ type Config struct {
 	SignalWebhook          string        `yaml:"signal_webhook" help:"URL that receives a RECOVERY_SIGNAL event (JSON POST) for each verified recovery"`
 	AIModel                string        `yaml:"ai_model" help:"Claude model for AI planning (only used when ANTHROPIC_API_KEY is set)"`
 	AITimeout              time.Duration `yaml:"ai_timeout" help:"bound on each AI call: a slow, failing or rate-limited AI never delays a plan"`
+	AIMaxConcurrent        int           `yaml:"ai_max_concurrent" help:"AI calls in flight at once; an unmatched event over the cap is not sent (counted in /metrics)"`
+	AIPerMinute            int           `yaml:"ai_per_minute" help:"AI calls started in any minute; over it, unmatched events are not sent (counted in /metrics, said once in the channel)"`
+	AIFoldWindow           time.Duration `yaml:"ai_fold_window" help:"an unmatched event identical to one sent to the AI this recently is not sent again"`
+	AIPromptBytes          int           `yaml:"ai_prompt_bytes" help:"the event shown to the AI is cut to this many bytes of JSON"`
 	BlastMaxAuto           int           `yaml:"blast_max_auto" help:"blast-radius breaker: more automatic executions than this within an hour, all runbooks together, stop all automatic execution until resume"`
 	BlastMaxTargets        int           `yaml:"blast_max_targets" help:"blast-radius breaker: more distinct targets than this failing within 5 minutes stop all automatic execution until resume"`
 
@@ -62,6 +66,7 @@ type Config struct {
 // bbolt under ./data, loopback only.
 func DefaultConfig() Config {
 	d := recovery.DefaultConfig()
+	ab := recovery.DefaultAIBudget()
 	return Config{
 		Listen:                 "127.0.0.1:8080",
 		Data:                   "./data/recoverbot.db",
@@ -77,6 +82,10 @@ func DefaultConfig() Config {
 		SlackSilence:           DefaultSlackSilence,
 		AIModel:                claude.DefaultModel,
 		AITimeout:              5 * time.Second,
+		AIMaxConcurrent:        ab.MaxConcurrent,
+		AIPerMinute:            ab.PerMinute,
+		AIFoldWindow:           ab.FoldWindow,
+		AIPromptBytes:          ab.PromptBytes,
 		BlastMaxAuto:           d.BlastMaxAuto,
 		BlastMaxTargets:        d.BlastMaxTargets,
 	}
@@ -245,6 +254,18 @@ func (c *Config) Validate() error {
 	if c.AITimeout < time.Second || c.AITimeout > time.Minute {
 		bad("ai_timeout", "%s is outside 1s..1m", c.AITimeout)
 	}
+	if c.AIMaxConcurrent < 1 || c.AIMaxConcurrent > 64 {
+		bad("ai_max_concurrent", "%d is outside 1..64", c.AIMaxConcurrent)
+	}
+	if c.AIPerMinute < 1 || c.AIPerMinute > 10000 {
+		bad("ai_per_minute", "%d is outside 1..10000", c.AIPerMinute)
+	}
+	if c.AIFoldWindow < time.Second || c.AIFoldWindow > 24*time.Hour {
+		bad("ai_fold_window", "%s is outside 1s..24h", c.AIFoldWindow)
+	}
+	if c.AIPromptBytes < recovery.MinPromptBytes || c.AIPromptBytes > 1<<20 {
+		bad("ai_prompt_bytes", "%d is outside %d..1048576", c.AIPromptBytes, recovery.MinPromptBytes)
+	}
 	if c.BlastMaxAuto < 1 || c.BlastMaxAuto > 100000 {
 		bad("blast_max_auto", "%d is outside 1..100000", c.BlastMaxAuto)
 	}
@@ -297,7 +318,9 @@ func (c *Config) SlackOptions(getenv func(string) string, log *slog.Logger) Slac
 func (c *Config) Engine() recovery.Config {
 	return recovery.Config{Mode: recovery.Mode(c.Mode), AutoThreshold: c.AutoThreshold,
 		ApprovalTimeout: c.ApprovalTimeout, DefaultCooldown: c.DefaultCooldown, LockWait: c.LockWait,
-		AITimeout: c.AITimeout, BlastMaxAuto: c.BlastMaxAuto, BlastMaxTargets: c.BlastMaxTargets}
+		AITimeout: c.AITimeout, BlastMaxAuto: c.BlastMaxAuto, BlastMaxTargets: c.BlastMaxTargets,
+		AIBudget: recovery.AIBudget{MaxConcurrent: c.AIMaxConcurrent, PerMinute: c.AIPerMinute,
+			FoldWindow: c.AIFoldWindow, PromptBytes: c.AIPromptBytes}}
 }
 
 // Advisor returns the AI planner when ANTHROPIC_API_KEY is set (environment

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/recoverbot/recoverbot/internal/testutil"
+	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/recovery/claude"
 	"github.com/recoverbot/recoverbot/recovery/logdriver"
 )
@@ -49,6 +50,17 @@ func TestConfigAIAndBreakerSettings(t *testing.T) {
 	if c.AIModel != "claude-from-file" || e.AITimeout != 8*time.Second || e.BlastMaxAuto != 4 || e.BlastMaxTargets != 40 {
 		t.Errorf("file then environment: model %q, engine %+v", c.AIModel, e)
 	}
+	c, err = LoadConfig("", env("RECOVERBOT_AI_MAX_CONCURRENT", "2", "RECOVERBOT_AI_PER_MINUTE", "9", "RECOVERBOT_AI_FOLD_WINDOW", "1m", "RECOVERBOT_AI_PROMPT_BYTES", "2048"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Engine().AIBudget, (recovery.AIBudget{MaxConcurrent: 2, PerMinute: 9, FoldWindow: time.Minute, PromptBytes: 2048}); got != want {
+		t.Errorf("AI budget %+v, want %+v", got, want)
+	}
+	d := DefaultConfig()
+	if got, want := d.Engine().AIBudget, recovery.DefaultAIBudget(); got != want {
+		t.Errorf("default AI budget %+v, want %+v", got, want)
+	}
 
 	for _, bad := range []struct {
 		env  func(string) string
@@ -61,6 +73,10 @@ func TestConfigAIAndBreakerSettings(t *testing.T) {
 		{env("RECOVERBOT_AI_TIMEOUT", "10m"), "config ai_timeout (RECOVERBOT_AI_TIMEOUT): 10m0s is outside 1s..1m"},
 		{env("RECOVERBOT_AI_TIMEOUT", "soon"), `RECOVERBOT_AI_TIMEOUT: "soon" is not a Go duration`},
 		{env("RECOVERBOT_AI_MODEL", "claude sonnet"), `config ai_model (RECOVERBOT_AI_MODEL): "claude sonnet" is not a model name`},
+		{env("RECOVERBOT_AI_MAX_CONCURRENT", "0"), "config ai_max_concurrent (RECOVERBOT_AI_MAX_CONCURRENT): 0 is outside 1..64"},
+		{env("RECOVERBOT_AI_PER_MINUTE", "-1"), "config ai_per_minute (RECOVERBOT_AI_PER_MINUTE): -1 is outside 1..10000"},
+		{env("RECOVERBOT_AI_FOLD_WINDOW", "0s"), "config ai_fold_window (RECOVERBOT_AI_FOLD_WINDOW): 0s is outside 1s..24h"},
+		{env("RECOVERBOT_AI_PROMPT_BYTES", "100"), "config ai_prompt_bytes (RECOVERBOT_AI_PROMPT_BYTES): 100 is outside 1024..1048576"},
 	} {
 		if _, err := LoadConfig("", bad.env); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("err %v, want %q", err, bad.want)

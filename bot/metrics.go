@@ -13,7 +13,10 @@ import (
 	"github.com/recoverbot/recoverbot/runbooks"
 )
 
-var _ recovery.Observer = (*Metrics)(nil)
+var (
+	_ recovery.Observer   = (*Metrics)(nil)
+	_ recovery.AIObserver = (*Metrics)(nil)
+)
 
 // Metrics are the bot's Prometheus metrics, on its own registry (served at
 // /metrics). They implement recovery.Observer.
@@ -25,6 +28,7 @@ type Metrics struct {
 	actions      *prometheus.HistogramVec
 	approvalWait prometheus.Histogram
 	slackErrors  *prometheus.CounterVec
+	aiDropped    *prometheus.CounterVec
 }
 
 // NewMetrics registers every metric; outboxDepth is read at scrape time.
@@ -44,8 +48,11 @@ func NewMetrics(outboxDepth func() float64) *Metrics {
 			Help: "Time from plan to approval.", Buckets: []float64{5, 15, 30, 60, 120, 180, 300, 600, 1800}}),
 		slackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_slack_api_errors_total",
 			Help: "Slack Web API calls that failed, by method."}, []string{"method"}),
+		aiDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_ai_calls_dropped_total",
+			Help: "AI calls not made, by reason: concurrency (the cap was reached), budget (the minute's calls were spent), folded (an identical unmatched event was sent recently)."},
+			[]string{"reason"}),
 	}
-	m.Registry.MustRegister(m.events, m.decisions, m.states, m.actions, m.approvalWait, m.slackErrors,
+	m.Registry.MustRegister(m.events, m.decisions, m.states, m.actions, m.approvalWait, m.slackErrors, m.aiDropped,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverbot_outbox_depth",
 			Help: "Notifications waiting for delivery (read up to 1000: the store's page)."}, outboxDepth),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -79,6 +86,9 @@ func (m *Metrics) ActionDone(t runbooks.ActionType, d time.Duration, err error) 
 
 // ApprovalWait implements recovery.Observer.
 func (m *Metrics) ApprovalWait(d time.Duration) { m.approvalWait.Observe(d.Seconds()) }
+
+// AIDropped implements recovery.AIObserver.
+func (m *Metrics) AIDropped(why recovery.AIDrop) { m.aiDropped.WithLabelValues(string(why)).Inc() }
 
 // SlackError counts a failed Slack Web API call.
 func (m *Metrics) SlackError(method string) { m.slackErrors.WithLabelValues(method).Inc() }

@@ -148,7 +148,7 @@ func TestSlackAskMakesAnAIPlan(t *testing.T) {
 	root := h.root(x.ID)
 	text := blocksText(root.Blocks)
 	for _, w := range []string{"proposed by AI · confidence 72 % · rationale: The primary is degraded and a DR replica exists.",
-		"*Confidence:* AI 72%", "*Requested by:* <@U1>", "asked by <@U1>: payments is slow", "proposed by AI: a human must approve"} {
+		"*Confidence:* AI 72%", "*Requested by:* <@U1>", "asked by slack:U1: payments is slow", "proposed by AI: a human must approve"} {
 		if !strings.Contains(text, w) {
 			t.Errorf("AI plan message lacks %q:\n%s", w, text)
 		}

@@ -214,7 +214,7 @@ func (h *slackHarness) nextEphemeral(user, channel string, before int, what stri
 func (h *slackHarness) click(user, channel, ts, actionID, value string) string {
 	h.t.Helper()
 	block := commands.BlockApproval
-	if actionID == commands.ActionRollback || actionID == commands.ActionMarkFalse {
+	if actionID == commands.ActionRollback || actionID == commands.ActionMarkFalse || actionID == commands.ActionKeep {
 		block = commands.BlockOutcome
 	}
 	id := h.srv.Click(user, channel, ts, actionID, block, value)

@@ -149,19 +149,19 @@ func (n *SlackNotifier) Notify(ctx context.Context, note recovery.Notification, 
 }
 
 func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification, x *recovery.Execution, rec *msgRecord) error {
-	notice := note.Kind == "notice" || note.ExecutionID == ""
+	notice := note.Kind == recovery.NoteNotice || note.ExecutionID == ""
 	if notice || x == nil {
 		// A notice, or an execution that no longer exists: a channel message.
 		// (A notice can carry the id of the plan it came with, as the
 		// breaker's does: the store files it with that plan's changes. It is
 		// still for the whole channel, not the plan's thread.)
-		_, _, err := n.post(ctx, n.Channel, slack.MsgOptionText(commands.MentionActors(note.Text), false))
+		_, _, err := n.post(ctx, n.Channel, slack.MsgOptionText(commands.NoteText(note), false))
 		if err == nil && notice {
 			n.refreshBanners(ctx)
 		}
 		return err
 	}
-	rootOnly := note.Kind == "repeats" || note.Kind == "explain"
+	rootOnly := note.Kind == recovery.NoteRepeats || note.Kind == recovery.NoteExplain
 	switch {
 	case rec.TS == "" && rootOnly:
 		// Never announced (a suppressed plan: summarized, not posted), so
@@ -172,22 +172,22 @@ func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification,
 		// The root message: the plan, rendered as it stands now (a late
 		// delivery shows the latest state, which later updates keep). A
 		// step or state of a plan posted while offline gets a root first.
-		if err := n.postRoot(ctx, x, rec); err != nil || note.Kind == "plan" {
+		if err := n.postRoot(ctx, x, rec); err != nil || note.Kind == recovery.NotePlan {
 			return err
 		}
-	case note.Kind == "plan":
+	case note.Kind == recovery.NotePlan:
 		return nil // posted before; the record only lacked the seq
 	default:
 		// A state change always re-renders; anything else only when the
 		// rendering changed.
-		if err := n.syncRoot(ctx, x, rec, note.Kind == "state"); err != nil {
+		if err := n.syncRoot(ctx, x, rec, note.Kind == recovery.NoteState); err != nil {
 			return err
 		}
 	}
 	if rootOnly {
 		return nil
 	}
-	opts := []slack.MsgOption{slack.MsgOptionText(commands.MentionActors(note.Text), false), slack.MsgOptionTS(rec.TS)}
+	opts := []slack.MsgOption{slack.MsgOptionText(commands.NoteText(note), false), slack.MsgOptionTS(rec.TS)}
 	switch note.State {
 	case recovery.Failed, recovery.RollbackFailed, recovery.Interrupted:
 		opts = append(opts, slack.MsgOptionBroadcast()) // bad news reaches the channel, not only the thread

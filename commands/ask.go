@@ -81,7 +81,7 @@ func (h *Handler) falseAction(ctx context.Context, user string, words []string) 
 func (h *Handler) markFalse(ctx context.Context, x *recovery.Execution, user string) *Reply {
 	if x.FalseAction {
 		by := Who(x.FalseBy)
-		if x.FalseBy == "verification" {
+		if x.FalseBy == recovery.FalseByVerification {
 			by = "recoverbot, after its verification failed"
 		}
 		return text("`%s` is already counted as a false action (marked by %s): nothing more was done.", x.ID, by)

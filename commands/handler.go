@@ -20,6 +20,9 @@ type Engine interface {
 	Approve(ctx context.Context, id, actor string) (recovery.Execution, error)
 	Reject(ctx context.Context, id, actor string) (recovery.Execution, error)
 	Rollback(ctx context.Context, id, actor string) (recovery.Execution, error)
+	// DeclineRollback keeps the target as it is when an automatic rollback
+	// awaits approval (Rollback approves it).
+	DeclineRollback(ctx context.Context, id, actor string) (recovery.Execution, error)
 	Pause(ctx context.Context, actor string) error
 	Resume(ctx context.Context, actor string) error
 	Paused() bool
@@ -580,7 +583,7 @@ func (h *Handler) stats(ctx context.Context, words []string) (*Reply, error) {
 // is audited; nothing runs unless all checks pass.
 func (h *Handler) Click(ctx context.Context, c Click) *Reply {
 	switch c.ActionID {
-	case ActionApprove, ActionReject, ActionDetails, ActionRollback, ActionMarkFalse:
+	case ActionApprove, ActionReject, ActionDetails, ActionRollback, ActionMarkFalse, ActionKeep:
 	default:
 		h.log().Warn("ignored click on an unknown action", "action_id", c.ActionID, "block_id", c.BlockID)
 		return nil
@@ -630,6 +633,13 @@ func (h *Handler) Click(ctx context.Context, c Click) *Reply {
 		}
 		if _, err := h.Engine.Rollback(ctx, id, actor); err != nil {
 			return h.clickRefused(ctx, &x, c.User, "rollback", err)
+		}
+	case ActionKeep:
+		if rep := h.authorize(ctx, &x, c.User, "keep as is"); rep != nil {
+			return rep
+		}
+		if _, err := h.Engine.DeclineRollback(ctx, id, actor); err != nil {
+			return h.clickRefused(ctx, &x, c.User, "keep as is", err)
 		}
 	case ActionMarkFalse:
 		if rep := h.authorize(ctx, &x, c.User, verbMarkFalse); rep != nil {

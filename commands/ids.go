@@ -9,9 +9,10 @@ const (
 	// BlockApproval holds Approve & Execute / Reject / View Details on a plan
 	// that awaits approval.
 	BlockApproval = "recovery_approval"
-	// BlockOutcome holds Roll back (when something can be undone), Mark as
-	// false action (when it ran and is not marked yet) and View Details on a
-	// finished execution.
+	// BlockOutcome holds Roll back (when something can be undone), Keep as
+	// is (when an automatic rollback awaits approval), Mark as false action
+	// (when it ran and is not marked yet) and View Details on a finished
+	// execution.
 	BlockOutcome = "recovery_outcome"
 
 	ActionApprove   = "approve_recovery"
@@ -19,6 +20,7 @@ const (
 	ActionDetails   = "view_recovery_details"
 	ActionRollback  = "rollback_recovery"
 	ActionMarkFalse = "mark_false_action"
+	ActionKeep      = "keep_as_is" // decline an automatic rollback awaiting approval
 )
 
 // Settings keys this package and the Slack notifier keep in the store.

@@ -35,6 +35,8 @@ const (
 	maxProblemBytes     = 2500
 	maxExplanationBytes = 1200
 	maxRationaleBytes   = 700
+	maxAIParamsBytes    = 900 // the AI plan's parameters and their sources
+	maxOutsideBytes     = 600 // what of the runbook's trigger an AI plan is outside of
 	maxReasonsBytes     = 1500
 	maxStatusBytes      = 1500
 )
@@ -101,6 +103,9 @@ func Message(v View) (text string, blocks []slack.Block) {
 	}
 	if x.AI != nil {
 		head = append(head, slack.NewContextBlock("", mrkdwn(AIText(x.AI, maxRationaleBytes))))
+		if t := AIFacts(x.AI, maxOutsideBytes, maxAIParamsBytes); t != "" {
+			head = append(head, section(t))
+		}
 	}
 	var tail []slack.Block
 	tail = append(tail, section(rollbackText(x)))
@@ -281,6 +286,37 @@ func AIText(a *recovery.AIInfo, maxBytes int) string {
 	return s
 }
 
+// AIFacts is what an approver must weigh in an AI plan besides its
+// rationale: what of the runbook's trigger the event is outside of, and
+// each parameter with whether the event or the AI chose it ("" when the
+// plan has neither). Each part is cut to its byte budget as sent.
+func AIFacts(a *recovery.AIInfo, outsideBytes, paramsBytes int) string {
+	var parts []string
+	if len(a.OutsideTrigger) > 0 {
+		parts = append(parts, cutEncoded("⚠️ *Outside the runbook's trigger:* "+esc(strings.Join(a.OutsideTrigger, "; ")), outsideBytes))
+	}
+	if len(a.Params) > 0 {
+		var ps []string
+		for _, p := range a.Params {
+			from := "from the event"
+			if p.From == recovery.FromAI {
+				from = "*chosen by the AI*"
+			}
+			ps = append(ps, fmt.Sprintf("`%s` = `%s` (%s)", esc(cut(p.Key, 80)), esc(cut(paramValue(p.Value), 200)), from))
+		}
+		parts = append(parts, cutEncoded("*Parameters:* "+strings.Join(ps, " · "), paramsBytes))
+	}
+	return strings.Join(parts, "\n")
+}
+
+func paramValue(v any) string {
+	if s, ok := v.(string); ok {
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
 func explanationText(text string, max int) string {
 	return "🤖 *AI explanation:* " + esc(cut(strings.TrimSpace(text), max))
 }
@@ -295,7 +331,7 @@ func problemText(summary string, max int) string {
 	if strings.TrimSpace(summary) == "" {
 		return "_(the event gave no summary)_"
 	}
-	return MentionActors(cut(summary, max))
+	return esc(cut(summary, max)) // event text: never a mention
 }
 
 func actionsHeading(x *recovery.Execution) string {
@@ -441,7 +477,11 @@ func statusText(x *recovery.Execution, f Facts) string {
 		case recovery.VerifyFailed:
 			s = verifyFailedText(x, at)
 		}
-		if !x.RollbackAt.IsZero() {
+		switch {
+		case x.UndoAwaits != "":
+			s += "; ✋ the " + string(x.UndoAwaits) + " awaits an approver until " + SlackTime(x.RollbackAt) +
+				": *Roll back* approves it, *Keep as is* (or no answer) leaves the target as it is"
+		case !x.RollbackAt.IsZero():
 			s += "; scheduled rollback at " + SlackTime(x.RollbackAt)
 		}
 		return join(approved, s, falseText(x))
@@ -452,7 +492,10 @@ func statusText(x *recovery.Execution, f Facts) string {
 		switch {
 		case afterFailedVerify(x):
 			by = " after failed verification"
-		case f.RollbackBy != "" && f.RollbackBy != "recoverbot":
+			if f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot {
+				by += ", approved by " + Who(f.RollbackBy)
+			}
+		case f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot:
 			by = ", requested by " + Who(f.RollbackBy)
 		}
 		return join(approved, "↩️ Rolling back"+by+": progress in the thread")
@@ -461,7 +504,10 @@ func statusText(x *recovery.Execution, f Facts) string {
 		switch {
 		case afterFailedVerify(x):
 			by = " after failed verification (last value: " + verifyValue(x.LastVerify) + ")"
-		case f.RollbackBy != "" && f.RollbackBy != "recoverbot":
+			if f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot {
+				by += ", approved by " + Who(f.RollbackBy)
+			}
+		case f.RollbackBy != "" && f.RollbackBy != recovery.ActorBot:
 			by = " (requested by " + Who(f.RollbackBy) + ")"
 		}
 		return join(approved, "↩️ Rolled back"+by+at+": the previous state is restored", falseText(x))
@@ -487,10 +533,6 @@ func statusText(x *recovery.Execution, f Facts) string {
 	return esc(string(x.State))
 }
 
-// verificationUnavailable is how the engine starts LastVerify when it could
-// not get an answer from Prometheus (recovery/verify.go).
-const verificationUnavailable = "verification unavailable"
-
 func queryText(x *recovery.Execution) string {
 	if x.VerifyQuery == "" {
 		return "the runbook's query"
@@ -509,17 +551,20 @@ func verifyValue(v string) string {
 // it back) because its verification failed: it marks those false actions
 // "by verification".
 func afterFailedVerify(x *recovery.Execution) bool {
-	return x.FalseAction && x.FalseBy == "verification"
+	return x.FalseAction && x.FalseBy == recovery.FalseByVerification
 }
 
 // verifyFailedText tells the three endings recovery/verify.go has for
 // VERIFY_FAILED: unhealthy and rolling back, unhealthy and escalated, or no
 // answer at all (never counted as a success, never rolled back on a guess).
 func verifyFailedText(x *recovery.Execution, at string) string {
-	switch {
-	case strings.HasPrefix(x.LastVerify, verificationUnavailable):
-		return "⚠️ Verification unavailable" + at + " (" + esc(cut(strings.TrimPrefix(strings.TrimPrefix(x.LastVerify, verificationUnavailable), ": "), 300)) +
+	if why, ok := x.VerificationUnavailable(); ok {
+		return "⚠️ Verification unavailable" + at + " (" + esc(cut(why, 300)) +
 			"): not counted as a success and not rolled back; a human must decide"
+	}
+	switch {
+	case afterFailedVerify(x) && x.UndoAwaits != "":
+		return "❌ Verification failed" + at + ": " + queryText(x) + " still unhealthy (last value: " + verifyValue(x.LastVerify) + "); not rolled back yet"
 	case afterFailedVerify(x):
 		return "❌ Verification failed" + at + ": " + queryText(x) + " still unhealthy (last value: " + verifyValue(x.LastVerify) + "); rolling back"
 	}
@@ -548,7 +593,12 @@ func buttons(x *recovery.Execution, s *Signer) slack.Block {
 		)
 	}
 	var els []slack.BlockElement
-	if x.CanRollBack() && len(x.Rollback) > 0 {
+	switch {
+	case x.UndoAwaits != "":
+		els = append(els,
+			slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger),
+			slack.NewButtonBlockElement(ActionKeep, s.Sign(ActionKeep, x.ID), plain("✋ Keep as is")))
+	case x.CanRollBack() && len(x.Rollback) > 0:
 		els = append(els, slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger))
 	}
 	if x.CanMarkFalse() {
@@ -591,6 +641,9 @@ func DetailsModal(x *recovery.Execution, describe []string, f Facts) slack.Modal
 	}
 	if x.AI != nil {
 		head = append(head, section(AIText(x.AI, 1<<20)))
+		if t := AIFacts(x.AI, MaxSectionText, MaxSectionText); t != "" {
+			head = append(head, section(t))
+		}
 	}
 	if s := statusText(x, f); s != "" {
 		head = append(head, section("*Status:* "+s))
@@ -672,30 +725,23 @@ func SlackTime(t time.Time) string {
 	return fmt.Sprintf("<!date^%d^{time}|%s>", t.Unix(), t.UTC().Format("15:04 UTC"))
 }
 
-// MentionActors escapes text for mrkdwn and turns "slack:U123" actors in it
-// into mentions (the engine's notification texts name actors that way).
-func MentionActors(text string) string {
-	s := esc(text)
-	var b strings.Builder
-	for {
-		i := strings.Index(s, ActorPrefix)
-		if i < 0 {
-			b.WriteString(s)
-			return b.String()
-		}
-		b.WriteString(s[:i])
-		rest := s[i+len(ActorPrefix):]
-		j := 0
-		for j < len(rest) && (rest[j] >= 'A' && rest[j] <= 'Z' || rest[j] >= '0' && rest[j] <= '9') {
-			j++
-		}
-		if id := rest[:j]; ValidApproverID(id) {
-			b.WriteString("<@" + id + ">")
-		} else {
-			b.WriteString(ActorPrefix + id)
-		}
-		s = rest[j:]
+// NoteText renders an outbox notification for mrkdwn. The text is escaped
+// as a whole, so nothing an event, an AI or a driver wrote ("slack:U123",
+// "<!channel>") ever becomes a mention; only the notification's own Actor
+// field, which the engine sets from an authenticated request, is shown as
+// one (Who). The engine names that actor after any text it quotes, so the
+// last occurrence is the actor's.
+func NoteText(n recovery.Notification) string {
+	s := esc(n.Text)
+	if n.Actor == "" {
+		return s
 	}
+	a := esc(n.Actor)
+	i := strings.LastIndex(s, a)
+	if i < 0 {
+		return s
+	}
+	return s[:i] + Who(n.Actor) + s[i+len(a):]
 }
 
 func section(text string) *slack.SectionBlock {
@@ -716,7 +762,7 @@ func bullets(lines []string) string {
 		if i > 0 {
 			b.WriteByte('\n')
 		}
-		b.WriteString("• " + MentionActors(l))
+		b.WriteString("• " + esc(l))
 	}
 	return b.String()
 }

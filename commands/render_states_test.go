@@ -69,15 +69,20 @@ func TestMessageGoldenStates(t *testing.T) {
 			want: []string{"proposed by AI · confidence 72 % · rationale: The primary is degraded &amp; a DR replica &lt;payments-dr&gt; exists.",
 				"*AI explanation:* payments answers slowly", "*Confidence:* AI 72%", "*Repeats:* seen 9,999 more times",
 				"*Blast-radius breaker open* (more than 20 distinct targets failing within 5m0s)", "*Requested by:* <@U0ASKER>",
-				"asked by <@U0ASKER>: payments p99"},
+				"asked by slack:U0ASKER: payments p99"},
 		},
 		{name: "ai_plan_from_event", x: func() *recovery.Execution {
 			x := aiPlan()
 			x.Event.Confidence, x.Event.Context["source_event"] = 0.6, "ev-42"
 			x.Event.Summary, x.RequestedBy, x.Repeats, x.Explanation = "payments p99 at 4s", "", 0, ""
+			x.AI.OutsideTrigger = []string{"confidence is 0.6, want at least 0.85", "severity is WARNING, want CRITICAL"}
+			x.AI.Params = []recovery.AIParam{{Key: "backup_service", Value: "payments-dr", From: recovery.FromAI},
+				{Key: "upstream", Value: "payments", From: recovery.FromEvent}}
 			return x
 		}, desc: describeFailover,
-			want:   []string{"*Confidence:* 60% (event) · AI 72%", "proposed by AI · confidence 72 %"},
+			want: []string{"*Confidence:* 60% (event) · AI 72%", "proposed by AI · confidence 72 %",
+				"⚠️ *Outside the runbook's trigger:* confidence is 0.6, want at least 0.85; severity is WARNING, want CRITICAL",
+				"*Parameters:* `backup_service` = `payments-dr` (*chosen by the AI*) · `upstream` = `payments` (from the event)"},
 			absent: []string{"AI explanation", "Repeats", "Blast-radius"}},
 		{name: "breaker_not_shown_after_approval", x: ran(recovery.Executing, nil), breaker: "more than 10 automatic executions within 1h0m0s",
 			facts:  Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: approvedAt, LastTo: recovery.Executing},
@@ -104,10 +109,26 @@ func TestMessageGoldenStates(t *testing.T) {
 		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done.Add(6 * time.Minute), LastTo: recovery.RolledBack, RollbackBy: "recoverbot"},
 			want:   []string{"↩️ Rolled back after failed verification (last value: an empty result) at <!date^", "🏷️ Counted as a false action (verification failed)"},
 			absent: []string{ActionMarkFalse, ActionRollback, "actions"}},
+		{name: "scheduled_rollback_awaits_approval", x: ran(recovery.Succeeded, func(x *recovery.Execution) {
+			x.UndoAwaits, x.RollbackAt = recovery.UndoScheduled, done.Add(15*time.Minute)
+		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done, LastTo: recovery.Succeeded},
+			want: []string{"✋ the scheduled rollback awaits an approver until <!date^", "*Roll back* approves it, *Keep as is* (or no answer) leaves the target as it is",
+				ActionRollback, ActionKeep}},
+		{name: "verify_failed_rollback_awaits_approval", x: ran(recovery.VerifyFailed, func(x *recovery.Execution) {
+			x.LastVerify, x.FalseAction, x.FalseBy = "3.5", true, recovery.FalseByVerification
+			x.UndoAwaits, x.RollbackAt = recovery.UndoVerifyFailed, done.Add(10*time.Minute)
+		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done.Add(5 * time.Minute), LastTo: recovery.VerifyFailed},
+			want: []string{"still unhealthy (last value: `3.5`); not rolled back yet", "✋ the rollback after failed verification awaits an approver until <!date^",
+				ActionRollback, ActionKeep},
+			absent: []string{"rolling back"}},
+		{name: "rolled_back_after_approved_verify_rollback", x: ran(recovery.RolledBack, func(x *recovery.Execution) {
+			x.LastVerify, x.FalseAction, x.FalseBy = "3.5", true, recovery.FalseByVerification
+		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done.Add(7 * time.Minute), LastTo: recovery.RolledBack, RollbackBy: "slack:U0SECOND"},
+			want: []string{"↩️ Rolled back after failed verification (last value: `3.5`), approved by <@U0SECOND> at <!date^"}},
 		{name: "marked_false", x: ran(recovery.Succeeded, func(x *recovery.Execution) { x.FalseAction, x.FalseBy = true, "slack:U0APPROVER" }),
 			facts:  Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done, LastTo: recovery.Succeeded},
 			want:   []string{"✅ Recovery succeeded at <!date^", "🏷️ Marked as a false action by <@U0APPROVER>", ActionRollback},
-			absent: []string{ActionMarkFalse}},
+			absent: []string{ActionMarkFalse, ActionKeep}},
 		{name: "failed_can_be_marked", x: ran(recovery.Failed, func(x *recovery.Execution) {
 			x.Error, x.Steps = "deployment api-gateway not found", nil
 		}), facts: Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: done, LastTo: recovery.Failed},
@@ -163,13 +184,18 @@ func TestMessageLongAIPlanFits(t *testing.T) {
 	x.AI.Rationale = strings.Repeat("<&>", 333) + "!"
 	x.Explanation = strings.Repeat("a<b ", 375)
 	x.Event.Summary = strings.Repeat("<heap> & <stack> ", 250)
+	for range 40 {
+		x.AI.OutsideTrigger = append(x.AI.OutsideTrigger, "k"+strings.Repeat("<", 60)+" is missing from the event")
+		x.AI.Params = append(x.AI.Params, recovery.AIParam{Key: strings.Repeat(">", 80), Value: strings.Repeat("&", 253), From: recovery.FromAI})
+	}
 	for i := range 60 {
 		x.Actions = append(x.Actions, runbooks.Action{Type: runbooks.Failover, Parameters: map[string]any{"from": strings.Repeat("<", 500), "n": i}})
 	}
 	_, blocks := Message(View{X: x, Describe: describeFailover, Breaker: "more than 20 distinct targets failing within 5m0s", Signer: testSigner(t)})
 	checkLimits(t, blocks, MaxBlocks, true)
 	all := readable(t, blocks)
-	for _, w := range []string{BlockApproval, "more action(s) not shown here", "proposed by AI", "AI explanation", "Blast-radius breaker open"} {
+	for _, w := range []string{BlockApproval, "more action(s) not shown here", "proposed by AI", "AI explanation", "Blast-radius breaker open",
+		"Outside the runbook's trigger:", "*Parameters:*"} {
 		if !strings.Contains(all, w) {
 			t.Errorf("cut message lacks %q", w)
 		}

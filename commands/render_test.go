@@ -210,14 +210,59 @@ func golden(t *testing.T, name string, v any) {
 	}
 }
 
-func TestMentionActors(t *testing.T) {
-	for _, c := range []struct{ in, want string }{
-		{"✅ Approved by slack:U123ABC at 12:04:05", "✅ Approved by <@U123ABC> at 12:04:05"},
-		{"rolled back by cli:alice", "rolled back by cli:alice"},
-		{"a <b> & slack:nope", "a &lt;b&gt; &amp; slack:"},
+// Event text reaches Slack escaped: a summary or a reason naming
+// "slack:U123" stays text; only a notification's own Actor is a mention.
+func TestNoteText(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		note recovery.Notification
+		want string
+	}{
+		{"actor becomes a mention", recovery.Notification{Text: "✅ Approved by slack:U123ABC at 12:04:05", Actor: "slack:U123ABC"},
+			"✅ Approved by <@U123ABC> at 12:04:05"},
+		{"event text stays text", recovery.Notification{Text: "🚫 runbook r: plan refused: ping slack:U123ABC <!channel>"},
+			"🚫 runbook r: plan refused: ping slack:U123ABC &lt;!channel&gt;"},
+		{"only the actor, not the same id quoted before it", recovery.Notification{Text: "summary slack:U1ABC; marked by slack:U1ABC", Actor: "slack:U1ABC"},
+			"summary slack:U1ABC; marked by <@U1ABC>"},
+		{"a non-Slack actor is text", recovery.Notification{Text: "rolled back by cli:alice", Actor: "cli:alice"}, "rolled back by cli:alice"},
 	} {
-		if got := MentionActors(c.in); !strings.HasPrefix(got, c.want) {
-			t.Errorf("MentionActors(%q) = %q, want %q", c.in, got, c.want)
+		t.Run(c.name, func(t *testing.T) {
+			if got := NoteText(c.note); got != c.want {
+				t.Errorf("NoteText = %q, want %q", got, c.want)
+			}
+		})
+	}
+}
+
+func TestEventTextIsNeverAMention(t *testing.T) {
+	x := pendingRestart()
+	x.Event.Summary = "paging slack:U123ABC and <@U0ADMIN>"
+	x.Reasons = append(x.Reasons, "value slack:U123ABC from the event")
+	x.RequestedBy = "slack:U777REQ"
+	_, blocks := Message(View{X: x, Signer: testSigner(t)})
+	modal := DetailsModal(x, nil, Facts{})
+	for name, v := range map[string]any{"message": blocks, "details": modal} {
+		got := sent(t, v)
+		for _, bad := range []string{"<@U123ABC>", "<@U0ADMIN>"} {
+			if strings.Contains(got, bad) {
+				t.Errorf("%s turns event text into the mention %s:\n%s", name, bad, got)
+			}
+		}
+		if !strings.Contains(got, "<@U777REQ>") {
+			t.Errorf("%s: requested by is not a mention:\n%s", name, got)
 		}
 	}
+}
+
+// sent is v as JSON with <, > and & unescaped: what Slack reads as mrkdwn.
+func sent(t *testing.T, v any) string {
+	t.Helper()
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		t.Fatal(err)
+	}
+	// Block types marshal themselves with json.Marshal, which escapes anyway.
+	return strings.NewReplacer(`\u003c`, "<", `\u003e`, ">", `\u0026`, "&").Replace(b.String())
 }

@@ -2,8 +2,10 @@ package recovery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"time"
@@ -78,6 +80,11 @@ func (e *Engine) Ask(ctx context.Context, question, requestedBy string) (Answer,
 	if q := strings.TrimSpace(question); q == "" || len(q) > 2000 {
 		return Answer{}, Errorf(CodeInvalid, "ask needs a question of 1..2000 characters")
 	}
+	release, drop := e.aiAdmit("ask", "")
+	if release == nil {
+		return Answer{}, Errorf(CodeUnavailable, "the AI budget is spent for now (%s): try again in a minute", drop)
+	}
+	defer release()
 	actx, cancel := context.WithTimeoutCause(ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
 	defer cancel()
 	p, err := e.cfg.Advisor.Propose(actx, AdviceRequest{Question: question, Catalogue: e.Catalogue()})
@@ -85,23 +92,34 @@ func (e *Engine) Ask(ctx context.Context, question, requestedBy string) (Answer,
 		e.log.Warn("AI proposal failed", "err", err)
 		return Answer{}, Errorf(CodeUnavailable, "the AI could not propose a plan: %v", err)
 	}
-	ev := Event{Type: "", Severity: runbooks.Warning, Confidence: 1, Summary: truncateText("asked by "+requestedBy+": "+question, 500), Source: "ai"}
+	ev := Event{Type: "", Severity: runbooks.Warning, Confidence: 1, Summary: truncateText("asked by "+requestedBy+": "+question, 500), Source: ActorAI}
 	return e.planProposal(ctx, &ev, p, requestedBy)
 }
 
-// adviseUnmatched asks the AI about an event that matched no runbook. It runs
-// in the background after the intake answered: a slow AI delays nothing.
+// adviseUnmatched asks the AI, in the background, about an event that matched
+// no runbook: the intake has answered already, and a slow AI delays nothing.
+// Only within the AI budget (aibudget.go): an identical event sent recently
+// is folded, and one over the concurrency cap or the minute's budget is not
+// sent; the event is cut to the prompt's size cap.
 func (e *Engine) adviseUnmatched(ev Event) {
-	ctx, cancel := context.WithTimeoutCause(e.ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
-	defer cancel()
-	p, err := e.cfg.Advisor.Propose(ctx, AdviceRequest{Event: &ev, Catalogue: e.Catalogue()})
-	if err != nil {
-		e.log.Warn("AI proposal for an unmatched event failed", "event", ev.ID, "err", err)
+	release, _ := e.aiAdmit("unmatched event "+ev.ID, foldKey(&ev))
+	if release == nil {
 		return
 	}
-	if _, err := e.planProposal(e.ctx, &ev, p, "ai"); err != nil {
-		e.log.Warn("AI proposal rejected", "event", ev.ID, "err", err)
-	}
+	e.goWork(func() {
+		defer release()
+		ctx, cancel := context.WithTimeoutCause(e.ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
+		defer cancel()
+		shown := promptEvent(ev, e.aiGate.b.PromptBytes)
+		p, err := e.cfg.Advisor.Propose(ctx, AdviceRequest{Event: &shown, Catalogue: e.Catalogue()})
+		if err != nil {
+			e.log.Warn("AI proposal for an unmatched event failed", "event", ev.ID, "err", err)
+			return
+		}
+		if _, err := e.planProposal(e.ctx, &ev, p, ActorAI); err != nil {
+			e.log.Warn("AI proposal rejected", "event", ev.ID, "err", err)
+		}
+	})
 }
 
 // planProposal validates an AI proposal strictly — a runbook that exists, only
@@ -112,7 +130,7 @@ func (e *Engine) adviseUnmatched(ev Event) {
 func (e *Engine) planProposal(ctx context.Context, base *Event, p AIProposal, requestedBy string) (Answer, error) {
 	reject := func(format string, args ...any) (Answer, error) {
 		err := Errorf(CodeInvalid, "AI proposal rejected: "+format, args...)
-		if rerr := e.store.Record(ctx, []AuditRecord{{At: e.clock.Now(), EventID: base.ID, Actor: "ai", Reason: err.Msg}}, nil); rerr != nil {
+		if rerr := e.store.Record(ctx, []AuditRecord{{At: e.clock.Now(), EventID: base.ID, Actor: ActorAI, Reason: err.Msg}}, nil); rerr != nil {
 			e.log.Error("audit a rejected AI proposal", "err", rerr)
 		}
 		e.log.Warn("AI proposal rejected", "reason", err.Msg)
@@ -132,34 +150,9 @@ func (e *Engine) planProposal(ctx context.Context, base *Event, p AIProposal, re
 	if r := strings.TrimSpace(p.Rationale); r == "" || len(r) > 1000 || strings.IndexFunc(r, func(c rune) bool { return unicode.IsControl(c) && c != '\n' }) >= 0 {
 		return reject("the rationale must be 1..1000 printable characters")
 	}
-	declared := map[string]string{} // context key → variable
-	for _, v := range rb.Variables() {
-		declared[runbooks.ContextKey(v)] = v
-	}
-	ev := *base
-	ev.Type, ev.Source = rb.Trigger.EventType, "ai"
-	ev.Data, ev.Context = map[string]any{}, map[string]any{}
-	for k, v := range base.Data {
-		ev.Data[k] = v
-	}
-	for k, v := range base.Context {
-		ev.Context[k] = v
-	}
-	for k, v := range p.Context {
-		variable, ok := declared[k]
-		if !ok {
-			return reject("runbook %s declares no parameter %q", rb.Name, truncateText(k, 80))
-		}
-		switch v.(type) {
-		case string, float64, bool:
-		default:
-			return reject("parameter %q must be a string, number or boolean", k)
-		}
-		if strings.HasPrefix(variable, "data.") {
-			ev.Data[k] = v
-		} else {
-			ev.Context[k] = v
-		}
+	ev, params, err := proposalEvent(rb, base, p.Context)
+	if err != nil {
+		return reject("%s", err.Error())
 	}
 	now := e.clock.Now()
 	ev.ID = "ai_" + e.ids.New(now)
@@ -169,8 +162,76 @@ func (e *Engine) planProposal(ctx context.Context, base *Event, p AIProposal, re
 	if _, err := runbooks.Render(rb, &ev); err != nil {
 		return reject("%v", err)
 	}
-	ai := &AIInfo{Model: p.Model, Confidence: p.Confidence, Rationale: strings.TrimSpace(p.Rationale)}
+	ai := &AIInfo{Model: p.Model, Confidence: p.Confidence, Rationale: strings.TrimSpace(p.Rationale),
+		OutsideTrigger: e.outsideTrigger(rb, base, &ev), Params: params}
 	return e.submit(ctx, ev, now, proposalOpts{ai: ai, requestedBy: requestedBy, runbook: rb})
+}
+
+// proposalEvent is the event an AI plan is made from: the base event's data
+// and context, plus the values the AI chose for parameters the runbook
+// declares. The AI may add a value, never change one the event carries.
+// params lists every declared parameter that has a value, and its source.
+func proposalEvent(rb *runbooks.Runbook, base *Event, chosen map[string]any) (Event, []AIParam, error) {
+	ev := *base
+	ev.Type, ev.Source = rb.Trigger.EventType, ActorAI
+	ev.Data, ev.Context = map[string]any{}, map[string]any{}
+	maps.Copy(ev.Data, base.Data)
+	maps.Copy(ev.Context, base.Context)
+	var params []AIParam
+	seen := map[string]bool{}
+	for _, variable := range rb.Variables() {
+		k := runbooks.ContextKey(variable)
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		given, inEvent := base.Lookup(k)
+		v, byAI := chosen[k]
+		switch {
+		case byAI && inEvent && !sameValue(v, given):
+			return ev, nil, fmt.Errorf("parameter %q: the event says %s, the AI may not change it", k, truncateText(fmt.Sprint(given), 80))
+		case inEvent:
+			params = append(params, AIParam{Key: k, Value: given, From: FromEvent})
+		case byAI:
+			switch v.(type) {
+			case string, float64, bool:
+			default:
+				return ev, nil, fmt.Errorf("parameter %q must be a string, number or boolean", k)
+			}
+			if strings.HasPrefix(variable, "data.") {
+				ev.Data[k] = v
+			} else {
+				ev.Context[k] = v
+			}
+			params = append(params, AIParam{Key: k, Value: v, From: FromAI})
+		}
+	}
+	for k := range chosen {
+		if !seen[k] {
+			return ev, nil, fmt.Errorf("runbook %s declares no parameter %q", rb.Name, truncateText(k, 80))
+		}
+	}
+	return ev, params, nil
+}
+
+// sameValue compares an AI's value with an event's as JSON would: 5 and 5.0
+// are the same number.
+func sameValue(a, b any) bool {
+	ja, err1 := json.Marshal(a)
+	jb, err2 := json.Marshal(b)
+	return err1 == nil && err2 == nil && string(ja) == string(jb)
+}
+
+// outsideTrigger says which parts of rb's trigger the proposal is outside of,
+// with the matcher's own check (runbooks.Set.Unmet). An event that matched no
+// runbook is judged with its own type; a person's question has none, so only
+// the conditions count.
+func (e *Engine) outsideTrigger(rb *runbooks.Runbook, base, ev *Event) []string {
+	check := *ev
+	if base.Type != "" {
+		check.Type = base.Type
+	}
+	return e.books.Unmet(rb, &check)
 }
 
 // explain adds an AI-written explanation to a plan awaiting approval. It runs in
@@ -180,6 +241,11 @@ func (e *Engine) explain(id string) {
 	if err != nil || x.State != PendingApproval {
 		return
 	}
+	release, _ := e.aiAdmit("explanation of plan "+id, "")
+	if release == nil {
+		return // an explanation is a nicety: never over budget
+	}
+	defer release()
 	ctx, cancel := context.WithTimeoutCause(e.ctx, e.aiTimeout(), errors.New("the AI did not answer in time"))
 	defer cancel()
 	text, err := e.cfg.Advisor.Explain(ctx, &x)
@@ -192,9 +258,9 @@ func (e *Engine) explain(id string) {
 		return
 	}
 	if _, err := e.transition(e.ctx, Transition{ID: id, From: []State{PendingApproval}, To: PendingApproval,
-		Actor: "ai", Reason: "AI explanation added",
+		Actor: ActorAI, Reason: "AI explanation added",
 		Mutate: func(x *Execution) error { x.Explanation = text; return nil },
-		Outbox: []Notification{{Kind: "explain", Text: "🤖 AI explanation: " + text}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteExplain, Text: "🤖 AI explanation: " + text}}}); err != nil {
 		var m *MoveError
 		if !errors.As(err, &m) {
 			e.log.Warn("record AI explanation", "plan", id, "err", err)
@@ -214,7 +280,20 @@ func truncateText(s string, n int) string {
 
 func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
-// aiNote is the line an AI plan carries on its message.
+// aiNote is what an AI plan's text says about the AI: its confidence and
+// rationale, what of the runbook's trigger it is outside of, and where each
+// parameter came from.
 func aiNote(a *AIInfo) string {
-	return fmt.Sprintf("proposed by AI · confidence %.0f %% · rationale: %s", a.Confidence*100, a.Rationale)
+	s := fmt.Sprintf("proposed by AI · confidence %.0f %% · rationale: %s", a.Confidence*100, a.Rationale)
+	if len(a.OutsideTrigger) > 0 {
+		s += "\n⚠️ outside the runbook's trigger: " + strings.Join(a.OutsideTrigger, "; ")
+	}
+	for _, p := range a.Params {
+		from := "from the event"
+		if p.From == FromAI {
+			from = "chosen by the AI"
+		}
+		s += fmt.Sprintf("\nparameter %s = %v (%s)", p.Key, p.Value, from)
+	}
+	return s
 }

@@ -7,7 +7,9 @@
 //     Preview alike: the runbooks package matches it and renders the actions and
 //     the verify query, and each action's driver validates it and names its
 //     target (Drivers.Check). An unresolved, unsafe or driver-refused value
-//     refuses the plan.
+//     refuses the plan. An event no runbook matches may be handed to the AI
+//     advisor in the background (ai.go), within its budget (aibudget.go); its
+//     proposal is held to the runbook's trigger and always waits for a human.
 //  3. The guards (guard.go, one type each, one list) run in a fixed order:
 //     runbook, paused, duplicate, rate limit, confidence, never-auto,
 //     blast-radius breaker (storm.go), dry-run. Each reason is kept on the plan;
@@ -23,7 +25,8 @@
 //     written before and after the call; a failure undoes the applied actions in
 //     reverse with the state each driver observed before acting. Success may be
 //     verified against Prometheus (verify.go) and may schedule a rollback. Only a
-//     plan that changed something (Execution.Changed) starts a cooldown.
+//     plan that changed something (Execution.Changed) starts a cooldown. An automatic undo
+//     of a never-auto action waits for a human (undo.go).
 //  7. At start-up, executions caught mid-way become INTERRUPTED and are reported,
 //     never re-run; deadlines and scheduled rollbacks are re-armed, verification
 //     resumes, plans awaiting approval are checked again.

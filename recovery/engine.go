@@ -37,6 +37,7 @@ type Config struct {
 	// Advisor, when set, is the AI planner (Claude); AITimeout bounds each call.
 	Advisor   Advisor
 	AITimeout time.Duration
+	AIBudget  AIBudget // zero fields: DefaultAIBudget's (aibudget.go)
 
 	// Storms: a plan's repeat count is announced at most this often, and
 	// suppressed plans are summarized in one message at most this often.
@@ -135,6 +136,7 @@ type Engine struct {
 	locks   targetLocks
 	work    tracker
 	wake    chan struct{} // pokes the outbox courier
+	aiGate  *aiGate       // bounds AI calls (aibudget.go)
 
 	// ctx is the engine's own lifetime: executions run on it, never on a request's.
 	ctx    context.Context
@@ -199,6 +201,7 @@ func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine 
 		repeats: map[string]int{}, repeatNoted: map[string]time.Time{}, repeatTrailing: map[string]bool{},
 		suppressedBatch: map[string]int{},
 	}
+	e.aiGate = newAIGate(cfg.AIBudget)
 	e.locks.init()
 	e.work.init()
 	return e
@@ -430,7 +433,7 @@ func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposal
 		}
 	}
 	if e.cfg.Advisor != nil && d.accepted.Event.Decision == DecideNoRunbook && !o.manual && o.ai == nil {
-		e.goWork(func() { e.adviseUnmatched(ev) })
+		e.adviseUnmatched(ev) // within the AI budget, in the background
 	}
 	if x := d.accepted.Execution; x != nil {
 		switch x.State {

@@ -61,7 +61,7 @@ func (e *Engine) Approve(ctx context.Context, id, actor string) (Execution, erro
 			x.ApprovedBy = actor
 			return nil
 		},
-		Outbox: []Notification{{Kind: "state", State: Approved, Text: fmt.Sprintf("✅ Approved by %s at %s", actor, now.UTC().Format("15:04:05"))}},
+		Outbox: []Notification{{Kind: "state", State: Approved, Text: fmt.Sprintf("✅ Approved by %s at %s", actor, now.UTC().Format("15:04:05")), Actor: actor}},
 	})
 	if err != nil {
 		if ErrorCode(err) == CodeConflict && !errors.As(err, new(*MoveError)) {
@@ -132,7 +132,7 @@ func (e *Engine) closePending(ctx context.Context, id string, to State, actor, r
 	}
 	x, err := e.transition(ctx, Transition{ID: id, From: []State{PendingApproval}, To: to, At: now,
 		Actor: actor, Reason: reason,
-		Outbox: []Notification{{Kind: "state", State: to, Text: text}},
+		Outbox: []Notification{{Kind: NoteState, State: to, Text: text, Actor: actor}},
 		Dedup:  e.closeDedup(&cur, now),
 	})
 	if err != nil {
@@ -153,10 +153,14 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 	if err := x.CheckRollBack(); err != nil {
 		return x, err
 	}
+	reason, text := "rollback requested by "+actor, "↩️ Rolling back, requested by "+actor
+	if x.UndoAwaits != "" {
+		reason, text = string(x.UndoAwaits)+" approved by "+actor, "↩️ Rolling back: the "+string(x.UndoAwaits)+" was approved by "+actor
+	}
 	x, err = e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
-		Actor: actor, Reason: "rollback requested by " + actor,
-		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
-		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "↩️ Rolling back, requested by " + actor}}})
+		Actor: actor, Reason: reason,
+		Mutate: func(x *Execution) error { x.RollbackAt, x.UndoAwaits = time.Time{}, ""; return nil },
+		Outbox: []Notification{{Kind: NoteState, State: RollingBack, Text: text, Actor: actor}}})
 	if err != nil {
 		return x, err
 	}
@@ -165,6 +169,8 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 	return x, nil
 }
 
+// scheduledRollback fires at RollbackAt: the scheduled rollback itself, or
+// the end of the wait for its approval (undo.go).
 func (e *Engine) scheduledRollback(id string) {
 	x, err := e.store.Execution(e.ctx, id)
 	if err != nil {
@@ -174,16 +180,11 @@ func (e *Engine) scheduledRollback(id string) {
 	if !CanMove(x.State, RollingBack) || x.State == Interrupted {
 		return // rolled back, or needs a human (INTERRUPTED), in the meantime
 	}
-	if _, err := e.transition(e.ctx, Transition{ID: id, From: []State{x.State}, To: RollingBack,
-		Actor: "recoverbot", Reason: "scheduled rollback (rollbackAfterMinutes / action duration)",
-		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
-		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "↩️ Scheduled rollback: restoring the previous state"}}}); err != nil {
-		if !errors.As(err, new(*MoveError)) {
-			e.log.Error("scheduled rollback", "plan", id, "err", err)
-		}
+	if x.UndoAwaits != "" {
+		e.undoWaitExpired(&x)
 		return
 	}
-	e.undoAll(id, x.Actions, "", false)
+	e.autoUndo(e.ctx, &x, UndoScheduled, "↩️ Scheduled rollback: restoring the previous state")
 }
 
 // Pause stops all new plans until Resume; the flag survives a restart.
@@ -228,7 +229,7 @@ func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
 	}
 	err := e.store.Record(ctx,
 		[]AuditRecord{{At: now, Actor: actor, Reason: "recoverbot " + word + " by " + actor}},
-		[]Notification{{At: now, Kind: "notice", Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor)}})
+		[]Notification{{At: now, Kind: "notice", Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor), Actor: actor}})
 	if err == nil {
 		e.poke()
 	}
@@ -455,14 +456,14 @@ func (e *Engine) fail(ctx context.Context, id string, i int, a runbooks.Action, 
 func pendingUndo(x *Execution) []int {
 	undone := map[int]bool{}
 	for _, s := range x.Steps {
-		if s.Phase == "undo" && s.Error == "" && !s.EndedAt.IsZero() {
+		if s.Phase == PhaseUndo && s.Error == "" && !s.EndedAt.IsZero() {
 			undone[s.Action] = true
 		}
 	}
 	var out []int
 	for j := len(x.Steps) - 1; j >= 0; j-- {
 		s := x.Steps[j]
-		if s.Phase == "apply" && len(s.Before) > 0 && !undone[s.Action] {
+		if s.Phase == PhaseApply && len(s.Before) > 0 && !undone[s.Action] {
 			out = append(out, j)
 			undone[s.Action] = true
 		}
@@ -506,12 +507,12 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 	}
 	start := e.clock.Now()
 	if _, err := e.transition(ctx, Transition{ID: id, From: []State{RollingBack}, To: RollingBack, At: start,
-		Actor: "recoverbot", Reason: fmt.Sprintf("undo of action %d %s starting", s.Action+1, a.Type),
+		Actor: ActorBot, Reason: fmt.Sprintf("undo of action %d %s starting", s.Action+1, a.Type),
 		Mutate: func(x *Execution) error {
-			x.Steps = append(x.Steps, Step{Action: s.Action, Type: s.Type, Phase: "undo", StartedAt: start})
+			x.Steps = append(x.Steps, Step{Action: s.Action, Type: s.Type, Phase: PhaseUndo, StartedAt: start})
 			return nil
 		},
-		Outbox: []Notification{{Kind: "step", Text: fmt.Sprintf("↩️ Undoing action %d: %s", s.Action+1, a.Type)}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteStep, Text: fmt.Sprintf("↩️ Undoing action %d: %s", s.Action+1, a.Type)}}}); err != nil {
 		return fmt.Errorf("persist undo start: %w", err)
 	}
 	undoErr := drv.Undo(WithExecution(ctx, id, s.Action), a, s.Before, e.reporter(ctx, id, RollingBack))
@@ -521,7 +522,7 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 		text = fmt.Sprintf("❌ Undo of action %d failed: %v", s.Action+1, undoErr)
 	}
 	if _, err := e.transition(ctx, Transition{ID: id, From: []State{RollingBack}, To: RollingBack, At: end,
-		Actor: "recoverbot", Reason: fmt.Sprintf("undo of action %d ended", s.Action+1),
+		Actor: ActorBot, Reason: fmt.Sprintf("undo of action %d ended", s.Action+1),
 		Mutate: func(x *Execution) error {
 			st := &x.Steps[len(x.Steps)-1]
 			st.EndedAt = end
@@ -530,7 +531,7 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 			}
 			return nil
 		},
-		Outbox: []Notification{{Kind: "step", Text: text}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteStep, Text: text}}}); err != nil {
 		return errors.Join(undoErr, fmt.Errorf("persist undo end: %w", err))
 	}
 	return undoErr
@@ -548,8 +549,8 @@ func (e *Engine) finishRollback(ctx context.Context, x *Execution, failures []st
 		text = "🔥 Rollback FAILED, a human must look: " + reason
 	}
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{RollingBack}, To: to, At: now,
-		Actor: "recoverbot", Reason: reason,
-		Outbox: []Notification{{Kind: "state", State: to, Text: text}},
+		Actor: ActorBot, Reason: reason,
+		Outbox: []Notification{{Kind: NoteState, State: to, Text: text}},
 		Dedup:  e.closeDedup(x, now)}); err != nil {
 		e.log.Error("finish rollback", "plan", x.ID, "err", err)
 	}

@@ -255,6 +255,19 @@ func mayProceed(out outcome, approved bool) string {
 // pod restarts, traffic rerouting).
 var neverAuto = map[runbooks.ActionType]bool{runbooks.RestartPod: true, runbooks.Failover: true}
 
+// needsHuman says why action a never runs unattended, or "": its type is on
+// the never-auto list, or the runbook marks it risk: high. The never-auto
+// guard and the approval of automatic undos (undo.go) both ask it.
+func needsHuman(a *runbooks.Action) string {
+	switch {
+	case neverAuto[a.Type]:
+		return "is never run without approval"
+	case a.Risk == "high":
+		return "is marked risk: high"
+	}
+	return ""
+}
+
 // lowRisk are the action types the low-risk phase lets run unattended.
 var lowRisk = map[runbooks.ActionType]bool{runbooks.CacheClear: true, runbooks.RateLimit: true}
 
@@ -286,11 +299,9 @@ func computeApprovalReasons(rb *runbooks.Runbook, mode Mode) string {
 		why = append(why, "runbook "+rb.Name+" requires approval")
 	}
 	for i, a := range rb.Actions {
-		switch {
-		case neverAuto[a.Type]:
-			why = append(why, fmt.Sprintf("action %d (%s) is never run without approval", i+1, a.Type))
-		case a.Risk == "high":
-			why = append(why, fmt.Sprintf("action %d (%s) is marked risk: high", i+1, a.Type))
+		switch h := needsHuman(&a); {
+		case h != "":
+			why = append(why, fmt.Sprintf("action %d (%s) %s", i+1, a.Type, h))
 		case mode == ModeLowRisk && !lowRisk[a.Type]:
 			why = append(why, fmt.Sprintf("mode low-risk: action %d (%s) is not CACHE_CLEAR or RATE_LIMIT", i+1, a.Type))
 		}

@@ -11,13 +11,13 @@ import (
 	"github.com/recoverbot/recoverbot/recovery"
 )
 
-func outboxKinds(t *testing.T, h *harness) map[string][]recovery.Notification {
+func outboxKinds(t *testing.T, h *harness) map[recovery.NoteKind][]recovery.Notification {
 	t.Helper()
 	page, err := h.db.Outbox(context.Background(), 0, 100000)
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string][]recovery.Notification{}
+	out := map[recovery.NoteKind][]recovery.Notification{}
 	for _, n := range page {
 		out[n.Kind] = append(out[n.Kind], n)
 	}

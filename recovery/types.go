@@ -66,13 +66,26 @@ type AIInfo struct {
 	Model      string  `json:"model"`
 	Confidence float64 `json:"confidence"`
 	Rationale  string  `json:"rationale"`
+	// OutsideTrigger says which parts of the runbook's trigger the event did
+	// not meet (runbooks.Set.Unmet); empty when it met them all.
+	OutsideTrigger []string `json:"outside_trigger,omitempty"`
+	// Params are the runbook's declared parameters with a value, and where
+	// each value came from.
+	Params []AIParam `json:"params,omitempty"`
+}
+
+// AIParam is one parameter of an AI plan and its provenance.
+type AIParam struct {
+	Key   string      `json:"key"`
+	Value any         `json:"value"`
+	From  ParamSource `json:"from"`
 }
 
 // Step is one driver call of an execution.
 type Step struct {
 	Action    int             `json:"action"` // index into Plan.Actions
 	Type      string          `json:"type"`
-	Phase     string          `json:"phase"` // "apply" or "undo"
+	Phase     Phase           `json:"phase"`
 	Before    json.RawMessage `json:"before,omitempty"`
 	Report    []string        `json:"report,omitempty"`
 	Error     string          `json:"error,omitempty"`
@@ -89,9 +102,13 @@ type Execution struct {
 	UpdatedAt  time.Time `json:"updated_at"`
 	ApprovedBy string    `json:"approved_by,omitempty"`
 	Steps      []Step    `json:"steps,omitempty"`
-	// RollbackAt schedules an automatic rollback of a succeeded execution.
+	// RollbackAt schedules an automatic rollback of a succeeded execution, or,
+	// while UndoAwaits is set, is the deadline of that rollback's approval.
 	RollbackAt time.Time `json:"rollback_at,omitzero"`
-	Error      string    `json:"error,omitempty"`
+	// UndoAwaits is set while an automatic undo waits for a human because it
+	// would re-run a never-auto action (undo.go).
+	UndoAwaits UndoTrigger `json:"undo_awaits,omitempty"`
+	Error      string      `json:"error,omitempty"`
 	// Repeats counts duplicate events folded into this plan.
 	Repeats int `json:"repeats,omitempty"`
 	// Verification: until when it may go on, when it succeeded, what it last saw.
@@ -136,9 +153,13 @@ type Notification struct {
 	Seq         uint64    `json:"seq"` // assigned by the store
 	At          time.Time `json:"at"`
 	ExecutionID string    `json:"execution_id,omitempty"`
-	Kind        string    `json:"kind"` // "plan", "state", "step", "notice"
+	Kind        NoteKind  `json:"kind"`
 	Text        string    `json:"text"`
-	State       State     `json:"state,omitempty"`
+	// Actor, when set, is the person Text names as having acted (approved,
+	// rejected, asked for a rollback): the only part of a notification an
+	// edge may turn into a mention. Text itself is display text, never parsed.
+	Actor string `json:"actor,omitempty"`
+	State State  `json:"state,omitempty"`
 }
 
 // RateStamp records one execution start for the hourly rate limit.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/recoverbot/recoverbot/runbooks"
@@ -24,8 +25,8 @@ func (e *Engine) startVerify(ctx context.Context, x *Execution) {
 	}
 	if e.cfg.Verifier == nil {
 		if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{Succeeded}, To: Succeeded,
-			Actor: "recoverbot", Reason: "verification skipped: no Prometheus is configured (RECOVERBOT_PROMETHEUS_URL)",
-			Outbox: []Notification{{Kind: "step", Text: "⚠️ Verification skipped: no Prometheus is configured"}}}); err != nil {
+			Actor: ActorBot, Reason: "verification skipped: no Prometheus is configured (RECOVERBOT_PROMETHEUS_URL)",
+			Outbox: []Notification{{Kind: NoteStep, Text: "⚠️ Verification skipped: no Prometheus is configured"}}}); err != nil {
 			e.log.Error("record skipped verification", "plan", x.ID, "err", err)
 		}
 		return
@@ -33,9 +34,9 @@ func (e *Engine) startVerify(ctx context.Context, x *Execution) {
 	within, every := e.verifyTimes(x.Verify)
 	until := e.clock.Now().Add(within)
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{Succeeded}, To: Verifying,
-		Actor: "recoverbot", Reason: "verifying against Prometheus: " + x.VerifyQuery,
+		Actor: ActorBot, Reason: "verifying against Prometheus: " + x.VerifyQuery,
 		Mutate: func(x *Execution) error { x.VerifyUntil = until; return nil },
-		Outbox: []Notification{{Kind: "state", State: Verifying,
+		Outbox: []Notification{{Kind: NoteState, State: Verifying,
 			Text: fmt.Sprintf("🔎 Verifying `%s` every %s for up to %s", x.VerifyQuery, every, within)}}}); err != nil {
 		e.log.Error("start verification", "plan", x.ID, "err", err)
 		return
@@ -83,11 +84,11 @@ func (e *Engine) verifyLoop(ctx context.Context, id, query string, until time.Ti
 	}
 	now := e.clock.Now()
 	if lastErr != nil {
-		reason := "verification unavailable: " + lastErr.Error()
+		reason := verifyUnavailable + ": " + lastErr.Error()
 		if _, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
-			Actor: "recoverbot", Reason: reason + "; escalated to a human, not rolled back",
+			Actor: ActorBot, Reason: reason + "; escalated to a human, not rolled back",
 			Mutate: func(x *Execution) error { x.LastVerify = reason; return nil },
-			Outbox: []Notification{{Kind: "state", State: VerifyFailed,
+			Outbox: []Notification{{Kind: NoteState, State: VerifyFailed,
 				Text: "⚠️ " + reason + ". Not counted as a success and not rolled back automatically: a human must decide."}}}); err != nil {
 			e.log.Error("record unavailable verification", "plan", id, "err", err)
 		}
@@ -100,43 +101,44 @@ func (e *Engine) verifyLoop(ctx context.Context, id, query string, until time.Ti
 	escalate := v != nil && v.OnVerifyFailure == "escalate"
 	if escalate {
 		if _, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
-			Actor: "recoverbot", Reason: reason + "; onVerifyFailure: escalate",
+			Actor: ActorBot, Reason: reason + "; onVerifyFailure: escalate",
 			Mutate: func(x *Execution) error { x.LastVerify = last; return nil },
-			Outbox: []Notification{{Kind: "state", State: VerifyFailed, Text: "🚨 Verification failed: " + reason + ". Escalated: a human must look."}}}); err != nil {
+			Outbox: []Notification{{Kind: NoteState, State: VerifyFailed, Text: "🚨 Verification failed: " + reason + ". Escalated: a human must look."}}}); err != nil {
 			e.log.Error("record failed verification", "plan", id, "err", err)
 		}
 		return
 	}
-	x, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
-		Actor: "recoverbot", Reason: reason + "; rolling back",
+	x, err := e.store.Execution(ctx, id)
+	if err != nil {
+		e.log.Error("load execution after failed verification", "plan", id, "err", err)
+		return
+	}
+	next, text := "; rolling back", "❌ Verification failed: "+reason+". Rolling back."
+	if undoNeedsApproval(&x) != "" {
+		next, text = "; the rollback needs approval", "❌ Verification failed: "+reason+". Not rolled back yet: the rollback needs approval."
+	}
+	x, err = e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
+		Actor: ActorBot, Reason: reason + next,
 		Mutate: func(x *Execution) error {
 			x.LastVerify = last
 			x.FalseAction = true
-			x.FalseBy = "verification"
+			x.FalseBy = FalseByVerification
 			return nil
 		},
-		Outbox: []Notification{{Kind: "state", State: VerifyFailed, Text: "❌ Verification failed: " + reason + ". Rolling back."}}})
+		Outbox: []Notification{{Kind: NoteState, State: VerifyFailed, Text: text}}})
 	if err != nil {
 		e.log.Error("record failed verification", "plan", id, "err", err)
 		return
 	}
-	if _, err := e.transition(ctx, Transition{ID: id, From: []State{VerifyFailed}, To: RollingBack,
-		Actor: "recoverbot", Reason: "onVerifyFailure: rollback",
-		Mutate: func(x *Execution) error { x.RollbackAt = time.Time{}; return nil },
-		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "↩️ Rolling back after failed verification"}}}); err != nil {
-		e.log.Error("start rollback after verification", "plan", id, "err", err)
-		return
-	}
-	e.disarm(id)
-	e.undoAll(id, x.Actions, "verification failed", false)
+	e.autoUndo(ctx, &x, UndoVerifyFailed, "↩️ Rolling back after failed verification")
 }
 
 func (e *Engine) verified(ctx context.Context, id, value string) {
 	now := e.clock.Now()
 	x, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: Verified, At: now,
-		Actor: "recoverbot", Reason: "verification passed: " + value,
+		Actor: ActorBot, Reason: "verification passed: " + value,
 		Mutate: func(x *Execution) error { x.VerifiedAt, x.LastVerify = now, value; return nil },
-		Outbox: []Notification{{Kind: "state", State: Verified, Text: "✅ Verified: the query returned " + value}}})
+		Outbox: []Notification{{Kind: NoteState, State: Verified, Text: "✅ Verified: the query returned " + value}}})
 	if err != nil {
 		e.log.Error("record verification", "plan", id, "err", err)
 		return
@@ -144,18 +146,32 @@ func (e *Engine) verified(ctx context.Context, id, value string) {
 	// The playbook's RECOVERY_SIGNAL: recorded with the audit trail, and handed
 	// to the optional outgoing webhook.
 	sig := Event{ID: "signal_" + e.ids.New(now), Type: runbooks.RecoverySignal, Severity: runbooks.Info, Confidence: 1,
-		Summary: "Recovery verified for plan " + id, Source: "recoverbot",
+		Summary: "Recovery verified for plan " + id, Source: ActorBot,
 		Data:    map[string]any{"metric": "recovery_status", "value": value},
 		Context: map[string]any{"plan_id": id, "runbook": x.Runbook, "query": x.VerifyQuery}}
 	if err := e.store.Accept(ctx, Accepted{
 		Event: EventRecord{Event: sig, ReceivedAt: now, Decision: DecideIgnored, Reasons: []string{"recovery signal"}, PlanID: id},
-		Audit: []AuditRecord{{At: now, EventID: sig.ID, ExecutionID: id, Actor: "recoverbot", Reason: "RECOVERY_SIGNAL: " + sig.Summary}},
+		Audit: []AuditRecord{{At: now, EventID: sig.ID, ExecutionID: id, Actor: ActorBot, Reason: "RECOVERY_SIGNAL: " + sig.Summary}},
 	}); err != nil {
 		e.log.Error("record recovery signal", "plan", id, "err", err)
 	}
 	if e.cfg.OnRecovery != nil {
 		e.cfg.OnRecovery(sig)
 	}
+}
+
+// verifyUnavailable starts LastVerify when Prometheus gave no answer.
+const verifyUnavailable = "verification unavailable"
+
+// VerificationUnavailable reports whether x's verification ended without an
+// answer from Prometheus (VERIFY_FAILED, escalated, never rolled back on a
+// guess) and why. The edges ask this instead of reading LastVerify.
+func (x *Execution) VerificationUnavailable() (why string, ok bool) {
+	rest, ok := strings.CutPrefix(x.LastVerify, verifyUnavailable)
+	if !ok {
+		return "", false
+	}
+	return strings.TrimPrefix(rest, ": "), true
 }
 
 // wait sleeps d on the engine's clock; false when ctx ended first.
@@ -198,5 +214,5 @@ func (e *Engine) MarkFalse(ctx context.Context, id, actor string) (Execution, er
 			x.FalseAction, x.FalseBy = true, actor
 			return nil
 		},
-		Outbox: []Notification{{Kind: "step", Text: "🏷️ Marked as a false action by " + actor}}})
+		Outbox: []Notification{{Kind: NoteStep, Text: "🏷️ Marked as a false action by " + actor, Actor: actor}}})
 }

@@ -212,7 +212,7 @@ var (
 	triggerFields = []string{"eventType", "conditions"}
 	actionFields  = []string{"type", "resource", "operation", "target", "parameters", "duration", "gradual", "risk"}
 	targetFields  = []string{"namespace", "deployment", "service"}
-	safetyFields  = []string{"requiresApproval", "maxExecutionsPerHour", "rollbackAfterMinutes", "dryRun", "cooldown"}
+	safetyFields  = []string{"requiresApproval", "maxExecutionsPerHour", "rollbackAfterMinutes", "dryRun", "cooldown", "autoRollback"}
 	verifyFields  = []string{"prometheus", "within", "every", "onVerifyFailure"}
 	rangeFields   = []string{"min", "max"}
 )
@@ -588,6 +588,8 @@ func (d *decoder) safety(n *yaml.Node, p string) Safety {
 			s.DryRun, _ = d.bool(v, fp)
 		case "cooldown":
 			s.Cooldown, _ = d.duration(v, fp)
+		case "autoRollback":
+			s.AutoRollback, _ = d.bool(v, fp)
 		}
 	})
 	if n.Kind == yaml.MappingNode && max == nil {

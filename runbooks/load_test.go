@@ -289,6 +289,10 @@ func TestLoadErrors(t *testing.T) {
 			[]string{`a.yaml:8: safety.maxExecutionsPerHour: must be an integer, got string "3"`}},
 		{"wrong type bool", map[string]string{"a.yaml": valid + "fourEyes: yes\n"},
 			[]string{`a.yaml:9: fourEyes: must be true or false, got string "yes"`}},
+		{"autoRollback not a bool", map[string]string{"a.yaml": valid + "  autoRollback: \"yes\"\n"},
+			[]string{`a.yaml:9: safety.autoRollback: must be true or false, got string "yes"`}},
+		{"autoRollback misspelt", map[string]string{"a.yaml": valid + "  autoRollBack: true\n"},
+			[]string{`a.yaml:9: safety.autoRollBack: unknown field (did you mean "autoRollback"?)`}},
 		{"wrong type list", map[string]string{"a.yaml": strings.Replace(valid, "actions:\n  - type", "actions:\n    type", 1)},
 			[]string{"a.yaml:5: actions: must be a list of actions, got a mapping"}},
 		{"unknown event type", map[string]string{"a.yaml": strings.Replace(valid, "LATENCY_ANOMALY", "LATENCY", 1)},
@@ -452,5 +456,23 @@ func TestLoadAcceptsOpenMaps(t *testing.T) {
 		"LATENCY_ANOMALY", "LATENCY_ANOMALY\n  conditions: {whatever: 1, other-key: x}", 1)})
 	if got := len(set.Get("ok").Trigger.Conditions); got != 2 {
 		t.Errorf("conditions = %d, want 2", got)
+	}
+}
+
+func TestLoadAutoRollback(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		yaml string
+		want bool
+	}{
+		{"off by default", valid, false},
+		{"opted in", valid + "  autoRollback: true\n", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rb := mustLoad(t, map[string]string{"a.yaml": c.yaml}).Get("ok")
+			if rb.Safety.AutoRollback != c.want {
+				t.Errorf("Safety.AutoRollback = %v, want %v", rb.Safety.AutoRollback, c.want)
+			}
+		})
 	}
 }

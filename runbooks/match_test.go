@@ -158,8 +158,19 @@ safety: {maxExecutionsPerHour: 1}
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := runbookName(set.Match(event(tt.event))); got != tt.want {
+			ev := event(tt.event)
+			if got := runbookName(set.Match(ev)); got != tt.want {
 				t.Errorf("Match = %s, want %s", got, tt.want)
+			}
+			// Unmet is the same check: empty exactly when the event's only
+			// candidate matches.
+			for _, rb := range set.All() {
+				if rb.Trigger.EventType != ev.Type {
+					continue
+				}
+				if unmet := set.Unmet(rb, ev); (len(unmet) == 0) != (tt.want == rb.Name) {
+					t.Errorf("Unmet(%s) = %q, but Match = %s", rb.Name, unmet, tt.want)
+				}
 			}
 		})
 	}
@@ -216,5 +227,24 @@ func BenchmarkMatch(b *testing.B) {
 		if set.Match(events[i%len(events)]) == nil {
 			b.Fatal("no match")
 		}
+	}
+}
+
+func TestUnmetSaysWhatIsOutsideTheTrigger(t *testing.T) {
+	set, err := runbooks.LoadDefaults()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rb := set.Get("failover-upstream-degraded")
+	got := set.Unmet(rb, event(`{"type":"UPSTREAM_DEGRADATION","severity":"INFO","confidence":0.05}`))
+	want := []string{"confidence is 0.05, want at least 0.85", "severity is INFO, want CRITICAL"}
+	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("Unmet = %q, want %q", got, want)
+	}
+	if got := set.Unmet(rb, event(`{"type":"LATENCY_ANOMALY","severity":"CRITICAL","confidence":1}`)); len(got) != 1 || got[0] != "event type is LATENCY_ANOMALY, want UPSTREAM_DEGRADATION" {
+		t.Errorf("Unmet of another type = %q", got)
+	}
+	if got := set.Unmet(rb, event(`{"type":"UPSTREAM_DEGRADATION","severity":"CRITICAL","confidence":0.9}`)); got != nil {
+		t.Errorf("Unmet inside the trigger = %q, want nil", got)
 	}
 }

@@ -164,6 +164,12 @@ type Safety struct {
 	RollbackAfterMinutes int      `json:"rollbackAfterMinutes,omitempty"`
 	DryRun               bool     `json:"dryRun,omitempty"`
 	Cooldown             Duration `json:"cooldown,omitempty"`
+	// AutoRollback lets an automatic undo (a scheduled rollback, a failed
+	// verification) of a never-auto action (RESTART_POD, FAILOVER, risk: high)
+	// run without a human. Off by default: undoing a rolling restart is another
+	// rolling restart, undoing a failover fails traffic over again, so the
+	// engine asks for approval as it did for the action itself.
+	AutoRollback bool `json:"autoRollback,omitempty"`
 }
 
 // Verify is an optional post-execution check against Prometheus.

@@ -2,6 +2,7 @@ package runbooks
 
 import (
 	"encoding/json"
+	"fmt"
 	"strconv"
 )
 
@@ -93,6 +94,71 @@ func (s *Set) Match(e *Event) *Runbook {
 		}
 	}
 	return nil
+}
+
+// Unmet says which parts of rb's trigger e does not meet, in file order, one
+// sentence each ("severity is INFO, want CRITICAL"), checked exactly as Match
+// checks them; nil when e is inside the trigger. It is how a plan made for a
+// runbook Match did not pick (an AI's proposal) is held to that runbook's
+// trigger. rb must belong to s.
+func (s *Set) Unmet(rb *Runbook, e *Event) []string {
+	if e.Type != rb.Trigger.EventType {
+		return []string{fmt.Sprintf("event type is %s, want %s", e.Type, rb.Trigger.EventType)}
+	}
+	t := typeIndex(e.Type)
+	if s == nil || t < 0 {
+		return []string{"runbook " + rb.Name + " is not loaded"}
+	}
+	for i := range s.byType[t] {
+		m := &s.byType[t][i]
+		if m.rb != rb {
+			continue
+		}
+		var out []string
+		for j := range m.conds {
+			if !m.conds[j].holds(e) {
+				out = append(out, describeUnmet(&rb.Trigger.Conditions[j], e))
+			}
+		}
+		return out
+	}
+	return []string{"runbook " + rb.Name + " is not loaded"}
+}
+
+func describeUnmet(c *Condition, e *Event) string {
+	var got string
+	switch c.Key {
+	case "confidence":
+		got = strconv.FormatFloat(e.Confidence, 'g', 4, 64)
+	case "severity":
+		got = string(e.Severity)
+	default:
+		v, ok := e.Lookup(c.Key)
+		if !ok {
+			return c.Key + " is missing from the event"
+		}
+		b, _ := json.Marshal(v)
+		got = string(b)
+	}
+	var want string
+	switch {
+	case c.Min != nil && c.Max != nil:
+		want = fmt.Sprintf("between %g and %g", *c.Min, *c.Max)
+	case c.Min != nil:
+		want = fmt.Sprintf("at least %g", *c.Min)
+	case c.Max != nil:
+		want = fmt.Sprintf("at most %g", *c.Max)
+	case c.AnyOf != nil:
+		b, _ := json.Marshal(c.AnyOf)
+		want = "one of " + string(b)
+	default:
+		b, _ := json.Marshal(c.Equals)
+		want = string(b)
+		if c.Key == "severity" {
+			want = fmt.Sprint(c.Equals)
+		}
+	}
+	return fmt.Sprintf("%s is %s, want %s", c.Key, truncate(got), want)
 }
 
 func (m *matcher) matches(e *Event) bool {

@@ -282,3 +282,63 @@ func TestWithoutAKeyNothingRuns(t *testing.T) {
 		t.Fatalf("%d executions, want 0", len(xs))
 	}
 }
+
+// #11 item 8: an INFO event at confidence 0.05 became a pending FAILOVER plan
+// that said nothing about being outside the runbook's trigger, nor which
+// values the AI chose.
+func TestAIPlanOutsideTheTriggerSaysSoAndWhoChoseEachValue(t *testing.T) {
+	e := newEnv(t, true, 2*time.Second)
+	e.fake.propose = toolAnswer(valid)
+	info := recovery.Event{Type: runbooks.UpstreamDegradation, Severity: runbooks.Info, Confidence: 0.05,
+		Summary: "payments p99 at 4s", Context: map[string]any{"upstream": "payments"}}
+	if _, err := e.eng.Submit(context.Background(), info); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t)
+	xs := e.executions(t)
+	if len(xs) != 1 || xs[0].AI == nil {
+		t.Fatalf("executions %+v, want the AI's plan", xs)
+	}
+	x := xs[0]
+	if x.State != recovery.PendingApproval {
+		t.Fatalf("state %s, want PENDING_APPROVAL", x.State)
+	}
+	wantOutside := "confidence is 0.05, want at least 0.85; severity is INFO, want CRITICAL"
+	if got := strings.Join(x.AI.OutsideTrigger, "; "); got != wantOutside {
+		t.Errorf("outside the trigger: %q, want %q", got, wantOutside)
+	}
+	from := map[string]recovery.ParamSource{}
+	for _, p := range x.AI.Params {
+		from[p.Key+"="+p.Value.(string)] = p.From
+	}
+	if from["upstream=payments"] != recovery.FromEvent || from["backup_service=payments-dr"] != recovery.FromAI || len(from) != 2 {
+		t.Errorf("parameter sources %v, want upstream from the event, backup_service from the AI", from)
+	}
+	page, _ := e.db.Outbox(context.Background(), 0, 100)
+	for _, want := range []string{"outside the runbook's trigger: " + wantOutside, "parameter backup_service = payments-dr (chosen by the AI)"} {
+		if !strings.Contains(page[0].Text, want) {
+			t.Errorf("plan message lacks %q:\n%s", want, page[0].Text)
+		}
+	}
+}
+
+func TestAIMayNotChangeAValueTheEventCarries(t *testing.T) {
+	e := newEnv(t, true, 2*time.Second)
+	e.fake.propose = toolAnswer(`{"runbook":"failover-upstream-degraded","context":{"upstream":"orders","backup_service":"orders-dr"},"confidence":0.9,"rationale":"x"}`)
+	ev := recovery.Event{Type: runbooks.UpstreamDegradation, Severity: runbooks.Info, Confidence: 0.5, Context: map[string]any{"upstream": "payments"}}
+	if _, err := e.eng.Submit(context.Background(), ev); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t)
+	if xs := e.executions(t); len(xs) != 0 {
+		t.Fatalf("%d executions, want none: the AI changed the event's upstream", len(xs))
+	}
+	recs, _ := e.db.AuditSince(context.Background(), time.Time{})
+	var found bool
+	for _, r := range recs {
+		found = found || strings.Contains(r.Reason, `parameter "upstream": the event says payments, the AI may not change it`)
+	}
+	if !found {
+		t.Errorf("no audit record of the refusal: %+v", recs)
+	}
+}

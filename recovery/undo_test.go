@@ -1,0 +1,264 @@
+package recovery_test
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+// restartRunbook restarts a pod (never-auto) and schedules its rollback after
+// ten minutes; extra is appended to its safety block.
+func restartRunbook(extra string) string {
+	return `
+name: restart-then-revert
+trigger: {eventType: CAPACITY_WARNING}
+actions:
+  - type: RESTART_POD
+    target: {deployment: api}
+    parameters: {deployment: api}
+safety:
+  maxExecutionsPerHour: 5
+  rollbackAfterMinutes: 10
+` + extra
+}
+
+func restartEvent() recovery.Event {
+	return recovery.Event{Type: runbooks.CapacityWarning, Severity: runbooks.Warning, Confidence: 0.9}
+}
+
+// undoHarness is the harness on one runbook, with a RESTART_POD plan
+// approved, run and succeeded, its scheduled rollback armed.
+func undoHarness(t *testing.T, rb string) (*harness, string) {
+	t.Helper()
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "rb.yaml"), rb)
+	books, err := runbooks.Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := newHarness(t, recovery.ModeFull)
+	h.books = books
+	h.reopen()
+	a := h.submit(restartEvent())
+	if a.Decision != recovery.DecideApproval {
+		t.Fatalf("decision %s, want approval", a.Decision)
+	}
+	if _, err := h.eng.Approve(context.Background(), a.PlanID, "slack:UAPPROVER"); err != nil {
+		t.Fatal(err)
+	}
+	h.idle()
+	if x := h.exec(a.PlanID); x.State != recovery.Succeeded || !x.RollbackAt.Equal(t0.Add(10*time.Minute)) {
+		t.Fatalf("state %s rollback at %s, want SUCCEEDED with a rollback at +10m", x.State, x.RollbackAt)
+	}
+	return h, a.PlanID
+}
+
+func (h *harness) ops() string {
+	var ops []string
+	for _, c := range h.drv.Calls() {
+		ops = append(ops, c.Op+" "+string(c.Action.Type))
+	}
+	return strings.Join(ops, ",")
+}
+
+// thread is the outbox text of one execution, in order.
+func (h *harness) thread(id string) string {
+	h.t.Helper()
+	page, err := h.db.Outbox(context.Background(), 0, 10000)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	var b strings.Builder
+	for _, n := range page {
+		if n.ExecutionID == id {
+			b.WriteString(n.Text + "\n")
+		}
+	}
+	return b.String()
+}
+
+// Before #11 item 7, the scheduled rollback restarted the pod again, unasked.
+func TestScheduledUndoOfANeverAutoActionAsksForApproval(t *testing.T) {
+	h, id := undoHarness(t, restartRunbook(""))
+	h.clock.Advance(10 * time.Minute)
+	h.idle()
+	x := h.exec(id)
+	if x.State != recovery.Succeeded || x.UndoAwaits != recovery.UndoScheduled {
+		t.Fatalf("state %s awaits %q, want SUCCEEDED with the scheduled rollback awaiting approval", x.State, x.UndoAwaits)
+	}
+	if got, want := x.RollbackAt, t0.Add(15*time.Minute); !got.Equal(want) {
+		t.Errorf("approval deadline %s, want %s (the approval timeout)", got, want)
+	}
+	if got := h.ops(); got != "apply RESTART_POD" {
+		t.Fatalf("driver calls %s: the undo ran without a human", got)
+	}
+	if th := h.thread(id); !strings.Contains(th, "The scheduled rollback needs approval") || !strings.Contains(th, "RESTART_POD) runs it again, and it is never run without approval") {
+		t.Errorf("the thread does not say the rollback awaits approval:\n%s", th)
+	}
+
+	t.Run("an approver's Roll back is the approval", func(t *testing.T) {
+		if _, err := h.eng.Rollback(context.Background(), id, "slack:UAPPROVER"); err != nil {
+			t.Fatal(err)
+		}
+		h.idle()
+		x := h.exec(id)
+		if x.State != recovery.RolledBack || x.UndoAwaits != "" {
+			t.Fatalf("state %s awaits %q, want ROLLED_BACK", x.State, x.UndoAwaits)
+		}
+		if got := h.ops(); got != "apply RESTART_POD,undo RESTART_POD" {
+			t.Errorf("driver calls %s, want apply then undo", got)
+		}
+		if th := h.thread(id); !strings.Contains(th, "the scheduled rollback was approved by slack:UAPPROVER") {
+			t.Errorf("the thread does not say who approved the rollback:\n%s", th)
+		}
+		h.clock.Advance(time.Hour) // the deadline timer was disarmed
+		h.idle()
+		if got := h.ops(); got != "apply RESTART_POD,undo RESTART_POD" {
+			t.Errorf("driver calls after the deadline %s", got)
+		}
+	})
+}
+
+func TestDeclinedOrExpiredUndoLeavesTheTargetAsItIs(t *testing.T) {
+	for _, c := range []struct {
+		name, said string
+		answer     func(h *harness, id string)
+	}{
+		{"declined", "Rollback declined by slack:UKEEPER", func(h *harness, id string) {
+			if _, err := h.eng.DeclineRollback(context.Background(), id, "slack:UKEEPER"); err != nil {
+				h.t.Fatal(err)
+			}
+			if _, err := h.eng.DeclineRollback(context.Background(), id, "slack:UKEEPER"); recovery.ErrorCode(err) != recovery.CodeConflict {
+				h.t.Errorf("second decline: %v, want a conflict", err)
+			}
+		}},
+		{"deadline passed", "Nobody approved the scheduled rollback in time", func(h *harness, id string) {
+			h.clock.Advance(5 * time.Minute)
+		}},
+		{"deadline passed while the bot was down", "Nobody approved the scheduled rollback in time", func(h *harness, id string) {
+			h.reopen()
+			h.clock.Advance(5 * time.Minute)
+		}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h, id := undoHarness(t, restartRunbook(""))
+			h.clock.Advance(10 * time.Minute)
+			h.idle()
+			c.answer(h, id)
+			h.idle()
+			x := h.exec(id)
+			if x.State != recovery.Succeeded || x.UndoAwaits != "" || !x.RollbackAt.IsZero() {
+				t.Fatalf("state %s awaits %q rollback at %s, want SUCCEEDED with nothing pending", x.State, x.UndoAwaits, x.RollbackAt)
+			}
+			h.clock.Advance(time.Hour)
+			h.idle()
+			if got := h.ops(); got != "apply RESTART_POD" {
+				t.Fatalf("driver calls %s: nothing may be undone", got)
+			}
+			if th := h.thread(id); !strings.Contains(th, c.said) {
+				t.Errorf("the thread does not say %q:\n%s", c.said, th)
+			}
+			// A person may still roll back later.
+			if _, err := h.eng.Rollback(context.Background(), id, "slack:UAPPROVER"); err != nil {
+				t.Fatal(err)
+			}
+			h.idle()
+			if got := h.exec(id).State; got != recovery.RolledBack {
+				t.Errorf("state %s after a later Roll back, want ROLLED_BACK", got)
+			}
+		})
+	}
+}
+
+func TestAutoRollbackOptInUndoesWithoutAsking(t *testing.T) {
+	h, id := undoHarness(t, restartRunbook("  autoRollback: true\n"))
+	h.clock.Advance(10 * time.Minute)
+	h.idle()
+	if x := h.exec(id); x.State != recovery.RolledBack {
+		t.Fatalf("state %s, want ROLLED_BACK", x.State)
+	}
+	if got := h.ops(); got != "apply RESTART_POD,undo RESTART_POD" {
+		t.Errorf("driver calls %s, want apply then undo", got)
+	}
+	if th := h.thread(id); !strings.Contains(th, "no approval asked: runbook restart-then-revert sets safety.autoRollback") {
+		t.Errorf("the thread does not say the runbook opted in:\n%s", th)
+	}
+}
+
+// A reversible action still rolls back on its own (the playbook's circuit
+// breaker reverting after 60 s).
+func TestScheduledUndoOfAnAutoActionNeedsNoApproval(t *testing.T) {
+	h := newHarness(t, recovery.ModeFull)
+	a := h.submit(referenceEvents(t)["CIRCUIT_BREAKER_CANDIDATE"])
+	h.idle()
+	h.clock.Advance(time.Minute)
+	h.idle()
+	if x := h.exec(a.PlanID); x.State != recovery.RolledBack || x.UndoAwaits != "" {
+		t.Fatalf("state %s awaits %q, want ROLLED_BACK", x.State, x.UndoAwaits)
+	}
+}
+
+const restartVerified = `
+name: restart-verified
+trigger: {eventType: CAPACITY_WARNING}
+actions:
+  - type: FAILOVER
+    parameters: {from: payments, to: payments-backup}
+safety: {maxExecutionsPerHour: 5%s}
+verify:
+  prometheus: 'up{job="payments"} == 1'
+  within: 200ms
+  every: 20ms
+`
+
+// Before #11 item 7, a failed verification failed traffic over again, unasked.
+func TestFailedVerificationUndoOfANeverAutoAction(t *testing.T) {
+	for _, c := range []struct {
+		name, safety string
+		state        recovery.State
+		awaits       recovery.UndoTrigger
+		ops, said    string
+	}{
+		{"asks for approval", "", recovery.VerifyFailed, recovery.UndoVerifyFailed, "apply",
+			"The rollback after failed verification needs approval"},
+		{"runbook opted in", ", autoRollback: true", recovery.RolledBack, "", "apply,undo",
+			"no approval asked: runbook restart-verified sets safety.autoRollback"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			v := &scripted{answers: []answer{{false, "0", nil}}}
+			eng, db, drv := verifyEngine(t, strings.Replace(restartVerified, "%s", c.safety, 1), v)
+			a, err := eng.Submit(context.Background(), restartEvent())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := eng.Approve(context.Background(), a.PlanID, "slack:UAPPROVER"); err != nil {
+				t.Fatal(err)
+			}
+			settle(t, eng)
+			x, _ := db.Execution(context.Background(), a.PlanID)
+			if x.State != c.state || x.UndoAwaits != c.awaits {
+				t.Fatalf("state %s awaits %q, want %s awaiting %q", x.State, x.UndoAwaits, c.state, c.awaits)
+			}
+			var ops []string
+			for _, call := range drv.Calls() {
+				ops = append(ops, call.Op)
+			}
+			if got := strings.Join(ops, ","); got != c.ops {
+				t.Errorf("driver calls %s, want %s", got, c.ops)
+			}
+			page, _ := db.Outbox(context.Background(), 0, 1000)
+			var th strings.Builder
+			for _, n := range page {
+				th.WriteString(n.Text + "\n")
+			}
+			if !strings.Contains(th.String(), c.said) {
+				t.Errorf("the thread does not say %q:\n%s", c.said, th.String())
+			}
+		})
+	}
+}
