@@ -307,8 +307,8 @@ func (e *Engine) loadState(ctx context.Context, now time.Time) error {
 func (e *Engine) interrupt(ctx context.Context, x *Execution, now time.Time) error {
 	reason := fmt.Sprintf("recoverbot restarted while this execution was %s: not re-run; check the target and roll back by hand if needed", x.State)
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{x.State}, To: Interrupted,
-		Actor: "recoverbot", Reason: reason,
-		Outbox: []Notification{{Kind: "state", Text: "⚠️ " + reason, State: Interrupted}},
+		Actor: ActorBot, Reason: reason,
+		Outbox: []Notification{{Kind: NoteState, Text: "⚠️ " + reason, State: Interrupted}},
 		Dedup:  e.closeDedup(x, now)}); err != nil {
 		return fmt.Errorf("mark %s interrupted: %w", x.ID, err)
 	}
@@ -329,8 +329,8 @@ func (e *Engine) warnIfRefused(ctx context.Context, x *Execution, now time.Time)
 	}
 	reason := "after a restart, an approval would be refused: " + why
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{PendingApproval}, To: PendingApproval,
-		Actor: "recoverbot", Reason: reason,
-		Outbox: []Notification{{Kind: "step", Text: "⚠️ " + reason}}}); err != nil && !errors.As(err, new(*MoveError)) {
+		Actor: ActorBot, Reason: reason,
+		Outbox: []Notification{{Kind: NoteStep, Text: "⚠️ " + reason}}}); err != nil && !errors.As(err, new(*MoveError)) {
 		e.log.Error("warn about a plan its guards now refuse", "plan", x.ID, "err", err)
 	}
 }

@@ -61,7 +61,7 @@ func (e *Engine) Approve(ctx context.Context, id, actor string) (Execution, erro
 			x.ApprovedBy = actor
 			return nil
 		},
-		Outbox: []Notification{{Kind: "state", State: Approved, Text: fmt.Sprintf("✅ Approved by %s at %s", actor, now.UTC().Format("15:04:05")), Actor: actor}},
+		Outbox: []Notification{{Kind: NoteState, State: Approved, Text: fmt.Sprintf("✅ Approved by %s at %s", actor, now.UTC().Format("15:04:05")), Actor: actor}},
 	})
 	if err != nil {
 		if ErrorCode(err) == CodeConflict && !errors.As(err, new(*MoveError)) {
@@ -89,7 +89,7 @@ func (e *Engine) refuseApproval(ctx context.Context, x *Execution, actor, why st
 	reason := fmt.Sprintf("approval by %s refused, nothing was run: %s", actor, why)
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{PendingApproval}, To: PendingApproval,
 		Actor: actor, Reason: reason,
-		Outbox: []Notification{{Kind: "step", Text: "🚫 " + reason}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteStep, Text: "🚫 " + reason}}}); err != nil {
 		return err
 	}
 	return Errorf(CodeConflict, "not approved: %s", why)
@@ -118,7 +118,7 @@ func (e *Engine) CancelAlert(ctx context.Context, fingerprint, actor string) (st
 }
 
 func (e *Engine) expire(id string) {
-	_, err := e.closePending(e.ctx, id, Expired, "recoverbot", "approval deadline passed", "⏰ Approval timed out — not executed")
+	_, err := e.closePending(e.ctx, id, Expired, ActorBot, "approval deadline passed", "⏰ Approval timed out — not executed")
 	if err != nil && !errors.As(err, new(*MoveError)) {
 		e.log.Error("expire plan", "plan", id, "err", err)
 	}
@@ -229,7 +229,7 @@ func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
 	}
 	err := e.store.Record(ctx,
 		[]AuditRecord{{At: now, Actor: actor, Reason: "recoverbot " + word + " by " + actor}},
-		[]Notification{{At: now, Kind: "notice", Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor), Actor: actor}})
+		[]Notification{{At: now, Kind: NoteNotice, Text: fmt.Sprintf("⏯️ recoverbot %s by %s", word, actor), Actor: actor}})
 	if err == nil {
 		e.poke()
 	}
@@ -267,9 +267,9 @@ func (e *Engine) run(id string) {
 		}
 	}()
 	x, err = e.transition(ctx, Transition{ID: id, From: []State{Approved}, To: Executing,
-		Actor: "recoverbot", Reason: "execution started",
+		Actor: ActorBot, Reason: "execution started",
 		Rate:   &RateStamp{Runbook: x.Runbook, At: now, ExecutionID: id},
-		Outbox: []Notification{{Kind: "state", State: Executing, Text: fmt.Sprintf("▶️ Executing %d action(s) of %s", len(x.Actions), x.Runbook)}}})
+		Outbox: []Notification{{Kind: NoteState, State: Executing, Text: fmt.Sprintf("▶️ Executing %d action(s) of %s", len(x.Actions), x.Runbook)}}})
 	if err != nil {
 		log.Error("start execution", "err", err)
 		return
@@ -304,9 +304,9 @@ func (e *Engine) succeed(ctx context.Context, id string) (Execution, error) {
 		text += "; scheduled rollback at " + rollbackAt.UTC().Format(time.RFC3339)
 	}
 	x, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Succeeded, At: done,
-		Actor: "recoverbot", Reason: "every action succeeded",
+		Actor: ActorBot, Reason: "every action succeeded",
 		Mutate: func(x *Execution) error { x.RollbackAt = rollbackAt; return nil },
-		Outbox: []Notification{{Kind: "state", State: Succeeded, Text: text}},
+		Outbox: []Notification{{Kind: NoteState, State: Succeeded, Text: text}},
 		Dedup:  e.closeDedup(&ran, done)})
 	if err != nil {
 		return x, err
@@ -360,8 +360,8 @@ func (e *Engine) abandon(ctx context.Context, x *Execution, reason string) {
 	e.rate.drop(x.Runbook, x.ID)
 	e.mu.Unlock()
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{Approved}, To: Suppressed, At: now,
-		Actor: "recoverbot", Reason: reason,
-		Outbox: []Notification{{Kind: "state", State: Suppressed, Text: "🚫 Not executed: " + reason}},
+		Actor: ActorBot, Reason: reason,
+		Outbox: []Notification{{Kind: NoteState, State: Suppressed, Text: "🚫 Not executed: " + reason}},
 		Dedup:  e.closeDedup(x, now)}); err != nil {
 		e.log.Error("abandon execution", "plan", x.ID, "err", err)
 	}
@@ -377,12 +377,12 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 	}
 	start := e.clock.Now()
 	if _, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Executing, At: start,
-		Actor: "recoverbot", Reason: fmt.Sprintf("action %d/%d %s starting", i+1, n, a.Type),
+		Actor: ActorBot, Reason: fmt.Sprintf("action %d/%d %s starting", i+1, n, a.Type),
 		Mutate: func(x *Execution) error {
-			x.Steps = append(x.Steps, Step{Action: i, Type: string(a.Type), Phase: "apply", StartedAt: start})
+			x.Steps = append(x.Steps, Step{Action: i, Type: string(a.Type), Phase: PhaseApply, StartedAt: start})
 			return nil
 		},
-		Outbox: []Notification{{Kind: "step", Text: fmt.Sprintf("▶️ Step %d/%d: %s", i+1, n, drv.Describe(a))}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteStep, Text: fmt.Sprintf("▶️ Step %d/%d: %s", i+1, n, drv.Describe(a))}}}); err != nil {
 		return fmt.Errorf("persist step start: %w", err)
 	}
 	before, applyErr := drv.Apply(WithExecution(ctx, id, i), a, e.reporter(ctx, id, Executing))
@@ -395,7 +395,7 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 		text = fmt.Sprintf("❌ Step %d/%d failed: %s: %v", i+1, n, a.Type, applyErr)
 	}
 	if _, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Executing, At: end,
-		Actor: "recoverbot", Reason: fmt.Sprintf("action %d/%d %s ended", i+1, n, a.Type),
+		Actor: ActorBot, Reason: fmt.Sprintf("action %d/%d %s ended", i+1, n, a.Type),
 		Mutate: func(x *Execution) error {
 			s := &x.Steps[len(x.Steps)-1]
 			s.Before, s.EndedAt = before, end
@@ -404,7 +404,7 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 			}
 			return nil
 		},
-		Outbox: []Notification{{Kind: "step", Text: text}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteStep, Text: text}}}); err != nil {
 		return errors.Join(applyErr, fmt.Errorf("persist step end: %w", err))
 	}
 	return applyErr
@@ -414,8 +414,8 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 func (e *Engine) reporter(ctx context.Context, id string, state State) Reporter {
 	return func(line string) {
 		if _, err := e.transition(ctx, Transition{ID: id, From: []State{state}, To: state,
-			Actor: "driver", Reason: line,
-			Outbox: []Notification{{Kind: "step", Text: "• " + line}}}); err != nil {
+			Actor: ActorDriver, Reason: line,
+			Outbox: []Notification{{Kind: NoteStep, Text: "• " + line}}}); err != nil {
 			e.log.Warn("record driver report", "plan", id, "err", err)
 		}
 	}
@@ -432,9 +432,9 @@ func (e *Engine) fail(ctx context.Context, id string, i int, a runbooks.Action, 
 	reason := fmt.Sprintf("action %d (%s) failed: %v", i+1, a.Type, cause)
 	if len(pendingUndo(&x)) == 0 {
 		if _, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: Failed, At: now,
-			Actor: "recoverbot", Reason: reason + "; nothing was changed, nothing to roll back",
+			Actor: ActorBot, Reason: reason + "; nothing was changed, nothing to roll back",
 			Mutate: func(x *Execution) error { x.Error = reason; return nil },
-			Outbox: []Notification{{Kind: "state", State: Failed, Text: "❌ Failed: " + reason + ". Nothing was changed."}},
+			Outbox: []Notification{{Kind: NoteState, State: Failed, Text: "❌ Failed: " + reason + ". Nothing was changed."}},
 			Dedup:  e.closeDedup(&x, now)}); err != nil {
 			e.log.Error("mark failed", "plan", id, "err", err)
 		}
@@ -442,9 +442,9 @@ func (e *Engine) fail(ctx context.Context, id string, i int, a runbooks.Action, 
 		return
 	}
 	if _, err := e.transition(ctx, Transition{ID: id, From: []State{Executing}, To: RollingBack, At: now,
-		Actor: "recoverbot", Reason: reason + "; rolling back",
+		Actor: ActorBot, Reason: reason + "; rolling back",
 		Mutate: func(x *Execution) error { x.Error = reason; return nil },
-		Outbox: []Notification{{Kind: "state", State: RollingBack, Text: "❌ " + reason + ". Rolling back what was applied."}}}); err != nil {
+		Outbox: []Notification{{Kind: NoteState, State: RollingBack, Text: "❌ " + reason + ". Rolling back what was applied."}}}); err != nil {
 		e.log.Error("start rollback", "plan", id, "err", err)
 		return
 	}

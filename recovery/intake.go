@@ -34,7 +34,7 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		audit.Reason = d.reason
 		acc := Accepted{Event: rec, Audit: []AuditRecord{audit}}
 		if d.decision == DecideRefused {
-			acc.Outbox = []Notification{{At: now, Kind: "notice", Text: "🚫 " + d.reason}}
+			acc.Outbox = []Notification{{At: now, Kind: NoteNotice, Text: "🚫 " + d.reason}}
 		}
 		return decision{accepted: acc}
 	}
@@ -70,7 +70,7 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		// Not announced one by one: a storm would make one message per target.
 		e.noteSuppressed(x.Runbook, x.Reasons[0])
 	} else {
-		dec.accepted.Outbox = append(dec.accepted.Outbox, Notification{At: now, ExecutionID: x.ID, Kind: "plan", State: x.State, Text: e.planText(x)})
+		dec.accepted.Outbox = append(dec.accepted.Outbox, Notification{At: now, ExecutionID: x.ID, Kind: NotePlan, State: x.State, Text: e.planText(x)})
 	}
 	if !x.State.Terminal() {
 		dec.accepted.Dedup = &DedupEntry{Key: x.TargetKey, PlanID: x.ID}
@@ -102,7 +102,7 @@ func (e *Engine) reserve(x *Execution, now time.Time) decision {
 		x.Deadline = now.Add(e.cfg.ApprovalTimeout)
 	default:
 		x.State = Approved
-		x.ApprovedBy = "recoverbot (auto)"
+		x.ApprovedBy = ActorBotAuto
 		// The hourly slot is held from the decision; the stamp is persisted when it starts.
 		e.rate.reserve(x.Runbook, x.ID, now)
 		d.rate = x.Runbook

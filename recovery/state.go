@@ -150,7 +150,7 @@ func (x *Execution) CanRollBack() bool { return x.CheckRollBack() == nil }
 // later event a duplicate.
 func (x *Execution) Changed() bool {
 	for _, s := range x.Steps {
-		if s.Phase == "apply" && (s.Error == "" || len(s.Before) > 0) {
+		if s.Phase == PhaseApply && (s.Error == "" || len(s.Before) > 0) {
 			return true
 		}
 	}

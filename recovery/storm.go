@@ -42,7 +42,7 @@ func (e *Engine) noteRepeat(plan string, now time.Time) *Notification {
 		return nil
 	}
 	e.repeatNoted[plan] = now
-	return &Notification{At: now, ExecutionID: plan, Kind: "repeats",
+	return &Notification{At: now, ExecutionID: plan, Kind: NoteRepeats,
 		Text: fmt.Sprintf("🔁 seen %d more time(s) since it was planned", n)}
 }
 
@@ -70,8 +70,8 @@ func (e *Engine) trailingRepeat(plan string) {
 		return
 	}
 	if _, err := e.transition(e.ctx, Transition{ID: plan, From: []State{x.State}, To: x.State,
-		Actor: "recoverbot", Reason: fmt.Sprintf("%d repeated event(s) folded in", n),
-		Outbox: []Notification{{Kind: "repeats", Text: fmt.Sprintf("🔁 seen %d more time(s) since it was planned", n)}}}); err != nil {
+		Actor: ActorBot, Reason: fmt.Sprintf("%d repeated event(s) folded in", n),
+		Outbox: []Notification{{Kind: NoteRepeats, Text: fmt.Sprintf("🔁 seen %d more time(s) since it was planned", n)}}}); err != nil {
 		var m *MoveError
 		if !errors.As(err, &m) {
 			e.log.Warn("announce repeats", "plan", plan, "err", err)
@@ -112,7 +112,7 @@ func (e *Engine) flushSuppressed() {
 		fmt.Fprintf(&b, "\n• %d × %s", batch[k], k)
 	}
 	now := e.clock.Now()
-	if err := e.store.Record(e.ctx, nil, []Notification{{At: now, Kind: "notice", Text: b.String()}}); err != nil {
+	if err := e.store.Record(e.ctx, nil, []Notification{{At: now, Kind: NoteNotice, Text: b.String()}}); err != nil {
 		e.log.Error("post suppression summary", "err", err)
 		return
 	}
@@ -208,7 +208,7 @@ func (e *Engine) loadBlast(ctx context.Context, now time.Time) error {
 // trip opens the breaker (called with e.mu held) and returns the loud notice.
 func (e *Engine) trip(reason string, now time.Time) Notification {
 	e.breaker = breakerState{Reason: reason, At: now}
-	return Notification{At: now, Kind: "notice", Text: "🚨🚨 Blast-radius breaker tripped: " + reason +
+	return Notification{At: now, Kind: NoteNotice, Text: "🚨🚨 Blast-radius breaker tripped: " + reason +
 		". ALL automatic execution is stopped: every plan now needs a human's approval until someone runs `resume`."}
 }
 
