@@ -92,14 +92,12 @@ func (m DriverMap) For(a runbooks.Action) (Driver, error) {
 }
 
 // Check implements Drivers: the action's driver decides.
-// TRANSITIONAL (issue #11): drivers that do not implement Checker yet fall
-// back to runbooks.Action.TargetKey; that fallback goes when every driver owns
-// its identity.
 func (m DriverMap) Check(a runbooks.Action) (string, error) {
-	if c, ok := m[a.Type].(Checker); ok {
-		return c.Check(a)
+	d, err := m.For(a)
+	if err != nil {
+		return "", err
 	}
-	return a.TargetKey(), nil
+	return d.Check(a)
 }
 
 // Answer is what the intake tells the sender about an event.
@@ -464,11 +462,15 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 	if err != nil {
 		return refuse(err)
 	}
+	key, targets, err := e.targets(rb.Name, actions)
+	if err != nil {
+		return refuse(err)
+	}
 	query, err := runbooks.RenderQuery(rb, ev)
 	if err != nil {
 		return refuse(err)
 	}
-	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: PlanTargetKey(rb.Name, actions),
+	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: key,
 		Manual: o.manual, AI: o.ai != nil, Now: now}
 
 	e.mu.Lock()
@@ -491,14 +493,14 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		}
 		return decision{accepted: acc}
 	case DecideSuppressed:
-		d := e.suppressed(prop, rec, out.reasons[0], now)
+		d := e.suppressed(prop, targets, rec, out.reasons[0], now)
 		d.accepted.Outbox = append(d.accepted.Outbox, notices...)
 		d.tripped = len(notices) > 0
 		return d
 	}
 	x := &Execution{Plan: Plan{
 		ID: e.ids.New(now), EventID: ev.ID, Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash,
-		Actions: actions, Rollback: e.rollbackPlan(actions), TargetKey: prop.TargetKey,
+		Actions: actions, Rollback: rollbackPlan(actions, targets), TargetKey: prop.TargetKey, Targets: targets,
 		RequestedBy: o.requestedBy, Safety: rb.Safety, FourEyes: rb.FourEyes,
 		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, Verify: rb.Verify, VerifyQuery: query, AI: o.ai,
 	}, CreatedAt: now, UpdatedAt: now}
@@ -546,10 +548,10 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 
 // suppressed records a SUPPRESSED plan (paused, rate-limited) and cools its
 // target so the repeats of a storm fold into it. Called with e.mu held.
-func (e *Engine) suppressed(p *Proposal, rec EventRecord, reason string, now time.Time) decision {
+func (e *Engine) suppressed(p *Proposal, targets []string, rec EventRecord, reason string, now time.Time) decision {
 	x := &Execution{Plan: Plan{
 		ID: e.ids.New(now), EventID: p.Event.ID, Event: *p.Event, Runbook: p.Runbook.Name,
-		RunbookHash: p.Runbook.Hash, Actions: p.Actions, TargetKey: p.TargetKey,
+		RunbookHash: p.Runbook.Hash, Actions: p.Actions, TargetKey: p.TargetKey, Targets: targets,
 		Decision: DecideSuppressed, Reasons: []string{reason}, Safety: p.Runbook.Safety,
 	}, State: Suppressed, CreatedAt: now, UpdatedAt: now}
 	d := decision{}
@@ -650,15 +652,24 @@ func (e *Engine) dropRate(runbook string, at time.Time) {
 	}
 }
 
-// PlanTargetKey is a plan's dedup key: the runbook and what its actions touch.
-func PlanTargetKey(runbook string, actions []runbooks.Action) string {
+// targets asks the drivers what each rendered action touches (Drivers.Check).
+// It returns the plan's dedup key (the runbook and those targets) and the
+// targets, or the first driver's refusal: a plan a driver would refuse is
+// refused at plan time, never executed.
+func (e *Engine) targets(runbook string, actions []runbooks.Action) (string, []string, error) {
+	targets := make([]string, len(actions))
 	var b strings.Builder
 	b.WriteString(runbook)
 	for i := range actions {
+		t, err := e.drivers.Check(actions[i])
+		if err != nil {
+			return "", nil, fmt.Errorf("actions[%d] (%s): %w", i, actions[i].Type, err)
+		}
+		targets[i] = t
 		b.WriteByte('|')
-		b.WriteString(actions[i].TargetKey())
+		b.WriteString(t)
 	}
-	return b.String()
+	return b.String(), targets, nil
 }
 
 func actorOf(ev *Event) string {
@@ -738,7 +749,7 @@ func (e *Engine) Resolve(ctx context.Context, ev Event) (Answer, error) {
 
 // Evaluate runs match, render and the guards for ev without recording anything:
 // what Submit would decide right now. /recover dryrun and the benchmarks use it.
-// The plan's Rollback is left empty: RollbackPlan describes it on demand.
+// The plan's Rollback is left empty: Preview describes it.
 func (e *Engine) Evaluate(ev *Event) (Plan, error) {
 	if err := ValidateEvent(ev); err != nil {
 		return Plan{}, err
@@ -753,11 +764,16 @@ func (e *Engine) Evaluate(ev *Event) (Plan, error) {
 
 func (e *Engine) evaluate(ev *Event, rb *runbooks.Runbook, now time.Time, o proposalOpts) (Plan, error) {
 	actions, err := runbooks.Render(rb, ev)
+	var key string
+	var targets []string
+	if err == nil {
+		key, targets, err = e.targets(rb.Name, actions)
+	}
 	if err != nil {
 		return Plan{Runbook: rb.Name, Decision: DecideRefused, Reasons: []string{err.Error()}}, nil
 	}
 	p := Plan{Event: *ev, Runbook: rb.Name, RunbookHash: rb.Hash, Actions: actions,
-		TargetKey: PlanTargetKey(rb.Name, actions), Safety: rb.Safety, FourEyes: rb.FourEyes,
+		TargetKey: key, Targets: targets, Safety: rb.Safety, FourEyes: rb.FourEyes,
 		EstimatedRecoveryTime: rb.EstimatedRecoveryTime, RequestedBy: o.requestedBy}
 	prop := &Proposal{Event: ev, Runbook: rb, Actions: actions, TargetKey: p.TargetKey, Manual: o.manual, AI: o.ai != nil, Now: now}
 	e.mu.RLock()
@@ -834,7 +850,7 @@ func (e *Engine) Preview(runbook string, values map[string]any, requestedBy stri
 	ev := manualEvent(rb, values, requestedBy)
 	p, err := e.evaluate(&ev, rb, e.clock.Now(), proposalOpts{manual: true, requestedBy: requestedBy})
 	if err == nil && p.Decision != DecideRefused {
-		p.Rollback = e.rollbackPlan(p.Actions)
+		p.Rollback = rollbackPlan(p.Actions, p.Targets)
 	}
 	return p, err
 }

@@ -242,7 +242,11 @@ func (e *Engine) run(id string) {
 			return
 		}
 	}
-	release, err := e.locks.acquire(ctx, targetKeys(x.Actions), e.cfg.LockWait)
+	keys, err := e.lockKeys(&x.Plan)
+	var release func()
+	if err == nil {
+		release, err = e.locks.acquire(ctx, keys, e.cfg.LockWait)
+	}
 	if err != nil {
 		e.mu.Lock()
 		e.dropRate(x.Runbook, now)
@@ -432,7 +436,11 @@ func (e *Engine) undoAll(id string, actions []runbooks.Action, cause string, loc
 		return
 	}
 	if !locked {
-		release, err := e.locks.acquire(ctx, targetKeys(actions), e.cfg.LockWait)
+		keys, err := e.lockKeys(&x.Plan)
+		var release func()
+		if err == nil {
+			release, err = e.locks.acquire(ctx, keys, e.cfg.LockWait)
+		}
 		if err != nil {
 			e.finishRollback(ctx, &x, []string{err.Error()}, cause)
 			return
@@ -507,19 +515,20 @@ func (e *Engine) finishRollback(ctx context.Context, x *Execution, failures []st
 	e.closeTarget(&x.Plan, now)
 }
 
-func targetKeys(actions []runbooks.Action) []string {
-	keys := make([]string, len(actions))
-	for i := range actions {
-		keys[i] = actions[i].TargetKey()
+// lockKeys are the targets a plan's execution locks: those its drivers named
+// at plan time. A plan stored before plans recorded them asks the drivers now;
+// an action they refuse is not run (nor undone without a person).
+func (e *Engine) lockKeys(p *Plan) ([]string, error) {
+	if len(p.Targets) == len(p.Actions) {
+		return p.Targets, nil
 	}
-	return keys
+	_, targets, err := e.targets(p.Runbook, p.Actions)
+	return targets, err
 }
 
-// RollbackPlan says, per action in reverse, what undoing it does. The undo itself
+// rollbackPlan says, per action in reverse, what undoing it does. The undo itself
 // restores whatever the driver observed before acting, not a guess made now.
-func (e *Engine) RollbackPlan(actions []runbooks.Action) []string { return e.rollbackPlan(actions) }
-
-func (e *Engine) rollbackPlan(actions []runbooks.Action) []string {
+func rollbackPlan(actions []runbooks.Action, targets []string) []string {
 	var out []string
 	for i := len(actions) - 1; i >= 0; i-- {
 		a := actions[i]
@@ -527,7 +536,7 @@ func (e *Engine) rollbackPlan(actions []runbooks.Action) []string {
 		case runbooks.CacheClear:
 			continue // a cleared cache refills on demand; nothing to restore
 		default:
-			out = append(out, fmt.Sprintf("undo action %d (%s %s): restore the state observed before it ran", i+1, a.Type, a.TargetKey()))
+			out = append(out, fmt.Sprintf("undo action %d (%s %s): restore the state observed before it ran", i+1, a.Type, targets[i]))
 		}
 	}
 	return out
