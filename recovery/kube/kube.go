@@ -21,6 +21,11 @@
 //   - restartedAt (apply): the strategic merge patch kubectl rollout restart sends;
 //   - replicas: an update of the scale subresource carrying the resourceVersion
 //     just read (a precondition over milliseconds, retried on 409 Conflict).
+//
+// How an action is read — its target (deployment/<ns>/<name> or
+// service/<ns>/<name>, the driver's default namespace when target.namespace is
+// unset) and whether it is valid — is kubeop.Parse, which Check, Describe and
+// Apply share and which also applies where no cluster is configured.
 package kube
 
 import (
