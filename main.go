@@ -210,6 +210,11 @@ func validate(dir string, stdout, stderr io.Writer) int {
 		}
 		return 1
 	}
+	if err := bot.CheckActions(set); err != nil {
+		fmt.Fprintln(stderr, err)
+		fmt.Fprintf(stderr, "%d error(s) in %s\n", strings.Count(err.Error(), "\n")+1, where)
+		return 1
+	}
 	n := 0
 	for _, rb := range set.All() {
 		n += len(rb.Actions)

@@ -191,6 +191,15 @@ func TestValidate(t *testing.T) {
 	if code != 1 || !strings.Contains(errs, "r.yaml:3") || !strings.Contains(errs, "r.yaml:7") {
 		t.Fatalf("validate bad dir: %d\n%s\nwant exit 1 with r.yaml:3 and r.yaml:7 (every error at once)", code, errs)
 	}
+	// A literal value its driver refuses, with the action's line.
+	refused := "name: a\ntrigger: {eventType: LATENCY_ANOMALY}\nactions:\n- {type: RESTART_POD, target: {deployment: API}}\nsafety: {maxExecutionsPerHour: 1}\n"
+	if err := os.WriteFile(filepath.Join(dir, "r.yaml"), []byte(refused), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	code, _, errs = cli(t, nil, "validate", dir)
+	if code != 1 || !strings.Contains(errs, `r.yaml:4: runbook a: actions[0] (RESTART_POD): invalid deployment name "API"`) {
+		t.Fatalf("validate a refused literal: %d\n%s\nwant exit 1 naming r.yaml:4 and the driver's reason", code, errs)
+	}
 }
 
 func TestUnknownCommandAndConfigErrors(t *testing.T) {

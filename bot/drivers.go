@@ -17,59 +17,50 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/recovery/backends"
 	"github.com/recoverbot/recoverbot/recovery/gateway"
 	"github.com/recoverbot/recoverbot/recovery/kube"
+	"github.com/recoverbot/recoverbot/recovery/kube/kubeop"
 	"github.com/recoverbot/recoverbot/recovery/logdriver"
 	"github.com/recoverbot/recoverbot/recovery/rediscache"
 	"github.com/recoverbot/recoverbot/runbooks"
 )
 
-// router sends each action to its backend: Kubernetes for pod restarts,
-// scaling and Service failover (target.service set), Redis for cache clears,
-// the HTTP gateway for circuit breakers, rate limits and route failover.
+// router sends each action to its backend (backends.Of): Kubernetes for pod
+// restarts, scaling and Service failover (target.service set), Redis for cache
+// clears, the HTTP gateway for circuit breakers, rate limits and route failover.
 type router struct {
 	kube, redis, gateway recovery.Driver
+	// rules are the drivers' own rules, with the kube driver's default
+	// namespace: they apply whether a backend is configured or not.
+	rules backends.Rules
 }
 
-// backendOf names the backend an action needs and the setting that enables it.
-func backendOf(a runbooks.Action) (name, setting string) {
-	switch {
-	case a.Type == runbooks.RestartPod || a.Type == runbooks.ScaleResource ||
-		a.Type == runbooks.Failover && a.Target.Service != "":
-		return "kubernetes", "RECOVERBOT_KUBECONFIG (or KUBECONFIG, or running in a cluster)"
-	case a.Type == runbooks.CacheClear:
-		return "redis", "RECOVERBOT_REDIS_URL"
-	default:
-		return "gateway", "RECOVERBOT_GATEWAY_URL"
-	}
+// settingOf names the setting that enables a backend.
+var settingOf = map[backends.Backend]string{
+	backends.Kubernetes: "RECOVERBOT_KUBECONFIG (or KUBECONFIG, or running in a cluster)",
+	backends.Redis:      "RECOVERBOT_REDIS_URL",
+	backends.Gateway:    "RECOVERBOT_GATEWAY_URL",
 }
 
-// Check implements recovery.Drivers.
-// TRANSITIONAL (issue #11): until each backend's rules are callable without a
-// configured backend, the identity is runbooks.Action.TargetKey.
-func (r *router) Check(a runbooks.Action) (string, error) {
-	if d, err := r.For(a); err == nil {
-		if c, ok := d.(recovery.Checker); ok {
-			return c.Check(a)
-		}
-	}
-	return a.TargetKey(), nil
-}
+// Check implements recovery.Drivers with the rules the action's driver acts
+// by, also when its backend is not configured (dry-run).
+func (r *router) Check(a runbooks.Action) (string, error) { return r.rules.Check(a) }
 
 // For implements recovery.Drivers.
 func (r *router) For(a runbooks.Action) (recovery.Driver, error) {
-	name, setting := backendOf(a)
+	name := backends.Of(a)
 	var d recovery.Driver
 	switch name {
-	case "kubernetes":
+	case backends.Kubernetes:
 		d = r.kube
-	case "redis":
+	case backends.Redis:
 		d = r.redis
 	default:
 		d = r.gateway
 	}
 	if d == nil {
-		return nil, fmt.Errorf("%s needs the %s backend, which is not configured: set %s", a.Type, name, setting)
+		return nil, fmt.Errorf("%s needs the %s backend, which is not configured: set %s", a.Type, name, settingOf[name])
 	}
 	return d, nil
 }
@@ -77,22 +68,28 @@ func (r *router) For(a runbooks.Action) (recovery.Driver, error) {
 // buildDrivers makes the drivers the config asks for. "log" routes everything to
 // the record-only log driver (demos, tests). Otherwise a runbook whose backend is
 // not configured stops the start-up, except in dry-run mode, where it is only a
-// warning (nothing runs, and the plan says which setting is missing).
+// warning (nothing runs, and the plan says which setting is missing). In every
+// mode a literal action its driver refuses stops the start-up (checkActions).
 func buildDrivers(cfg Config, books *runbooks.Set, getenv func(string) string, log *slog.Logger) (recovery.Drivers, func(), error) {
 	if cfg.Drivers == "log" {
 		log.Warn("drivers: log — every action is only recorded and logged; nothing is changed")
 		d := logdriver.New(log.With("component", "driver"))
+		d.Rules = backends.Rules{Namespace: kubeop.DefaultNamespace}
+		drivers := d.All()
+		if err := checkActions(books, drivers); err != nil {
+			return nil, func() {}, err
+		}
 		if cfg.LogDriverJournal == "" {
-			return d.All(), func() {}, nil
+			return drivers, func() {}, nil
 		}
 		f, err := os.OpenFile(cfg.LogDriverJournal, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 		if err != nil {
 			return nil, func() {}, fmt.Errorf("log driver journal: %w", err)
 		}
 		d.Journal = f
-		return d.All(), func() { _ = f.Close() }, nil
+		return drivers, func() { _ = f.Close() }, nil
 	}
-	r := &router{}
+	r := &router{rules: backends.Rules{Namespace: kubeop.DefaultNamespace}}
 	closers := []func(){}
 	closeAll := func() {
 		for _, c := range closers {
@@ -113,6 +110,7 @@ func buildDrivers(cfg Config, books *runbooks.Set, getenv func(string) string, l
 			return nil, closeAll, fmt.Errorf("kubernetes: %w", err)
 		}
 		r.kube = kube.New(cs, ns)
+		r.rules.Namespace = ns
 		log.Info("kubernetes driver ready", "namespace", ns)
 	}
 	if cfg.RedisURL != "" {
@@ -129,6 +127,9 @@ func buildDrivers(cfg Config, books *runbooks.Set, getenv func(string) string, l
 			return nil, closeAll, fmt.Errorf("gateway: %w", err)
 		}
 		r.gateway = d
+	}
+	if err := checkActions(books, r); err != nil {
+		return nil, closeAll, err
 	}
 	var missing []string
 	for _, rb := range books.All() {
@@ -149,6 +150,35 @@ func buildDrivers(cfg Config, books *runbooks.Set, getenv func(string) string, l
 		}
 	}
 	return r, closeAll, nil
+}
+
+// CheckActions checks every literal runbook action by its driver's rules, as
+// the start-up does, with Kubernetes' default namespace: `recoverbot validate`.
+func CheckActions(books *runbooks.Set) error {
+	return checkActions(books, backends.Rules{Namespace: kubeop.DefaultNamespace})
+}
+
+// checkActions runs every runbook action without a {{template}} through its
+// driver's rules (Drivers.Check) and reports each refusal as
+// "file:line: runbook NAME: actions[i] (TYPE): the driver's reason", one a
+// line. Templated actions are checked when they are rendered, at plan time.
+func checkActions(books *runbooks.Set, drivers recovery.Checker) error {
+	var errs []error
+	for _, rb := range books.All() {
+		for i, a := range rb.Actions {
+			if a.Templated() {
+				continue
+			}
+			if _, err := drivers.Check(a); err != nil {
+				where := rb.Source
+				if i < len(rb.ActionSources) {
+					where = rb.ActionSources[i]
+				}
+				errs = append(errs, fmt.Errorf("%s: runbook %s: actions[%d] (%s): %w", where, rb.Name, i, a.Type, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // checkVerifyQueries asks Prometheus to parse every runbook's verify query. An

@@ -460,7 +460,11 @@ func executionText(x *recovery.Execution) string {
 	}
 	for i := range x.Actions {
 		a := x.Actions[i]
-		fmt.Fprintf(&b, "%d. %s `%s` %s\n", i+1, a.Type, esc(a.TargetKey()), esc(recovery.FormatParams(a.Parameters)))
+		target := ""
+		if i < len(x.Targets) {
+			target = x.Targets[i]
+		}
+		fmt.Fprintf(&b, "%d. %s `%s` %s\n", i+1, a.Type, esc(target), esc(recovery.FormatParams(a.Parameters)))
 	}
 	if len(x.Reasons) > 0 {
 		b.WriteString("Guardrails:\n" + bullets(x.Reasons) + "\n")

@@ -373,8 +373,8 @@ func ActionText(x *recovery.Execution, describe []string, i int) string {
 	if a.Resource != "" {
 		fmt.Fprintf(&b, " %s", esc(a.Resource))
 	}
-	if t := a.TargetKey(); t != "" {
-		fmt.Fprintf(&b, " · `%s`", esc(t))
+	if i < len(x.Targets) {
+		fmt.Fprintf(&b, " · `%s`", esc(x.Targets[i]))
 	}
 	var notes []string
 	if a.Gradual {

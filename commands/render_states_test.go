@@ -20,6 +20,7 @@ func aiPlan() *recovery.Execution {
 		Confidence: 1, Source: "ai", Summary: "asked by slack:U0ASKER: payments p99 is 4s since 12:00",
 		Context: map[string]any{"upstream": "payments", "backup_service": "payments-dr"}}
 	x.Actions = []runbooks.Action{{Type: runbooks.Failover, Parameters: map[string]any{"from": "payments", "to": "payments-dr"}}}
+	x.Targets = []string{"route/payments"}
 	x.Rollback = []string{"undo action 1 (FAILOVER route/payments): restore the state observed before it ran"}
 	x.Reasons = []string{"proposed by AI: a human must approve", "action 1 (FAILOVER) is never run without approval",
 		"the blast-radius breaker is open (more than 20 distinct targets failing within 5m0s): every plan needs a human until someone resumes"}
@@ -190,6 +191,7 @@ func TestMessageLongAIPlanFits(t *testing.T) {
 	}
 	for i := range 60 {
 		x.Actions = append(x.Actions, runbooks.Action{Type: runbooks.Failover, Parameters: map[string]any{"from": strings.Repeat("<", 500), "n": i}})
+		x.Targets = append(x.Targets, "route/"+strings.Repeat("<", 500))
 	}
 	_, blocks := Message(View{X: x, Describe: describeFailover, Breaker: "more than 20 distinct targets failing within 5m0s", Signer: testSigner(t)})
 	checkLimits(t, blocks, MaxBlocks, true)

@@ -43,11 +43,12 @@ func pendingRestart() *recovery.Execution {
 			Runbook: "restart-pod-memory-leak", RunbookHash: "4f1c2b9a7d3e5f60718293a4b5c6d7e8f9",
 			Actions: []runbooks.Action{{Type: runbooks.RestartPod, Target: runbooks.Target{Deployment: "api-gateway"},
 				Parameters: map[string]any{"deployment": "api-gateway", "graceful": true, "drainTimeout": 30.0}, Risk: "high"}},
-			Rollback: []string{"undo action 1 (RESTART_POD deployment//api-gateway): restore the state observed before it ran"},
+			Rollback: []string{"undo action 1 (RESTART_POD deployment/default/api-gateway): restore the state observed before it ran"},
 			Decision: recovery.DecideApproval,
 			Reasons:  []string{"runbook restart-pod-memory-leak requires approval; action 1 (RESTART_POD) is never run without approval"},
-			Deadline: t0.Add(5 * time.Minute), TargetKey: "restart-pod-memory-leak|deployment//api-gateway",
-			Safety: runbooks.Safety{RequiresApproval: true, MaxExecutionsPerHour: 2}, EstimatedRecoveryTime: 3,
+			Deadline: t0.Add(5 * time.Minute), TargetKey: "restart-pod-memory-leak|deployment/default/api-gateway",
+			Targets: []string{"deployment/default/api-gateway"},
+			Safety:  runbooks.Safety{RequiresApproval: true, MaxExecutionsPerHour: 2}, EstimatedRecoveryTime: 3,
 		},
 		State: recovery.PendingApproval, Version: 1, CreatedAt: t0, UpdatedAt: t0,
 	}
@@ -101,6 +102,7 @@ func TestMessageGolden(t *testing.T) {
 			x.Runbook, x.State, x.Decision, x.Deadline = "clear-cache-on-stale-data", recovery.Succeeded, recovery.DecideAuto, time.Time{}
 			x.ApprovedBy = "recoverbot (auto)"
 			x.Actions = []runbooks.Action{{Type: runbooks.CacheClear, Parameters: map[string]any{"pattern": "/api/users:*", "graceful": true}}}
+			x.Targets = []string{"cache//api/users:*"}
 			x.Rollback, x.Reasons = nil, []string{"all guardrails passed: executing without approval"}
 			x.Steps = []recovery.Step{{Action: 0, Type: "CACHE_CLEAR", Phase: "apply", StartedAt: t0, EndedAt: t0.Add(time.Second)}}
 			return x
@@ -125,11 +127,12 @@ func TestMessageGolden(t *testing.T) {
 func TestMessageLongPlanIsCut(t *testing.T) {
 	x := pendingRestart()
 	x.Event.Summary = strings.Repeat("the <heap> & the stack grow; ", 300)
-	x.Actions = nil
+	x.Actions, x.Targets = nil, nil
 	var desc []string
 	for i := range 80 {
 		params := map[string]any{"deployment": fmt.Sprintf("svc-%02d", i), "note": strings.Repeat("x<&>", 900)}
 		x.Actions = append(x.Actions, runbooks.Action{Type: runbooks.RestartPod, Target: runbooks.Target{Deployment: fmt.Sprintf("svc-%02d", i)}, Parameters: params})
+		x.Targets = append(x.Targets, fmt.Sprintf("deployment/default/svc-%02d", i))
 		desc = append(desc, fmt.Sprintf("restart deployment svc-%02d", i))
 	}
 	_, blocks := Message(View{X: x, Describe: desc, Signer: testSigner(t)})

@@ -91,14 +91,12 @@ func (m DriverMap) For(a runbooks.Action) (Driver, error) {
 }
 
 // Check implements Drivers: the action's driver decides.
-// TRANSITIONAL (issue #11): drivers that do not implement Checker yet fall
-// back to runbooks.Action.TargetKey; that fallback goes when every driver owns
-// its identity.
 func (m DriverMap) Check(a runbooks.Action) (string, error) {
-	if c, ok := m[a.Type].(Checker); ok {
-		return c.Check(a)
+	d, err := m.For(a)
+	if err != nil {
+		return "", err
 	}
-	return a.TargetKey(), nil
+	return d.Check(a)
 }
 
 // Answer is what the intake tells the sender about an event.
@@ -553,11 +551,7 @@ func (e *Engine) Preview(runbook string, values map[string]any, requestedBy stri
 		return Plan{}, Errorf(CodeNotFound, "no runbook named %q", runbook)
 	}
 	ev := manualEvent(rb, values, requestedBy)
-	p := e.evaluate(&ev, proposalOpts{manual: true, requestedBy: requestedBy, runbook: rb})
-	if p.Decision != DecideRefused {
-		p.Rollback = e.rollbackPlan(p.Actions)
-	}
-	return p, nil
+	return e.evaluate(&ev, proposalOpts{manual: true, requestedBy: requestedBy, runbook: rb}), nil
 }
 
 // manualEvent is the event behind a plan someone asked for by name: the

@@ -746,7 +746,7 @@ func TestTwoExecutionsNeverActOnTheSameTargetAtOnce(t *testing.T) {
 	}
 	// The restart waits for the lock, gives up after LockWait, and says why.
 	<-suppressed
-	if x := h.exec(restart.PlanID); x.State != recovery.Suppressed || !strings.Contains(lastReason(t, h, restart.PlanID), "deployment//api-gateway is busy") {
+	if x := h.exec(restart.PlanID); x.State != recovery.Suppressed || !strings.Contains(lastReason(t, h, restart.PlanID), "deployment/default/api-gateway is busy") {
 		t.Errorf("refusal %q: want the busy target named", lastReason(t, h, restart.PlanID))
 	}
 	close(release)

@@ -255,7 +255,7 @@ func (e *Engine) run(id string) {
 		e.abandon(ctx, &x, "not started: "+why)
 		return
 	}
-	release, err := e.locks.acquire(ctx, e.lockKeys(x.Actions), e.cfg.LockWait)
+	release, err := e.locks.acquire(ctx, e.lockKeys(&x.Plan), e.cfg.LockWait)
 	if err != nil {
 		e.abandon(ctx, &x, err.Error())
 		return
@@ -482,7 +482,7 @@ func (e *Engine) undoAll(id string, actions []runbooks.Action, cause string, loc
 		return
 	}
 	if !locked {
-		release, err := e.locks.acquire(ctx, e.lockKeys(actions), e.cfg.LockWait)
+		release, err := e.locks.acquire(ctx, e.lockKeys(&x.Plan), e.cfg.LockWait)
 		if err != nil {
 			e.finishRollback(ctx, &x, []string{err.Error()}, cause)
 			return
@@ -557,11 +557,9 @@ func (e *Engine) finishRollback(ctx context.Context, x *Execution, failures []st
 	e.closeTarget(x, now)
 }
 
-// RollbackPlan says, per action in reverse, what undoing it does. The undo itself
+// rollbackPlan says, per action in reverse, what undoing it does. The undo itself
 // restores whatever the driver observed before acting, not a guess made now.
-func (e *Engine) RollbackPlan(actions []runbooks.Action) []string { return e.rollbackPlan(actions) }
-
-func (e *Engine) rollbackPlan(actions []runbooks.Action) []string {
+func rollbackPlan(actions []runbooks.Action, targets []string) []string {
 	var out []string
 	for i := len(actions) - 1; i >= 0; i-- {
 		a := actions[i]
@@ -569,7 +567,7 @@ func (e *Engine) rollbackPlan(actions []runbooks.Action) []string {
 		case runbooks.CacheClear:
 			continue // a cleared cache refills on demand; nothing to restore
 		default:
-			out = append(out, fmt.Sprintf("undo action %d (%s %s): restore the state observed before it ran", i+1, a.Type, a.TargetKey()))
+			out = append(out, fmt.Sprintf("undo action %d (%s %s): restore the state observed before it ran", i+1, a.Type, targets[i]))
 		}
 	}
 	return out

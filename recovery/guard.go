@@ -46,9 +46,10 @@ type Proposal struct {
 	Hash        string
 	Plan        string
 	Actions     []runbooks.Action
-	TargetKey   string // the runbook and the targets its drivers name (Drivers.Check)
-	Manual      bool   // asked for by a person (/recover plan): always needs approval
-	AI          bool   // proposed by an AI: always needs approval
+	Targets     []string // what each action touches, as its driver names it (Drivers.Check)
+	TargetKey   string   // the runbook and Targets: the dedup key
+	Manual      bool     // asked for by a person (/recover plan): always needs approval
+	AI          bool     // proposed by an AI: always needs approval
 }
 
 // Situation is what the guards read besides the proposal: the engine's state

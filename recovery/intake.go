@@ -58,7 +58,7 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		notices = append(notices, e.trip(trip, now))
 	}
 	x := &Execution{Plan: e.newPlan(d, out, o), CreatedAt: now, UpdatedAt: now}
-	x.ID, x.Rollback = e.ids.New(now), e.rollbackPlan(x.Actions)
+	x.ID, x.Rollback = e.ids.New(now), rollbackPlan(x.Actions, x.Targets)
 	dec := e.reserve(x, now)
 	dec.trip = trip
 	rec.Decision, rec.Reasons, rec.PlanID = x.Decision, x.Reasons, x.ID
@@ -122,7 +122,7 @@ func (e *Engine) reserve(x *Execution, now time.Time) decision {
 func (e *Engine) newPlan(d draft, out outcome, o proposalOpts) Plan {
 	p, rb := d.prop, d.prop.Runbook
 	return Plan{EventID: p.Event.ID, Event: *p.Event, Runbook: rb.Name, RunbookHash: rb.Hash,
-		Actions: p.Actions, TargetKey: p.TargetKey,
+		Actions: p.Actions, Targets: p.Targets, TargetKey: p.TargetKey,
 		Decision: out.decision, Reasons: out.reasons, RequestedBy: o.requestedBy, Safety: rb.Safety,
 		FourEyes: rb.FourEyes, EstimatedRecoveryTime: rb.EstimatedRecoveryTime, Verify: rb.Verify,
 		VerifyQuery: d.query, AI: o.ai}
@@ -164,6 +164,7 @@ func (e *Engine) evaluate(ev *Event, o proposalOpts) Plan {
 	out, _ := e.judgeNew(d.prop, e.clock.Now())
 	e.mu.RUnlock()
 	p := e.newPlan(d, out, o)
+	p.Rollback = rollbackPlan(p.Actions, p.Targets)
 	if out.decision == DecideDuplicate {
 		p.ID = out.ref
 	}
@@ -171,8 +172,8 @@ func (e *Engine) evaluate(ev *Event, o proposalOpts) Plan {
 }
 
 // Evaluate is what Submit would decide for ev right now, recording nothing:
-// the same planner, guards, breaker check and folding. The benchmarks use it;
-// the plan's Rollback is left empty (RollbackPlan describes it on demand).
+// the same planner, guards, breaker check, folding and rollback plan.
+// /recover dryrun and the benchmarks use it.
 func (e *Engine) Evaluate(ev *Event) (Plan, error) {
 	if err := ValidateEvent(ev); err != nil {
 		return Plan{}, err

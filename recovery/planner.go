@@ -59,7 +59,7 @@ func (e *Engine) draft(ev *Event, o proposalOpts) draft {
 		return refuse(err)
 	}
 	return draft{runbook: rb.Name, query: query, prop: &Proposal{Event: ev, RunbookName: rb.Name, Runbook: rb, Actions: actions,
-		TargetKey: PlanTargetKey(rb.Name, targets), Manual: o.manual, AI: o.ai != nil}}
+		Targets: targets, TargetKey: PlanTargetKey(rb.Name, targets), Manual: o.manual, AI: o.ai != nil}}
 }
 
 // targets asks each action's driver which target it touches (Drivers.Check):
@@ -76,12 +76,16 @@ func (e *Engine) targets(actions []runbooks.Action) ([]string, error) {
 	return out, nil
 }
 
-// lockKeys are the per-target lock keys of actions. An action its driver no
-// longer accepts (a plan made by an older version) locks its whole action type:
+// lockKeys are the per-target lock keys of a plan: the targets its drivers
+// named at plan time. A plan stored before plans recorded them asks the
+// drivers now; an action they no longer accept locks its whole action type:
 // too much, never too little.
-func (e *Engine) lockKeys(actions []runbooks.Action) []string {
-	keys := make([]string, len(actions))
-	for i, a := range actions {
+func (e *Engine) lockKeys(p *Plan) []string {
+	if len(p.Targets) == len(p.Actions) {
+		return p.Targets
+	}
+	keys := make([]string, len(p.Actions))
+	for i, a := range p.Actions {
 		t, err := e.drivers.Check(a)
 		if err != nil {
 			t = "type:" + string(a.Type)

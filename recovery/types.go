@@ -45,7 +45,10 @@ type Plan struct {
 	Decision  Decision  `json:"decision"`
 	Reasons   []string  `json:"reasons"`
 	Deadline  time.Time `json:"deadline,omitzero"` // approval deadline
-	TargetKey string    `json:"target_key"`        // dedup and lock key
+	TargetKey string    `json:"target_key"`        // dedup key: the runbook and Targets
+	// Targets are what each action touches, as its driver names it
+	// (Drivers.Check): the per-target locks and every message use them.
+	Targets []string `json:"targets,omitempty"`
 	// RequestedBy is set for manual plans (Slack user id, "cli", …).
 	RequestedBy string `json:"requested_by,omitempty"`
 	// A snapshot of the runbook settings the plan was made under: a runbook edited
@@ -267,6 +270,9 @@ type Reporter func(line string)
 // reports, rather than overwrites, a target someone else changed since.
 // Describe says what Apply would do and calls nothing.
 type Driver interface {
+	// Checker owns the action's validation and target identity: Apply acts by
+	// the same rules.
+	Checker
 	Describe(a runbooks.Action) string
 	Apply(ctx context.Context, a runbooks.Action, report Reporter) (json.RawMessage, error)
 	Undo(ctx context.Context, a runbooks.Action, before json.RawMessage, report Reporter) error

@@ -39,11 +39,8 @@
 // is missing, null or empty (the reference turned "{{route}}:*" into ":*" and
 // cleared every key), a map or list, or a value that is not 1 to 253 bytes of
 // printable ASCII without spaces, or that holds any of * ? [ ] { } \ ` ' " $ ; | & < >
-// or "..". Then each rendered field, templated or literal, must pass its rule:
-// Kubernetes names are DNS-1123 (namespaces a label; deployments, services and
-// failover endpoints a subdomain), a cache pattern needs a literal prefix with a
-// letter or digit before its first wildcard, a rate-limit target is
-// [A-Za-z0-9.:_/-]{1,253}. The loader checks literal values by the same rules.
-//
-// Action.TargetKey names what a rendered action touches, for dedup and locking.
+// or "..". Those are the template safety rules (check.go). What a field may hold
+// for its action type, and which target an action touches, are the rules of the
+// driver that performs it (recovery.Drivers.Check): the bot checks literal values
+// with them at start-up, the engine rendered values at plan time.
 package runbooks

@@ -246,6 +246,9 @@ func (d *decoder) runbook(n *yaml.Node) decoded {
 		case "actions":
 			actions = v
 			rb.Actions = d.actions(v, key)
+			for _, item := range v.Content {
+				rb.ActionSources = append(rb.ActionSources, fmt.Sprintf("%s:%d", d.file, item.Line))
+			}
 		case "safety":
 			safety = v
 			rb.Safety = d.safety(v, key)
@@ -483,13 +486,8 @@ func (d *decoder) actions(n *yaml.Node, p string) []Action {
 }
 
 func (d *decoder) action(n *yaml.Node, p string, a *Action) {
-	before := len(d.errs)
-	// nodes maps a field, as checkAction names it, to where it is written, so a
-	// per-field problem points at its own line.
-	nodes := map[string]*yaml.Node{}
 	var typ *yaml.Node
 	d.mapping(n, p, actionFields, func(key string, k, v *yaml.Node) {
-		nodes[key] = v
 		fp := p + "." + key
 		switch key {
 		case "type":
@@ -506,7 +504,6 @@ func (d *decoder) action(n *yaml.Node, p string, a *Action) {
 			a.Operation, _ = d.literal(v, fp)
 		case "target":
 			d.mapping(v, fp, targetFields, func(key string, k, v *yaml.Node) {
-				nodes["target."+key] = v
 				s, ok := d.templated(v, fp+"."+key)
 				if !ok {
 					return
@@ -525,7 +522,7 @@ func (d *decoder) action(n *yaml.Node, p string, a *Action) {
 				d.typeErr(v, fp, "a mapping")
 				return
 			}
-			a.Parameters = d.object(v, fp, func(key string, v *yaml.Node) { nodes["parameters."+key] = v })
+			a.Parameters = d.object(v, fp)
 		case "duration":
 			a.Duration, _ = d.nonNegInt(v, fp)
 		case "gradual":
@@ -539,31 +536,11 @@ func (d *decoder) action(n *yaml.Node, p string, a *Action) {
 			}
 		}
 	})
-	if n.Kind != yaml.MappingNode {
-		return
-	}
-	if typ == nil {
+	if n.Kind == yaml.MappingNode && typ == nil {
 		d.errorf(n, p+".type", "missing required field")
 	}
-	// Per-field rules only on an otherwise sound action: a type error above would
-	// otherwise be reported twice.
-	if len(d.errs) > before || !a.Type.Valid() {
-		return
-	}
-	for _, pr := range checkAction(a, true) {
-		at := nodes[pr.field]
-		if at == nil {
-			at = n
-			if first, _, _ := strings.Cut(pr.field, "."); nodes[first] != nil {
-				at = nodes[first] // e.g. the parameters mapping that lacks a key
-			}
-		}
-		if pr.value != "" {
-			d.errorf(at, p+"."+pr.field, "%q %s", truncate(pr.value), pr.reason)
-		} else {
-			d.errorf(at, p+"."+pr.field, "%s", pr.reason)
-		}
-	}
+	// The rules of each action type's parameters belong to its driver, which
+	// checks literal actions at start-up (bot) and rendered ones at plan time.
 }
 
 func (d *decoder) safety(n *yaml.Node, p string) Safety {
@@ -682,16 +659,13 @@ func join(p, key string) string {
 // object decodes an open mapping (parameters) into map[string]any with values as
 // encoding/json would produce them: float64 numbers, map[string]any, []any.
 // top, when set, sees every top-level key's value node.
-func (d *decoder) object(n *yaml.Node, p string, top func(key string, v *yaml.Node)) map[string]any {
+func (d *decoder) object(n *yaml.Node, p string) map[string]any {
 	out := make(map[string]any, len(n.Content)/2)
 	d.mapping(n, p, nil, func(key string, k, v *yaml.Node) {
 		kp := p + "." + key
 		if strings.Contains(key, "{{") {
 			d.errorf(k, kp, "templates are not expanded in keys")
 			return
-		}
-		if top != nil {
-			top(key, v)
 		}
 		if val, ok := d.value(v, kp); ok {
 			out[key] = val
@@ -703,7 +677,7 @@ func (d *decoder) object(n *yaml.Node, p string, top func(key string, v *yaml.No
 func (d *decoder) value(n *yaml.Node, p string) (any, bool) {
 	switch n.Kind {
 	case yaml.MappingNode:
-		return d.object(n, p, nil), true
+		return d.object(n, p), true
 	case yaml.SequenceNode:
 		out := make([]any, 0, len(n.Content))
 		for i, item := range n.Content {

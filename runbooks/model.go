@@ -116,6 +116,9 @@ type Runbook struct {
 	Hash string `json:"hash"`
 	// Source is "file:line" of the document, set by the loader.
 	Source string `json:"source"`
+	// ActionSources is "file:line" of each action, set by the loader: the
+	// start-up check of literal actions by their drivers points there.
+	ActionSources []string `json:"-"`
 }
 
 // Trigger says which events a runbook handles.

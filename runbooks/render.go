@@ -37,10 +37,11 @@ func (e *RenderError) Error() string {
 }
 
 // Render returns a deep copy of rb's actions with every {{variable}} in their
-// parameters (at any depth) and target fields replaced by the event's values, then
-// checks every rendered field against its rule. It refuses, with a *RenderError for
-// the first problem (by action, then field name), rather than act on a guess: see
-// the package documentation for the rules. rb and e are not modified.
+// parameters (at any depth) and target fields replaced by the event's values. It
+// refuses, with a *RenderError for the first problem (by action, then field name),
+// a variable that is unresolved or renders to an unsafe value (check.go) rather
+// than act on a guess. Whether the rendered action is valid for its type is its
+// driver's rule (recovery.Drivers.Check). rb and e are not modified.
 func Render(rb *Runbook, e *Event) ([]Action, error) {
 	if rb == nil || e == nil {
 		return nil, errors.New("runbooks: Render needs a runbook and an event")
@@ -53,7 +54,7 @@ func Render(rb *Runbook, e *Event) ([]Action, error) {
 	for i := range rb.Actions {
 		a, o := &rb.Actions[i], &out[i]
 		*o = *a
-		r.action, r.failed = i, false
+		r.action = i
 		o.Target.Namespace = r.targetField("namespace", a.Target.Namespace)
 		o.Target.Deployment = r.targetField("deployment", a.Target.Deployment)
 		o.Target.Service = r.targetField("service", a.Target.Service)
@@ -61,14 +62,6 @@ func Render(rb *Runbook, e *Event) ([]Action, error) {
 			r.depth = 0
 			r.push("parameters", -1)
 			o.Parameters = r.object(a.Parameters)
-		}
-		if r.failed {
-			continue // the field rules would only restate the substitution error
-		}
-		// Literal values were checked at load, but a Runbook may be built by hand, and
-		// the checks cost nothing when they pass.
-		for _, p := range checkAction(o, false) {
-			r.report(&RenderError{Action: i, Field: p.field, Value: truncate(p.value), Reason: p.reason})
 		}
 	}
 	if r.first != nil {
@@ -81,7 +74,6 @@ type renderer struct {
 	e      *Event
 	cache  map[string]*template
 	action int
-	failed bool // the current action had a substitution error
 	first  *RenderError
 	// path[:depth] is where the value being rendered sits, built into a Field only
 	// on error. A fixed array, not a slice, keeps the renderer on the stack.
@@ -131,7 +123,6 @@ func (r *renderer) report(err *RenderError) {
 }
 
 func (r *renderer) fail(v, value, reason string) {
-	r.failed = true
 	r.report(&RenderError{Action: r.action, Field: r.field(), Var: v, Value: truncate(value), Reason: reason})
 }
 
@@ -331,50 +322,10 @@ func appendJSONFloat(b []byte, f float64) []byte {
 	return b
 }
 
-// TargetKey is a stable identity of what a rendered action touches. The engine
-// uses it to refuse a second open plan on the same thing (dedup) and to serialize
-// execution (per-target locks), so two actions that change the same object must
-// share a key:
-//
-//	RESTART_POD, and SCALE_RESOURCE with target.deployment   deployment/<namespace>/<name>
-//	SCALE_RESOURCE with only target.service                   service/<namespace>/<name>
-//	SCALE_RESOURCE with no target                             resource/<resource>
-//	CIRCUIT_BREAKER                                           breaker/<parameters.service>
-//	CACHE_CLEAR                                               cache/<parameters.pattern>
-//	RATE_LIMIT                                                ratelimit/<parameters.target>
-//	FAILOVER                                                  failover/<parameters.from>
-//
-// The namespace is "" when unset (the driver's default). Restarting and scaling the
-// same deployment therefore share a key on purpose. Call it on rendered actions: on
-// a runbook's own actions it returns the unrendered {{templates}}.
-func (a *Action) TargetKey() string {
-	switch a.Type {
-	case CircuitBreaker:
-		s, _ := a.String("service")
-		return "breaker/" + s
-	case CacheClear:
-		s, _ := a.String("pattern")
-		return "cache/" + s
-	case RateLimit:
-		s, _ := a.String("target")
-		return "ratelimit/" + s
-	case Failover:
-		s, _ := a.String("from")
-		return "failover/" + s
-	case RestartPod:
-		name, _ := a.String("deployment")
-		if name == "" {
-			name = a.Target.Deployment
-		}
-		return "deployment/" + a.Target.Namespace + "/" + name
-	}
-	switch {
-	case a.Target.Deployment != "":
-		return "deployment/" + a.Target.Namespace + "/" + a.Target.Deployment
-	case a.Target.Service != "":
-		return "service/" + a.Target.Namespace + "/" + a.Target.Service
-	}
-	return "resource/" + a.Resource
+// Templated reports whether a target field or a parameter of a holds a
+// {{template}}: such an action is complete only once rendered for an event.
+func (a *Action) Templated() bool {
+	return strings.Contains(a.Target.Namespace+a.Target.Deployment+a.Target.Service, "{{") || templated(a.Parameters)
 }
 
 // templated reports whether v holds a {{…}} string at any depth.

@@ -153,16 +153,8 @@ func TestRenderRefuses(t *testing.T) {
 		{"dollar", breaker, withUpstream("$HOME"), runbooks.RenderError{Field: "parameters.service", Var: "upstream", Value: "$HOME"}, "contains the character '$'"},
 		{"infinite number", breaker, withUpstream(math.Inf(1)), runbooks.RenderError{Field: "parameters.service", Var: "upstream"}, "is not a finite number"},
 		// Safe characters, but not a Kubernetes name: the field rule refuses it.
-		{"invalid k8s name", breaker, withUpstream("Payments_v2"),
-			runbooks.RenderError{Field: "parameters.service", Value: "Payments_v2"}, "is not a DNS-1123 subdomain"},
-		{"number is not a k8s name", breaker, withUpstream(-1.5),
-			runbooks.RenderError{Field: "parameters.service", Value: "-1.5"}, "is not a DNS-1123 subdomain"},
 		{"failover without backup", set.Get("failover-upstream-degraded"), &runbooks.Event{Context: map[string]any{"upstream": "payments"}},
 			runbooks.RenderError{Field: "parameters.to", Var: "backup_service"}, "is unresolved"},
-		{"failover onto itself", set.Get("failover-upstream-degraded"), &runbooks.Event{Context: map[string]any{"upstream": "payments", "backup_service": "payments"}},
-			runbooks.RenderError{Field: "parameters.to", Value: "payments"}, "is the same as parameters.from"},
-		{"rate limit target with a colon-free unsafe value", set.Get("apply-rate-limit-abuse"), &runbooks.Event{Context: map[string]any{"client": "10.0.0.1,10.0.0.2"}},
-			runbooks.RenderError{Field: "parameters.target", Value: "10.0.0.1,10.0.0.2"}, "must be 1-253 characters"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,54 +227,14 @@ safety: {maxExecutionsPerHour: 1}
 }
 
 func TestRenderHandBuiltRunbook(t *testing.T) {
-	// Runbooks built in code skip the loader: Render still parses their templates
-	// and applies every field rule.
+	// Runbooks built in code skip the loader: Render still parses their templates.
+	// (Field rules per action type are the drivers': recovery.Drivers.Check.)
 	rb := &runbooks.Runbook{Name: "hand", Actions: []runbooks.Action{
-		{Type: runbooks.RestartPod, Parameters: map[string]any{"deployment": "{{context.app}}"}},
-		{Type: runbooks.CacheClear, Parameters: map[string]any{"pattern": "*"}},
+		{Type: runbooks.RestartPod, Parameters: map[string]any{"deployment": "{{nope}}"}},
 	}}
-	_, err := runbooks.Render(rb, &runbooks.Event{Context: map[string]any{"app": "web"}})
-	var re *runbooks.RenderError
-	if !errors.As(err, &re) || re.Action != 1 || re.Field != "parameters.pattern" || !strings.Contains(re.Reason, "literal prefix") {
-		t.Errorf("Render error = %v, want actions[1].parameters.pattern refused", err)
-	}
-
-	rb.Actions = rb.Actions[:1]
-	rb.Actions[0].Parameters["deployment"] = "{{nope}}"
-	_, err = runbooks.Render(rb, &runbooks.Event{})
+	_, err := runbooks.Render(rb, &runbooks.Event{})
 	if err == nil || !strings.Contains(err.Error(), "unknown template variable {{nope}}") {
 		t.Errorf("Render error = %v, want unknown template variable", err)
-	}
-
-	rb.Actions[0].Parameters["deployment"] = "API"
-	_, err = runbooks.Render(rb, &runbooks.Event{})
-	if err == nil || !strings.Contains(err.Error(), `value "API" is not a DNS-1123 subdomain`) {
-		t.Errorf("Render error = %v, want the invalid literal refused", err)
-	}
-}
-
-func TestTargetKey(t *testing.T) {
-	tests := []struct {
-		name string
-		a    runbooks.Action
-		want string
-	}{
-		{"restart by parameter", runbooks.Action{Type: runbooks.RestartPod, Target: runbooks.Target{Namespace: "prod"}, Parameters: map[string]any{"deployment": "api"}}, "deployment/prod/api"},
-		{"restart by target", runbooks.Action{Type: runbooks.RestartPod, Target: runbooks.Target{Deployment: "api"}}, "deployment//api"},
-		{"scale a deployment", runbooks.Action{Type: runbooks.ScaleResource, Resource: "DB_POOL_SIZE", Target: runbooks.Target{Deployment: "api"}}, "deployment//api"},
-		{"scale a service", runbooks.Action{Type: runbooks.ScaleResource, Resource: "X", Target: runbooks.Target{Namespace: "ns", Service: "svc"}}, "service/ns/svc"},
-		{"scale with no target", runbooks.Action{Type: runbooks.ScaleResource, Resource: "DB_POOL_SIZE"}, "resource/DB_POOL_SIZE"},
-		{"breaker", runbooks.Action{Type: runbooks.CircuitBreaker, Parameters: map[string]any{"service": "payments"}}, "breaker/payments"},
-		{"cache", runbooks.Action{Type: runbooks.CacheClear, Parameters: map[string]any{"pattern": "/api/users:*"}}, "cache//api/users:*"},
-		{"rate limit", runbooks.Action{Type: runbooks.RateLimit, Parameters: map[string]any{"target": "10.1.2.3"}}, "ratelimit/10.1.2.3"},
-		{"failover", runbooks.Action{Type: runbooks.Failover, Parameters: map[string]any{"from": "payments", "to": "payments-dr"}}, "failover/payments"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := tt.a.TargetKey(); got != tt.want {
-				t.Errorf("TargetKey() = %q, want %q", got, tt.want)
-			}
-		})
 	}
 }
 

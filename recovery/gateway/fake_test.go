@@ -30,21 +30,27 @@ func (r req) String() string {
 }
 
 // fake is an in-memory gateway that follows docs/gateway-api.md: GET answers
-// the stored body or 404, PUT stores the body as sent, DELETE removes (204).
-// fail, when set, may answer a request instead (n counts requests from 1).
+// the stored body and its ETag, or 404; PUT stores the body as sent, DELETE
+// removes (204), each only under a precondition that holds (If-Match: the
+// current ETag, or If-None-Match: * for a resource that does not exist):
+// 412 when it does not, 428 when the request carries none. Every change,
+// set's included, makes a new ETag. fail, when set, may answer a request
+// instead (n counts requests from 1).
 type fake struct {
 	t     *testing.T
 	srv   *httptest.Server
 	mu    sync.Mutex
 	state map[string]string // escaped path → body
+	etags map[string]string // escaped path → the ETag of its body
+	ver   int               // the last ETag's number
 	reqs  []req
 	fail  func(n int, r req, w http.ResponseWriter, hr *http.Request) bool
 }
 
 func newFake(t *testing.T, state map[string]string) *fake {
-	f := &fake{t: t, state: map[string]string{}}
+	f := &fake{t: t, state: map[string]string{}, etags: map[string]string{}}
 	for k, v := range state {
-		f.state[k] = v
+		f.store(k, v)
 	}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.srv.Close)
@@ -75,20 +81,56 @@ func (f *fake) serve(w http.ResponseWriter, hr *http.Request) {
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("ETag", f.etags[r.Path])
 		io.WriteString(w, body)
 	case http.MethodPut:
 		if hr.Header.Get("Content-Type") != "application/json" {
 			http.Error(w, "want application/json", http.StatusUnsupportedMediaType)
 			return
 		}
-		f.state[r.Path] = r.Body
+		if !f.precondition(w, hr, r.Path) {
+			return
+		}
+		f.store(r.Path, r.Body)
+		w.Header().Set("ETag", f.etags[r.Path])
 		io.WriteString(w, r.Body)
 	case http.MethodDelete:
-		delete(f.state, r.Path)
+		if !f.precondition(w, hr, r.Path) {
+			return
+		}
+		f.store(r.Path, "")
 		w.WriteHeader(http.StatusNoContent)
 	default:
 		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 	}
+}
+
+// precondition answers 428 or 412 unless the request's If-Match or
+// If-None-Match: * holds for path; called with f.mu held.
+func (f *fake) precondition(w http.ResponseWriter, hr *http.Request, path string) bool {
+	match, noneMatch := hr.Header.Get("If-Match"), hr.Header.Get("If-None-Match")
+	_, exists := f.state[path]
+	switch {
+	case match == "" && noneMatch == "":
+		http.Error(w, `{"error":"a write needs If-Match or If-None-Match"}`, http.StatusPreconditionRequired)
+	case match != "" && (!exists || match != f.etags[path]), noneMatch == "*" && exists:
+		http.Error(w, `{"error":"precondition failed"}`, http.StatusPreconditionFailed)
+	default:
+		return true
+	}
+	return false
+}
+
+// store sets path's body ("" deletes) with a new ETag; called with f.mu held.
+func (f *fake) store(path, body string) {
+	if body == "" {
+		delete(f.state, path)
+		delete(f.etags, path)
+		return
+	}
+	f.ver++
+	f.state[path] = body
+	f.etags[path] = fmt.Sprintf(`"v%d"`, f.ver)
 }
 
 // take returns the requests received since the last take.
@@ -116,11 +158,7 @@ func (f *fake) count() int {
 func (f *fake) set(path, body string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if body == "" {
-		delete(f.state, path)
-		return
-	}
-	f.state[path] = body
+	f.store(path, body)
 }
 
 func (f *fake) snapshot() map[string]string {

@@ -6,6 +6,12 @@
 // state — then PUTs or DELETEs. Undo GETs again and restores the before state
 // only if the resource is still what Apply left (or Apply's time-boxed change
 // has expired); if someone changed it since, Undo reports that and leaves it.
+// Every PUT and DELETE is conditional on the ETag of the GET before it
+// (If-Match, or If-None-Match: * after a 404), so a change that lands between
+// the read and the write is refused by the gateway (412), never overwritten.
+//
+// Check (also without a configured gateway) validates an action by the same
+// parse Apply uses, including the blast-radius floors of rate-limit prefixes.
 package gateway
 
 import (
@@ -161,9 +167,11 @@ func path(k kind, name string) string {
 }
 
 // state is a resource as the gateway showed it: Found false is "none" (404).
+// ETag is the version GET answered with: a write is conditional on it.
 type state struct {
 	Found bool
 	Body  []byte
+	ETag  string
 }
 
 // summary is the part of a state an action is about, in words: two states
@@ -253,7 +261,7 @@ func parse(a runbooks.Action) (*change, error) {
 }
 
 func parseBreaker(a runbooks.Action) (*change, error) {
-	name, err := nameParam(a, "service", true)
+	name, err := nameParam(a, "service", true, serviceName)
 	if err != nil {
 		return nil, err
 	}
@@ -291,9 +299,16 @@ func parseBreaker(a runbooks.Action) (*change, error) {
 }
 
 func parseRateLimit(a runbooks.Action) (*change, error) {
-	name, err := nameParam(a, "target", true)
+	name, err := nameParam(a, "target", true, clientName)
 	if err != nil {
 		return nil, err
+	}
+	wide, err := allowWide(a)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkPrefix(name, wide); err != nil {
+		return nil, fmt.Errorf("parameters.target: %w", err)
 	}
 	c := &change{kind: ratelimit, name: name}
 	switch strings.ToUpper(a.Operation) {
@@ -333,11 +348,11 @@ func parseRateLimit(a runbooks.Action) (*change, error) {
 }
 
 func parseFailover(a runbooks.Action) (*change, error) {
-	from, err := nameParam(a, "from", false)
+	from, err := nameParam(a, "from", false, serviceName)
 	if err != nil {
 		return nil, err
 	}
-	to, err := nameParam(a, "to", false)
+	to, err := nameParam(a, "to", false, serviceName)
 	if err != nil {
 		return nil, err
 	}
@@ -349,8 +364,9 @@ func parseFailover(a runbooks.Action) (*change, error) {
 }
 
 // nameParam reads a resource name from parameters[key], or from
-// target.service when orService and the parameter is absent.
-func nameParam(a runbooks.Action, key string, orService bool) (string, error) {
+// target.service when orService and the parameter is absent, and checks it
+// with rule.
+func nameParam(a runbooks.Action, key string, orService bool, rule func(string) error) (string, error) {
 	v, ok := a.Parameters[key]
 	if !ok && orService && a.Target.Service != "" {
 		v, ok = a.Target.Service, true
@@ -363,6 +379,9 @@ func nameParam(a runbooks.Action, key string, orService bool) (string, error) {
 		return "", fmt.Errorf("parameters.%s: a %T, want a string", key, v)
 	}
 	if err := checkName(s); err != nil {
+		return "", fmt.Errorf("parameters.%s: %w", key, err)
+	}
+	if err := rule(s); err != nil {
 		return "", fmt.Errorf("parameters.%s: %w", key, err)
 	}
 	return s, nil
@@ -407,6 +426,20 @@ func seconds(a runbooks.Action, key string, orDuration bool) (int64, error) {
 	}
 	return int64(f), nil
 }
+
+// Check validates a by the rules Apply acts by and returns the resource it
+// touches: "breaker/<service>", "ratelimit/<target>" or "route/<from>". It
+// needs no gateway: the rules are the same whether one is configured or not.
+func Check(a runbooks.Action) (string, error) {
+	c, err := parse(a)
+	if err != nil {
+		return "", err
+	}
+	return string(c.kind) + "/" + c.name, nil
+}
+
+// Check implements recovery.Checker (see the package function Check).
+func (d *Driver) Check(a runbooks.Action) (string, error) { return Check(a) }
 
 // Describe says what Apply would do. It makes no request.
 func (d *Driver) Describe(a runbooks.Action) string {
@@ -467,7 +500,7 @@ func (d *Driver) Apply(ctx context.Context, a runbooks.Action, report recovery.R
 		return nil, fmt.Errorf("%s: record before state: %w", noun, err)
 	}
 	report(fmt.Sprintf("%s was %s; %s", noun, was, c.text))
-	if err := d.set(ctx, report, c.kind, c.name, want); err != nil {
+	if err := d.set(ctx, report, c.kind, c.name, cur, want); err != nil {
 		var se *StatusError
 		if errors.As(err, &se) && se.Code >= 400 && se.Code < 500 && se.Code != http.StatusTooManyRequests && se.Code != http.StatusRequestTimeout {
 			return nil, err // refused: nothing changed
@@ -527,7 +560,7 @@ func (d *Driver) Undo(ctx context.Context, a runbooks.Action, before json.RawMes
 		return fmt.Errorf("undo %s: it is now %s: %w", noun, now, ErrChanged)
 	}
 	report(fmt.Sprintf("%s is %s; restoring %s", noun, now, was))
-	if err := d.set(ctx, report, k, rec.Name, orig); err != nil {
+	if err := d.set(ctx, report, k, rec.Name, cur, orig); err != nil {
 		return fmt.Errorf("undo: %w", err)
 	}
 	report(fmt.Sprintf("%s is back to %s", noun, was))

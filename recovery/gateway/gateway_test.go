@@ -46,12 +46,12 @@ func TestApplyAndUndo(t *testing.T) {
 	}{
 		{
 			name:   "open breaker with none before, undo deletes",
-			action: breakerAction("OPEN", map[string]any{"service": "pay/ments v2", "duration": 60.0, "halfOpenRequests": 3.0}),
-			apply: []string{"GET /v1/breakers/pay%2Fments%20v2",
-				"PUT /v1/breakers/pay%2Fments%20v2 " + openPay},
-			applied:   map[string]string{"/v1/breakers/pay%2Fments%20v2": openPay},
-			undo:      []string{"GET /v1/breakers/pay%2Fments%20v2", "DELETE /v1/breakers/pay%2Fments%20v2"},
-			applyLine: "circuit breaker pay/ments v2 was no override; open the circuit breaker pay/ments v2 for 60s (3 half-open trial requests)",
+			action: breakerAction("OPEN", map[string]any{"service": "payments.v2", "duration": 60.0, "halfOpenRequests": 3.0}),
+			apply: []string{"GET /v1/breakers/payments.v2",
+				"PUT /v1/breakers/payments.v2 " + openPay},
+			applied:   map[string]string{"/v1/breakers/payments.v2": openPay},
+			undo:      []string{"GET /v1/breakers/payments.v2", "DELETE /v1/breakers/payments.v2"},
+			applyLine: "circuit breaker payments.v2 was no override; open the circuit breaker payments.v2 for 60s (3 half-open trial requests)",
 		},
 		{
 			name:   "open breaker over half-open, undo puts the exact before body",
@@ -72,12 +72,12 @@ func TestApplyAndUndo(t *testing.T) {
 		},
 		{
 			name:   "rate limit with none before, undo deletes",
-			action: rateAction("", map[string]any{"target": "client 42", "limit": 100.0, "window": 60.0, "duration": 1800.0}),
-			apply: []string{"GET /v1/ratelimits/client%2042",
-				`PUT /v1/ratelimits/client%2042 {"limit":100,"window_s":60,"duration_s":1800}`},
-			applied:   map[string]string{"/v1/ratelimits/client%2042": `{"limit":100,"window_s":60,"duration_s":1800}`},
-			undo:      []string{"GET /v1/ratelimits/client%2042", "DELETE /v1/ratelimits/client%2042"},
-			applyLine: "rate limit of client 42 was no limit; limit client 42 to 100 requests per 60s for 1800s",
+			action: rateAction("", map[string]any{"target": "10.1.2.0/24", "limit": 100.0, "window": 60.0, "duration": 1800.0}),
+			apply: []string{"GET /v1/ratelimits/10.1.2.0%2F24",
+				`PUT /v1/ratelimits/10.1.2.0%2F24 {"limit":100,"window_s":60,"duration_s":1800}`},
+			applied:   map[string]string{"/v1/ratelimits/10.1.2.0%2F24": `{"limit":100,"window_s":60,"duration_s":1800}`},
+			undo:      []string{"GET /v1/ratelimits/10.1.2.0%2F24", "DELETE /v1/ratelimits/10.1.2.0%2F24"},
+			applyLine: "rate limit of 10.1.2.0/24 was no limit; limit 10.1.2.0/24 to 100 requests per 60s for 1800s",
 		},
 		{
 			name:   "rate limit over another, undo puts it back",
@@ -444,7 +444,7 @@ func TestPostIsNeverRetried(t *testing.T) {
 		return true
 	}
 	d, w := newDriver(t, f)
-	_, _, err := d.call(context.Background(), func(string) {}, http.MethodPost, "/v1/things", []byte("{}"))
+	_, _, _, err := d.call(context.Background(), func(string) {}, http.MethodPost, "/v1/things", []byte("{}"), nil)
 	var se *StatusError
 	if !errors.As(err, &se) || se.Code != http.StatusServiceUnavailable || se.Attempts != 1 {
 		t.Errorf("POST: got %v, want one 503", err)

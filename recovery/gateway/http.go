@@ -28,6 +28,9 @@ const (
 	maxBackoff = 5 * time.Second
 )
 
+// errNoETag refuses a GET answer that cannot make a write conditional.
+var errNoETag = errors.New("200 without an ETag: recoverbot writes only with a precondition (docs/gateway-api.md)")
+
 // StatusError is a non-2xx answer from the gateway.
 type StatusError struct {
 	Method   string
@@ -48,9 +51,10 @@ func (e *StatusError) Error() string {
 	return s
 }
 
-// get reads a resource; a 404 is a valid state: none configured.
+// get reads a resource; a 404 is a valid state: none configured. A resource
+// that exists must come with its ETag: every write is conditional on it.
 func (d *Driver) get(ctx context.Context, report recovery.Reporter, k kind, name string) (state, error) {
-	code, body, err := d.call(ctx, report, http.MethodGet, path(k, name), nil)
+	code, body, header, err := d.call(ctx, report, http.MethodGet, path(k, name), nil, nil)
 	switch {
 	case err != nil:
 		return state{}, err
@@ -58,82 +62,121 @@ func (d *Driver) get(ctx context.Context, report recovery.Reporter, k kind, name
 		return state{}, nil
 	case len(bytes.TrimSpace(body)) == 0:
 		return state{}, fmt.Errorf("gateway GET %s: %d with an empty body", path(k, name), code)
+	case header.Get("ETag") == "":
+		return state{}, fmt.Errorf("gateway GET %s: %w", path(k, name), errNoETag)
 	}
-	return state{Found: true, Body: body}, nil
+	return state{Found: true, Body: body, ETag: header.Get("ETag")}, nil
 }
 
-// set PUTs s, or DELETEs the resource when s is none.
-func (d *Driver) set(ctx context.Context, report recovery.Reporter, k kind, name string, s state) error {
+// set makes the resource s (PUT, or DELETE when s is none) on condition that
+// it is still cur, as read: If-Match with cur's ETag, or If-None-Match: * when
+// there was none. A change someone made since the read is refused by the
+// gateway (412 Precondition Failed), never overwritten: set then reads the
+// resource again, and if it is s after all (a retried write whose first
+// attempt landed) the write is done; otherwise it returns an error wrapping
+// ErrChanged.
+func (d *Driver) set(ctx context.Context, report recovery.Reporter, k kind, name string, cur, s state) error {
+	cond := http.Header{}
+	if cur.Found {
+		cond.Set("If-Match", cur.ETag)
+	} else {
+		cond.Set("If-None-Match", "*")
+	}
+	var err error
 	if !s.Found {
 		// A 404 on DELETE is "already gone": the state asked for.
-		_, _, err := d.call(ctx, report, http.MethodDelete, path(k, name), nil)
+		_, _, _, err = d.call(ctx, report, http.MethodDelete, path(k, name), nil, cond)
+	} else {
+		var code int
+		var answer []byte
+		code, answer, _, err = d.call(ctx, report, http.MethodPut, path(k, name), s.Body, cond)
+		if err == nil && code == http.StatusNotFound {
+			return d.statusError(http.MethodPut, path(k, name), code, answer, 1)
+		}
+	}
+	var se *StatusError
+	if !errors.As(err, &se) || se.Code != http.StatusPreconditionFailed {
 		return err
 	}
-	code, answer, err := d.call(ctx, report, http.MethodPut, path(k, name), s.Body)
-	if err == nil && code == http.StatusNotFound {
-		return d.statusError(http.MethodPut, path(k, name), code, answer, 1)
+	now, gerr := d.get(ctx, report, k, name)
+	if gerr == nil && same(k, now, s) {
+		return nil
 	}
-	return err
+	msg := fmt.Sprintf("%s was changed by someone else between recoverbot's read and its write: not overwritten", k.noun(name))
+	if gerr == nil {
+		if sum, serr := k.summary(now); serr == nil {
+			msg += " (it is now " + sum + ")"
+		}
+	}
+	report(msg)
+	return fmt.Errorf("%s: %w: %w", msg, err, ErrChanged)
+}
+
+// same reports whether a and b are the same for the driver (see summary).
+func same(k kind, a, b state) bool {
+	sa, err1 := k.summary(a)
+	sb, err2 := k.summary(b)
+	return err1 == nil && err2 == nil && sa == sb
 }
 
 // call makes one API call, retrying it when it may: only idempotent methods
 // (the driver uses no other; a POST is never retried), only after a network
 // error, a timeout, or a 429, 502, 503 or 504. It returns a 2xx or 404 answer;
-// any other is a *StatusError.
-func (d *Driver) call(ctx context.Context, report recovery.Reporter, method, p string, body []byte) (int, []byte, error) {
+// any other is a *StatusError. cond holds the request's precondition headers.
+func (d *Driver) call(ctx context.Context, report recovery.Reporter, method, p string, body []byte, cond http.Header) (int, []byte, http.Header, error) {
 	idempotent := method == http.MethodGet || method == http.MethodPut || method == http.MethodDelete
 	for attempt := 1; ; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return 0, nil, fmt.Errorf("gateway %s %s: %w", method, p, context.Cause(ctx))
+			return 0, nil, nil, fmt.Errorf("gateway %s %s: %w", method, p, context.Cause(ctx))
 		}
-		code, answer, header, err := d.once(ctx, method, p, body)
+		code, answer, header, err := d.once(ctx, method, p, body, cond)
 		var why string
 		switch {
 		case err != nil && ctx.Err() != nil: // the caller gave up: not the gateway's fault
-			return 0, nil, fmt.Errorf("gateway %s %s: %w", method, p, context.Cause(ctx))
+			return 0, nil, nil, fmt.Errorf("gateway %s %s: %w", method, p, context.Cause(ctx))
 		case err != nil:
 			why = err.Error()
 		case code == http.StatusTooManyRequests, code == http.StatusBadGateway,
 			code == http.StatusServiceUnavailable, code == http.StatusGatewayTimeout:
 			why = fmt.Sprintf("%d %s", code, http.StatusText(code))
 		case code/100 == 2 || code == http.StatusNotFound:
-			return code, answer, nil
+			return code, answer, header, nil
 		default:
-			return 0, nil, d.statusError(method, p, code, answer, attempt)
+			return 0, nil, nil, d.statusError(method, p, code, answer, attempt)
 		}
 		if !idempotent || attempt > d.retries {
 			if err != nil {
 				if attempt > 1 {
-					return 0, nil, fmt.Errorf("gateway %s %s (after %d attempts): %w", method, p, attempt, err)
+					return 0, nil, nil, fmt.Errorf("gateway %s %s (after %d attempts): %w", method, p, attempt, err)
 				}
-				return 0, nil, fmt.Errorf("gateway %s %s: %w", method, p, err)
+				return 0, nil, nil, fmt.Errorf("gateway %s %s: %w", method, p, err)
 			}
-			return 0, nil, d.statusError(method, p, code, answer, attempt)
+			return 0, nil, nil, d.statusError(method, p, code, answer, attempt)
 		}
 		wait := min(d.backoff<<(attempt-1), maxBackoff)
 		if ra, ok := retryAfter(header, d.now()); ok {
 			if ra > maxRetryAfter {
-				return 0, nil, fmt.Errorf("%w; the gateway asks to retry after %s, more than %s",
+				return 0, nil, nil, fmt.Errorf("%w; the gateway asks to retry after %s, more than %s",
 					d.statusError(method, p, code, answer, attempt), ra, maxRetryAfter)
 			}
 			wait = ra
 		}
 		if dl, ok := ctx.Deadline(); ok && d.now().Add(wait).After(dl) {
 			if err != nil {
-				return 0, nil, fmt.Errorf("gateway %s %s: %w; no time left to retry", method, p, err)
+				return 0, nil, nil, fmt.Errorf("gateway %s %s: %w; no time left to retry", method, p, err)
 			}
-			return 0, nil, fmt.Errorf("%w; no time left to retry", d.statusError(method, p, code, answer, attempt))
+			return 0, nil, nil, fmt.Errorf("%w; no time left to retry", d.statusError(method, p, code, answer, attempt))
 		}
 		report(fmt.Sprintf("%s %s: %s; retrying in %s (attempt %d of %d)", method, p, why, wait, attempt+1, d.retries+1))
 		if err := d.sleep(ctx, wait); err != nil {
-			return 0, nil, fmt.Errorf("gateway %s %s: gave up retrying: %w", method, p, err)
+			return 0, nil, nil, fmt.Errorf("gateway %s %s: gave up retrying: %w", method, p, err)
 		}
 	}
 }
 
 // once makes one HTTP request under its own deadline. Its errors hold no URL
 // (a base URL may carry credentials): the caller names method and path.
-func (d *Driver) once(ctx context.Context, method, p string, body []byte) (int, []byte, http.Header, error) {
+func (d *Driver) once(ctx context.Context, method, p string, body []byte, cond http.Header) (int, []byte, http.Header, error) {
 	ctx, cancel := context.WithTimeoutCause(ctx, d.timeout,
 		fmt.Errorf("no answer within %s: %w", d.timeout, context.DeadlineExceeded))
 	defer cancel()
@@ -150,6 +193,9 @@ func (d *Driver) once(ctx context.Context, method, p string, body []byte) (int, 
 	req.Header.Set("User-Agent", "recoverbot")
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	for k, v := range cond {
+		req.Header[k] = v
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {

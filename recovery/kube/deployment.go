@@ -87,7 +87,7 @@ func (d *Driver) checkDeployment(dep *appsv1.Deployment, st before) error {
 // a rollout that does not finish in time fails the action (with the state, so
 // the engine's rollback restores the previous annotation: see undoRestart).
 func (d *Driver) applyRestart(ctx context.Context, o op, report recovery.Reporter) (*before, error) {
-	dep, err := d.getDeployment(ctx, o.namespace, o.name)
+	dep, err := d.getDeployment(ctx, o.Namespace, o.Name)
 	if err != nil {
 		return nil, err
 	}
@@ -97,23 +97,23 @@ func (d *Driver) applyRestart(ctx context.Context, o op, report recovery.Reporte
 	}
 	body := mustJSON(map[string]any{"spec": map[string]any{"template": map[string]any{"metadata": map[string]any{
 		"annotations": map[string]string{RestartedAtAnnotation: rs.Wrote}}}}})
-	dep, err = d.patchDeployment(ctx, o.namespace, o.name, types.StrategicMergePatchType, body)
+	dep, err = d.patchDeployment(ctx, o.Namespace, o.Name, types.StrategicMergePatchType, body)
 	if err != nil {
 		return nil, err
 	}
 	d.wrote(string(dep.UID), dep.Generation)
-	st := &before{V: stateVersion, Kind: kindRestart, Namespace: o.namespace, Name: o.name,
+	st := &before{V: stateVersion, Kind: kindRestart, Namespace: o.Namespace, Name: o.Name,
 		UID: string(dep.UID), Generation: dep.Generation, Restart: rs}
-	report(fmt.Sprintf("deployment %s: rollout restart started (%s=%s)", o.ref(), RestartedAtAnnotation, rs.Wrote))
+	report(fmt.Sprintf("deployment %s: rollout restart started (%s=%s)", o.Ref(), RestartedAtAnnotation, rs.Wrote))
 	return st, d.waitRollout(ctx, o, dep.Generation, report)
 }
 
 // waitRollout polls the deployment until the rollout of generation gen has
-// finished (the same test as `kubectl rollout status`), failed, or o.timeout passed.
+// finished (the same test as `kubectl rollout status`), failed, or o.Timeout passed.
 func (d *Driver) waitRollout(ctx context.Context, o op, gen int64, report recovery.Reporter) error {
-	deadline := d.now().Add(o.timeout)
+	deadline := d.now().Add(o.Timeout)
 	for {
-		dep, err := d.getDeployment(ctx, o.namespace, o.name)
+		dep, err := d.getDeployment(ctx, o.Namespace, o.Name)
 		if err != nil {
 			return fmt.Errorf("waiting for rollout: %w", err)
 		}
@@ -122,7 +122,7 @@ func (d *Driver) waitRollout(ctx context.Context, o op, gen int64, report recove
 		counts := fmt.Sprintf("%d/%d updated, %d available", s.UpdatedReplicas, want, s.AvailableReplicas)
 		if s.ObservedGeneration >= gen && s.UpdatedReplicas == want &&
 			s.Replicas == s.UpdatedReplicas && s.AvailableReplicas == s.UpdatedReplicas {
-			report(fmt.Sprintf("deployment %s: rollout finished: %s", o.ref(), counts))
+			report(fmt.Sprintf("deployment %s: rollout finished: %s", o.Ref(), counts))
 			return nil
 		}
 		if s.ObservedGeneration >= gen {
@@ -130,18 +130,18 @@ func (d *Driver) waitRollout(ctx context.Context, o op, gen int64, report recove
 				if c.Type == appsv1.DeploymentProgressing && c.Reason == "ProgressDeadlineExceeded" {
 					msg := fmt.Sprintf("rollout failed: progress deadline exceeded: %s", counts)
 					report(msg)
-					return fmt.Errorf("deployment %s: %s", o.ref(), msg)
+					return fmt.Errorf("deployment %s: %s", o.Ref(), msg)
 				}
 			}
 		}
 		now := d.now()
 		if !now.Before(deadline) {
-			msg := fmt.Sprintf("rollout not finished after %s: %s", formatSeconds(o.timeout), counts)
+			msg := fmt.Sprintf("rollout not finished after %s: %s", formatSeconds(o.Timeout), counts)
 			report(msg)
-			return fmt.Errorf("deployment %s: %s", o.ref(), msg)
+			return fmt.Errorf("deployment %s: %s", o.Ref(), msg)
 		}
 		if err := d.wait(ctx, min(d.poll, deadline.Sub(now))); err != nil {
-			return fmt.Errorf("waiting for rollout of deployment %s: %w", o.ref(), err)
+			return fmt.Errorf("waiting for rollout of deployment %s: %w", o.Ref(), err)
 		}
 	}
 }
@@ -218,11 +218,11 @@ func describe(v string, ok bool) string {
 // update by the controller, restarts the loop.
 func (d *Driver) applyReplicas(ctx context.Context, o op, report recovery.Reporter) (*before, error) {
 	for attempt := 1; ; attempt++ {
-		dep, err := d.getDeployment(ctx, o.namespace, o.name)
+		dep, err := d.getDeployment(ctx, o.Namespace, o.Name)
 		if err != nil {
 			return nil, err
 		}
-		sc, err := d.getScale(ctx, o.namespace, o.name)
+		sc, err := d.getScale(ctx, o.Namespace, o.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -230,26 +230,26 @@ func (d *Driver) applyReplicas(ctx context.Context, o op, report recovery.Report
 			if attempt < attempts {
 				continue
 			}
-			return nil, fmt.Errorf("deployment %s kept changing while being read", o.ref())
+			return nil, fmt.Errorf("deployment %s kept changing while being read", o.Ref())
 		}
 		prev := sc.Spec.Replicas
-		if prev == o.replicas {
-			report(fmt.Sprintf("deployment %s already has %d replicas: nothing changed", o.ref(), prev))
+		if prev == o.Replicas {
+			report(fmt.Sprintf("deployment %s already has %d replicas: nothing changed", o.Ref(), prev))
 			return nil, nil
 		}
 		upd := sc.DeepCopy()
-		upd.Spec.Replicas = o.replicas
-		if err := d.updateScale(ctx, o.namespace, o.name, upd); err != nil {
+		upd.Spec.Replicas = o.Replicas
+		if err := d.updateScale(ctx, o.Namespace, o.Name, upd); err != nil {
 			if apierrors.IsConflict(err) && attempt < attempts {
 				continue
 			}
 			return nil, err
 		}
 		d.wrote(string(dep.UID), dep.Generation+1)
-		report(fmt.Sprintf("deployment %s: replicas %d → %d", o.ref(), prev, o.replicas))
-		return &before{V: stateVersion, Kind: kindReplicas, Namespace: o.namespace, Name: o.name,
+		report(fmt.Sprintf("deployment %s: replicas %d → %d", o.Ref(), prev, o.Replicas))
+		return &before{V: stateVersion, Kind: kindReplicas, Namespace: o.Namespace, Name: o.Name,
 			UID: string(dep.UID), Generation: dep.Generation + 1,
-			Replicas: &replicasState{Previous: prev, Wrote: o.replicas}}, nil
+			Replicas: &replicasState{Previous: prev, Wrote: o.Replicas}}, nil
 	}
 }
 
@@ -353,23 +353,23 @@ func setEnvPatch(dep *appsv1.Deployment, name, value string) ([]byte, error) {
 	return mustJSON(ops), nil
 }
 
-// applyEnv sets o.env on every container, in one patch per step, pausing
-// o.interval between steps. A failure after a step returns the state so far.
+// applyEnv sets o.Env on every container, in one patch per step, pausing
+// o.Interval between steps. A failure after a step returns the state so far.
 func (d *Driver) applyEnv(ctx context.Context, o op, report recovery.Reporter) (*before, error) {
-	dep, err := d.getDeployment(ctx, o.namespace, o.name)
+	dep, err := d.getDeployment(ctx, o.Namespace, o.Name)
 	if err != nil {
 		return nil, err
 	}
 	containers := dep.Spec.Template.Spec.Containers
 	if len(containers) == 0 {
-		return nil, fmt.Errorf("deployment %s has no containers", o.ref())
+		return nil, fmt.Errorf("deployment %s has no containers", o.Ref())
 	}
-	es := &envState{Name: o.env}
+	es := &envState{Name: o.Env}
 	same := true // every container already holds the final value
 	for _, c := range containers {
-		j, err := envAt(c, o.env)
+		j, err := envAt(c, o.Env)
 		if err != nil {
-			return nil, fmt.Errorf("deployment %s: %w", o.ref(), err)
+			return nil, fmt.Errorf("deployment %s: %w", o.Ref(), err)
 		}
 		ce := containerEnv{Container: c.Name}
 		if j >= 0 {
@@ -377,52 +377,52 @@ func (d *Driver) applyEnv(ctx context.Context, o op, report recovery.Reporter) (
 			ce.Previous = &v
 			ce.Wrote = v
 		}
-		same = same && j >= 0 && c.Env[j].Value == o.steps[len(o.steps)-1]
+		same = same && j >= 0 && c.Env[j].Value == o.Steps[len(o.Steps)-1]
 		es.Containers = append(es.Containers, ce)
 	}
 	if same {
-		report(fmt.Sprintf("deployment %s: %s is already %s on every container: nothing changed", o.ref(), o.env, o.steps[len(o.steps)-1]))
+		report(fmt.Sprintf("deployment %s: %s is already %s on every container: nothing changed", o.Ref(), o.Env, o.Steps[len(o.Steps)-1]))
 		return nil, nil
 	}
-	from := o.from
+	from := o.From
 	if from == "" {
 		from = commonPrevious(es.Containers)
 	} else {
 		for _, ce := range es.Containers {
 			if ce.Previous == nil || *ce.Previous != from {
 				report(fmt.Sprintf("note: container %s had %s %s, the runbook expected %s",
-					ce.Container, o.env, describe(deref(ce.Previous), ce.Previous != nil), from))
+					ce.Container, o.Env, describe(deref(ce.Previous), ce.Previous != nil), from))
 			}
 		}
 	}
 	var st *before // nil until the first patch went through
-	for k, value := range o.steps {
-		body, err := setEnvPatch(dep, o.env, value)
+	for k, value := range o.Steps {
+		body, err := setEnvPatch(dep, o.Env, value)
 		if err != nil { // someone switched a container to valueFrom between steps
-			return st, fmt.Errorf("deployment %s: %w", o.ref(), err)
+			return st, fmt.Errorf("deployment %s: %w", o.Ref(), err)
 		}
-		dep, err = d.patchDeployment(ctx, o.namespace, o.name, types.JSONPatchType, body)
+		dep, err = d.patchDeployment(ctx, o.Namespace, o.Name, types.JSONPatchType, body)
 		if err != nil {
 			return st, err
 		}
 		if st == nil {
-			st = &before{V: stateVersion, Kind: kindEnv, Namespace: o.namespace, Name: o.name, UID: string(dep.UID), Env: es}
+			st = &before{V: stateVersion, Kind: kindEnv, Namespace: o.Namespace, Name: o.Name, UID: string(dep.UID), Env: es}
 		}
 		st.Generation = dep.Generation
 		d.wrote(st.UID, dep.Generation)
 		for i := range es.Containers {
 			es.Containers[i].Wrote = value
 		}
-		if len(o.steps) > 1 {
-			report(fmt.Sprintf("%s %s → %s (step %d/%d)", o.env, from, value, k+1, len(o.steps)))
+		if len(o.Steps) > 1 {
+			report(fmt.Sprintf("%s %s → %s (step %d/%d)", o.Env, from, value, k+1, len(o.Steps)))
 		} else {
-			report(fmt.Sprintf("%s %s → %s", o.env, from, value))
+			report(fmt.Sprintf("%s %s → %s", o.Env, from, value))
 		}
 		from = value
-		if k < len(o.steps)-1 {
-			if err := d.wait(ctx, o.interval); err != nil {
+		if k < len(o.Steps)-1 {
+			if err := d.wait(ctx, o.Interval); err != nil {
 				return st, fmt.Errorf("gradual change of %s on deployment %s stopped after step %d/%d: %w",
-					o.env, o.ref(), k+1, len(o.steps), err)
+					o.Env, o.Ref(), k+1, len(o.Steps), err)
 			}
 		}
 	}

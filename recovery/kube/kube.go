@@ -21,6 +21,11 @@
 //   - restartedAt (apply): the strategic merge patch kubectl rollout restart sends;
 //   - replicas: an update of the scale subresource carrying the resourceVersion
 //     just read (a precondition over milliseconds, retried on 409 Conflict).
+//
+// How an action is read — its target (deployment/<ns>/<name> or
+// service/<ns>/<name>, the driver's default namespace when target.namespace is
+// unset) and whether it is valid — is kubeop.Parse, which Check, Describe and
+// Apply share and which also applies where no cluster is configured.
 package kube
 
 import (
@@ -28,9 +33,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,6 +42,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/recovery/kube/kubeop"
 	"github.com/recoverbot/recoverbot/runbooks"
 )
 
@@ -49,11 +53,8 @@ const RestartedAtAnnotation = "kubectl.kubernetes.io/restartedAt"
 
 // Defaults.
 const (
-	DefaultDrainTimeout = 300 * time.Second // RESTART_POD rollout wait, parameters.drainTimeout
-	DefaultPollInterval = 2 * time.Second   // between rollout status reads
-	DefaultCallTimeout  = 30 * time.Second  // per API call
-	DefaultSelectorKey  = "app"             // FAILOVER, parameters.selectorKey
-	maxSteps            = 100               // a gradual change never sends more patches
+	DefaultPollInterval = 2 * time.Second  // between rollout status reads
+	DefaultCallTimeout  = 30 * time.Second // per API call
 )
 
 // ErrChanged is matched (errors.Is) by the error Undo returns when the target was
@@ -170,232 +171,20 @@ func (d *Driver) call(ctx context.Context, what string) (context.Context, contex
 
 // Kinds of change, also the "kind" of the before-state.
 const (
-	kindRestart  = "restart"
-	kindReplicas = "replicas"
-	kindEnv      = "env"
-	kindSelector = "selector"
+	kindRestart  = kubeop.Restart
+	kindReplicas = kubeop.Replicas
+	kindEnv      = kubeop.Env
+	kindSelector = kubeop.Selector
 )
 
-// op is a validated action: everything Describe and Apply need, checked once.
-type op struct {
-	kind      string
-	namespace string
-	name      string // deployment, or service for kindSelector
+// op is a validated action (see kubeop.Parse).
+type op = kubeop.Op
 
-	timeout time.Duration // restart: rollout wait
+// Check implements recovery.Checker: the action's target, namespace resolved
+// to the driver's default, validated by the rules Apply acts by.
+func (d *Driver) Check(a runbooks.Action) (string, error) { return kubeop.Check(a, d.namespace) }
 
-	replicas int32 // replicas
-
-	env      string        // env: variable name
-	from     string        // env: the value the runbook expects now ("" if not given)
-	steps    []string      // env: values written in order; the last is the target
-	interval time.Duration // env: pause between steps
-
-	key, fromValue, toValue string // selector
-}
-
-func (o op) ref() string { return o.namespace + "/" + o.name }
-
-// parse validates a and turns it into an op. It makes no API call.
-func (d *Driver) parse(a runbooks.Action) (op, error) {
-	o := op{namespace: a.Target.Namespace}
-	if o.namespace == "" {
-		o.namespace = d.namespace
-	}
-	if err := checkName("namespace", o.namespace, validation.IsDNS1123Label); err != nil {
-		return op{}, err
-	}
-	switch a.Type {
-	case runbooks.RestartPod:
-		o.kind = kindRestart
-		if err := o.deployment(a); err != nil {
-			return op{}, err
-		}
-		t, err := seconds(a, "drainTimeout", DefaultDrainTimeout)
-		if err != nil {
-			return op{}, err
-		}
-		if t <= 0 {
-			return op{}, fmt.Errorf("parameters.drainTimeout must be positive, got %v", a.Parameters["drainTimeout"])
-		}
-		o.timeout = t
-	case runbooks.ScaleResource:
-		if err := o.deployment(a); err != nil {
-			return op{}, err
-		}
-		if a.Resource == "replicas" {
-			o.kind = kindReplicas
-			n, err := wholeNumber(a, "to")
-			if err != nil {
-				return op{}, err
-			}
-			if n < 0 || n > math.MaxInt32 {
-				return op{}, fmt.Errorf("parameters.to: %v replicas is out of range", n)
-			}
-			o.replicas = int32(n)
-			return o, nil
-		}
-		o.kind = kindEnv
-		if msgs := validation.IsCIdentifier(a.Resource); len(msgs) > 0 {
-			return op{}, fmt.Errorf("resource %q is neither \"replicas\" nor an environment variable name: %s",
-				a.Resource, strings.Join(msgs, "; "))
-		}
-		o.env = a.Resource
-		if err := o.envSteps(a); err != nil {
-			return op{}, err
-		}
-	case runbooks.Failover:
-		o.kind = kindSelector
-		o.name = a.Target.Service
-		if o.name == "" {
-			return op{}, errors.New("the kubernetes driver handles FAILOVER only with target.service set")
-		}
-		if err := checkName("service", o.name, validation.IsDNS1123Subdomain); err != nil {
-			return op{}, err
-		}
-		o.key = DefaultSelectorKey
-		if k, ok := a.Parameters["selectorKey"]; ok {
-			s, isString := k.(string)
-			if !isString {
-				return op{}, fmt.Errorf("parameters.selectorKey must be a string, got %T", k)
-			}
-			o.key = s
-		}
-		if msgs := validation.IsQualifiedName(o.key); len(msgs) > 0 {
-			return op{}, fmt.Errorf("parameters.selectorKey %q: %s", o.key, strings.Join(msgs, "; "))
-		}
-		for _, p := range []struct {
-			key string
-			dst *string
-		}{{"from", &o.fromValue}, {"to", &o.toValue}} {
-			s, ok := a.String(p.key)
-			if !ok || s == "" {
-				return op{}, fmt.Errorf("parameters.%s must be a non-empty string (the %s label value)", p.key, o.key)
-			}
-			if msgs := validation.IsValidLabelValue(s); len(msgs) > 0 {
-				return op{}, fmt.Errorf("parameters.%s %q is not a label value: %s", p.key, s, strings.Join(msgs, "; "))
-			}
-			*p.dst = s
-		}
-		if o.fromValue == o.toValue {
-			return op{}, fmt.Errorf("parameters.from and parameters.to are both %q", o.fromValue)
-		}
-	default:
-		return op{}, fmt.Errorf("the kubernetes driver does not handle %s", a.Type)
-	}
-	return o, nil
-}
-
-// deployment sets the deployment name from target.deployment or parameters.deployment.
-func (o *op) deployment(a runbooks.Action) error {
-	o.name = a.Target.Deployment
-	if o.name == "" {
-		o.name, _ = a.String("deployment")
-	}
-	if o.name == "" {
-		return fmt.Errorf("%s needs target.deployment (or parameters.deployment)", a.Type)
-	}
-	return checkName("deployment", o.name, validation.IsDNS1123Subdomain)
-}
-
-// envSteps computes the values a SCALE_RESOURCE on an environment variable writes.
-func (o *op) envSteps(a runbooks.Action) error {
-	if !a.Gradual {
-		to, err := envValue(a, "to")
-		if err != nil {
-			return err
-		}
-		if _, ok := a.Parameters["from"]; ok {
-			if o.from, err = envValue(a, "from"); err != nil {
-				return err
-			}
-		}
-		o.steps = []string{to}
-		return nil
-	}
-	var nums [4]float64
-	for i, key := range []string{"from", "to", "increment", "intervalSeconds"} {
-		f, ok := a.Number(key)
-		if !ok {
-			return fmt.Errorf("parameters.%s must be a number for a gradual change, got %v", key, a.Parameters[key])
-		}
-		nums[i] = f
-	}
-	from, to, inc, interval := nums[0], nums[1], nums[2], nums[3]
-	if inc <= 0 {
-		return fmt.Errorf("parameters.increment must be positive, got %v", inc)
-	}
-	if interval < 0 {
-		return fmt.Errorf("parameters.intervalSeconds must not be negative, got %v", interval)
-	}
-	if from == to {
-		return fmt.Errorf("parameters.from and parameters.to are both %v", from)
-	}
-	n := math.Ceil(math.Abs(to-from) / inc)
-	if n > maxSteps {
-		return fmt.Errorf("%v → %v by %v takes %v steps, more than %d", from, to, inc, n, maxSteps)
-	}
-	dir := 1.0
-	if to < from {
-		dir = -1
-	}
-	o.from = formatNumber(from)
-	for k := 1; k <= int(n); k++ {
-		v := from + dir*float64(k)*inc // not accumulated: no drift
-		if k == int(n) {
-			v = to
-		}
-		o.steps = append(o.steps, formatNumber(v))
-	}
-	o.interval = time.Duration(interval * float64(time.Second))
-	return nil
-}
-
-func checkName(what, name string, check func(string) []string) error {
-	if msgs := check(name); len(msgs) > 0 {
-		return fmt.Errorf("invalid %s name %q: %s", what, name, strings.Join(msgs, "; "))
-	}
-	return nil
-}
-
-// seconds reads an optional parameter given in seconds.
-func seconds(a runbooks.Action, key string, def time.Duration) (time.Duration, error) {
-	v, ok := a.Parameters[key]
-	if !ok {
-		return def, nil
-	}
-	f, isNumber := v.(float64)
-	if !isNumber || math.IsNaN(f) || math.IsInf(f, 0) {
-		return 0, fmt.Errorf("parameters.%s must be a number of seconds, got %v", key, v)
-	}
-	return time.Duration(f * float64(time.Second)), nil
-}
-
-func wholeNumber(a runbooks.Action, key string) (float64, error) {
-	f, ok := a.Number(key)
-	if !ok || f != math.Trunc(f) {
-		return 0, fmt.Errorf("parameters.%s must be a whole number, got %v", key, a.Parameters[key])
-	}
-	return f, nil
-}
-
-// envValue reads a parameter as an environment variable value: a string, or a
-// number written without exponent or trailing zeros.
-func envValue(a runbooks.Action, key string) (string, error) {
-	switch v := a.Parameters[key].(type) {
-	case string:
-		return v, nil
-	case float64:
-		if math.IsNaN(v) || math.IsInf(v, 0) {
-			return "", fmt.Errorf("parameters.%s is %v", key, v)
-		}
-		return formatNumber(v), nil
-	default:
-		return "", fmt.Errorf("parameters.%s must be a string or a number, got %v", key, a.Parameters[key])
-	}
-}
-
-func formatNumber(f float64) string { return strconv.FormatFloat(f, 'f', -1, 64) }
+func (d *Driver) parse(a runbooks.Action) (op, error) { return kubeop.Parse(a, d.namespace) }
 
 // Describe says what Apply would do. It makes no API call.
 func (d *Driver) Describe(a runbooks.Action) string {
@@ -403,24 +192,24 @@ func (d *Driver) Describe(a runbooks.Action) string {
 	if err != nil {
 		return fmt.Sprintf("%s: refused: %v", a.Type, err)
 	}
-	switch o.kind {
+	switch o.Kind {
 	case kindRestart:
 		return fmt.Sprintf("rollout restart of deployment %s (pod template annotation %s set to now), then wait up to %s for the rollout",
-			o.ref(), RestartedAtAnnotation, o.timeout)
+			o.Ref(), RestartedAtAnnotation, o.Timeout)
 	case kindReplicas:
-		return fmt.Sprintf("scale deployment %s to %d replicas", o.ref(), o.replicas)
+		return fmt.Sprintf("scale deployment %s to %d replicas", o.Ref(), o.Replicas)
 	case kindEnv:
-		to := o.steps[len(o.steps)-1]
-		if len(o.steps) == 1 {
-			if o.from != "" {
-				return fmt.Sprintf("set %s %s → %s on every container of deployment %s", o.env, o.from, to, o.ref())
+		to := o.Steps[len(o.Steps)-1]
+		if len(o.Steps) == 1 {
+			if o.From != "" {
+				return fmt.Sprintf("set %s %s → %s on every container of deployment %s", o.Env, o.From, to, o.Ref())
 			}
-			return fmt.Sprintf("set %s to %s on every container of deployment %s", o.env, to, o.ref())
+			return fmt.Sprintf("set %s to %s on every container of deployment %s", o.Env, to, o.Ref())
 		}
 		return fmt.Sprintf("set %s %s → %s on every container of deployment %s in %d steps (%s), %s apart",
-			o.env, o.from, to, o.ref(), len(o.steps), strings.Join(o.steps, ", "), o.interval)
+			o.Env, o.From, to, o.Ref(), len(o.Steps), strings.Join(o.Steps, ", "), o.Interval)
 	case kindSelector:
-		return fmt.Sprintf("switch service %s selector %s=%s → %s=%s", o.ref(), o.key, o.fromValue, o.key, o.toValue)
+		return fmt.Sprintf("switch service %s selector %s=%s → %s=%s", o.Ref(), o.Key, o.FromValue, o.Key, o.ToValue)
 	}
 	return string(a.Type)
 }
@@ -435,7 +224,7 @@ func (d *Driver) Apply(ctx context.Context, a runbooks.Action, report recovery.R
 		report = func(string) {}
 	}
 	var st *before
-	switch o.kind {
+	switch o.Kind {
 	case kindRestart:
 		st, err = d.applyRestart(ctx, o, report)
 	case kindReplicas:
@@ -450,7 +239,7 @@ func (d *Driver) Apply(ctx context.Context, a runbooks.Action, report recovery.R
 	}
 	raw, merr := json.Marshal(st)
 	if merr != nil { // cannot happen with these types; never lose the change silently
-		return nil, errors.Join(err, fmt.Errorf("encode state of %s %s: %w", o.kind, o.ref(), merr))
+		return nil, errors.Join(err, fmt.Errorf("encode state of %s %s: %w", o.Kind, o.Ref(), merr))
 	}
 	return raw, err
 }
@@ -537,7 +326,7 @@ func (st *before) validate(t runbooks.ActionType) error {
 	if st.V != stateVersion {
 		return fmt.Errorf("state of %s has version %d, this driver reads %d", t, st.V, stateVersion)
 	}
-	if err := checkName("namespace", st.Namespace, validation.IsDNS1123Label); err != nil {
+	if err := kubeop.CheckName("namespace", st.Namespace, validation.IsDNS1123Label); err != nil {
 		return err
 	}
 	want := map[string]runbooks.ActionType{kindRestart: runbooks.RestartPod, kindReplicas: runbooks.ScaleResource,
@@ -559,7 +348,7 @@ func (st *before) validate(t runbooks.ActionType) error {
 	if !ok {
 		return fmt.Errorf("state of %s %s is incomplete", t, st.ref())
 	}
-	return checkName(what, st.Name, validation.IsDNS1123Subdomain)
+	return kubeop.CheckName(what, st.Name, validation.IsDNS1123Subdomain)
 }
 
 // changed builds the report line and error for a target someone else changed.

@@ -46,31 +46,31 @@ func (d *Driver) patchSelector(ctx context.Context, ns, name string, want map[st
 	return svc, nil
 }
 
-// applySelector switches the service's selector key from o.fromValue to
-// o.toValue. It refuses a service whose selector does not hold o.fromValue: the
+// applySelector switches the service's selector key from o.FromValue to
+// o.ToValue. It refuses a service whose selector does not hold o.FromValue: the
 // runbook's idea of the primary is wrong, and guessing could route to nothing.
 func (d *Driver) applySelector(ctx context.Context, o op, report recovery.Reporter) (*before, error) {
-	svc, err := d.getService(ctx, o.namespace, o.name)
+	svc, err := d.getService(ctx, o.Namespace, o.Name)
 	if err != nil {
 		return nil, err
 	}
 	sel := svc.Spec.Selector
-	cur, has := sel[o.key]
-	if has && cur == o.toValue {
-		report(fmt.Sprintf("service %s already selects %s=%s: nothing changed", o.ref(), o.key, o.toValue))
+	cur, has := sel[o.Key]
+	if has && cur == o.ToValue {
+		report(fmt.Sprintf("service %s already selects %s=%s: nothing changed", o.Ref(), o.Key, o.ToValue))
 		return nil, nil
 	}
-	if !has || cur != o.fromValue {
+	if !has || cur != o.FromValue {
 		return nil, fmt.Errorf("service %s selector has %s %s, expected %q: not switched",
-			o.ref(), o.key, describe(cur, has), o.fromValue)
+			o.Ref(), o.Key, describe(cur, has), o.FromValue)
 	}
-	svc, err = d.patchSelector(ctx, o.namespace, o.name, sel, o.key, o.toValue)
+	svc, err = d.patchSelector(ctx, o.Namespace, o.Name, sel, o.Key, o.ToValue)
 	if err != nil {
 		return nil, err
 	}
-	report(fmt.Sprintf("service %s: selector %s=%s → %s=%s", o.ref(), o.key, o.fromValue, o.key, o.toValue))
-	return &before{V: stateVersion, Kind: kindSelector, Namespace: o.namespace, Name: o.name, UID: string(svc.UID),
-		Selector: &selectorState{Key: o.key, Previous: maps.Clone(sel), Wrote: maps.Clone(svc.Spec.Selector)}}, nil
+	report(fmt.Sprintf("service %s: selector %s=%s → %s=%s", o.Ref(), o.Key, o.FromValue, o.Key, o.ToValue))
+	return &before{V: stateVersion, Kind: kindSelector, Namespace: o.Namespace, Name: o.Name, UID: string(svc.UID),
+		Selector: &selectorState{Key: o.Key, Previous: maps.Clone(sel), Wrote: maps.Clone(svc.Spec.Selector)}}, nil
 }
 
 // undoSelector puts the whole previous selector back if the selector is still

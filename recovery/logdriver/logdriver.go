@@ -1,6 +1,11 @@
 // Package logdriver is the offline driver: it changes nothing, logs what it was
 // asked to do, records every call, and reports a synthetic "before" state so the
 // engine's rollback path runs end to end without a cluster.
+//
+// It names targets and refuses actions exactly as the real drivers would: its
+// Check is theirs (backends.Rules, or the checker the bot passes in), so a plan
+// made with RECOVERBOT_DRIVERS=log has the identity, dedup and refusals it
+// would have in production.
 package logdriver
 
 import (
@@ -12,6 +17,7 @@ import (
 	"sync"
 
 	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/recovery/backends"
 	"github.com/recoverbot/recoverbot/runbooks"
 )
 
@@ -29,6 +35,9 @@ type Call struct {
 // Apply and may wait (tests use it to hold an execution mid-way).
 type Driver struct {
 	Log *slog.Logger
+	// Rules validates actions and names their targets; nil is the real
+	// drivers' rules with Kubernetes' default namespace (backends.Rules{}).
+	Rules recovery.Checker
 	// Journal, when set, receives one JSON line per call (op, execution id,
 	// action index, type, target), written before the call returns: a durable
 	// record of what would have been done, which the crash tests count.
@@ -44,8 +53,20 @@ type Driver struct {
 // New returns a driver logging to log.
 func New(log *slog.Logger) *Driver { return &Driver{Log: log} }
 
+// Check implements recovery.Checker with the real drivers' rules.
+func (d *Driver) Check(a runbooks.Action) (string, error) {
+	if d.Rules == nil {
+		return backends.Rules{}.Check(a)
+	}
+	return d.Rules.Check(a)
+}
+
 // Describe implements recovery.Driver.
 func (d *Driver) Describe(a runbooks.Action) string {
+	t, err := d.Check(a)
+	if err != nil {
+		return fmt.Sprintf("%s: refused: %v", a.Type, err)
+	}
 	s := string(a.Type)
 	if a.Operation != "" {
 		s += " " + a.Operation
@@ -53,9 +74,7 @@ func (d *Driver) Describe(a runbooks.Action) string {
 	if a.Resource != "" {
 		s += " " + a.Resource
 	}
-	if t := a.TargetKey(); t != "" {
-		s += " on " + t
-	}
+	s += " on " + t
 	if p := recovery.FormatParams(a.Parameters); p != "" {
 		s += " (" + p + ")"
 	}
@@ -63,19 +82,24 @@ func (d *Driver) Describe(a runbooks.Action) string {
 }
 
 // Apply implements recovery.Driver: it records the call and returns a before
-// state naming the action, as a real driver would return what it observed.
+// state naming the action, as a real driver would return what it observed. An
+// action the real driver would refuse is refused, and not recorded.
 func (d *Driver) Apply(ctx context.Context, a runbooks.Action, report recovery.Reporter) (json.RawMessage, error) {
+	target, err := d.Check(a)
+	if err != nil {
+		return nil, fmt.Errorf("%s refused: %w", a.Type, err)
+	}
 	if d.Block != nil {
 		d.Block(ctx, a)
 	}
 	if d.FailApply != nil {
 		if err := d.FailApply(a); err != nil {
-			d.record(ctx, Call{Op: "apply", Action: a})
+			d.record(ctx, Call{Op: "apply", Action: a}, target)
 			return nil, err
 		}
 	}
-	before, _ := json.Marshal(map[string]string{"driver": "log", "target": a.TargetKey(), "note": "nothing was changed"})
-	d.record(ctx, Call{Op: "apply", Action: a, Before: before})
+	before, _ := json.Marshal(map[string]string{"driver": "log", "target": target, "note": "nothing was changed"})
+	d.record(ctx, Call{Op: "apply", Action: a, Before: before}, target)
 	d.logger().Info("log driver: would apply", "action", d.Describe(a))
 	report(fmt.Sprintf("log driver: %s recorded, nothing changed", a.Type))
 	return before, nil
@@ -83,7 +107,8 @@ func (d *Driver) Apply(ctx context.Context, a runbooks.Action, report recovery.R
 
 // Undo implements recovery.Driver.
 func (d *Driver) Undo(ctx context.Context, a runbooks.Action, before json.RawMessage, report recovery.Reporter) error {
-	d.record(ctx, Call{Op: "undo", Action: a, Before: before})
+	target, _ := d.Check(a) // an undo restores what Apply changed, whatever the rules say now
+	d.record(ctx, Call{Op: "undo", Action: a, Before: before}, target)
 	if d.FailUndo != nil {
 		if err := d.FailUndo(a); err != nil {
 			return err
@@ -101,14 +126,14 @@ func (d *Driver) Calls() []Call {
 	return append([]Call(nil), d.calls...)
 }
 
-func (d *Driver) record(ctx context.Context, c Call) {
+func (d *Driver) record(ctx context.Context, c Call, target string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.calls = append(d.calls, c)
 	if d.Journal != nil {
 		id, idx, _ := recovery.ExecutionOf(ctx)
 		line, _ := json.Marshal(map[string]any{"op": c.Op, "execution": id, "action": idx,
-			"type": c.Action.Type, "target": c.Action.TargetKey()})
+			"type": c.Action.Type, "target": target})
 		_, _ = d.Journal.Write(append(line, '\n'))
 		if f, ok := d.Journal.(interface{ Sync() error }); ok {
 			_ = f.Sync()

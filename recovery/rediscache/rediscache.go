@@ -21,7 +21,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/redis/go-redis/v9"
 
@@ -128,6 +127,19 @@ type Cleared struct {
 }
 
 const cannotUndo = "a cache clear cannot be undone: the cache refills on demand"
+
+// Check validates a by the rules Apply acts by and returns what it touches,
+// "cache/<pattern>". It needs no Redis.
+func Check(a runbooks.Action) (string, error) {
+	pattern, _, err := parse(a)
+	if err != nil {
+		return "", err
+	}
+	return "cache/" + pattern, nil
+}
+
+// Check implements recovery.Checker (see the package function Check).
+func (d *Driver) Check(a runbooks.Action) (string, error) { return Check(a) }
 
 // Describe says what Apply would do. It calls nothing.
 func (d *Driver) Describe(a runbooks.Action) string {
@@ -274,9 +286,10 @@ func passed(ctx context.Context) bool {
 	return ok && !time.Now().Before(dl)
 }
 
-// parse reads and checks the action. The runbooks package validated the
-// rendered pattern already; this is the last line before Redis (defence in
-// depth against a template like "{{route}}:*" rendered from an empty or "*" value).
+// parse reads and checks the action: the one set of rules for CACHE_CLEAR,
+// applied at start-up to literal patterns and at plan time to rendered ones
+// (Check), and again before Redis (Apply). A template like "{{route}}:*"
+// rendered from an empty or "*" value is refused here.
 func parse(a runbooks.Action) (pattern string, graceful bool, err error) {
 	if a.Type != runbooks.CacheClear {
 		return "", false, fmt.Errorf("action type %s: this driver does %s", a.Type, runbooks.CacheClear)
@@ -303,7 +316,8 @@ func parse(a runbooks.Action) (pattern string, graceful bool, err error) {
 // CheckPattern refuses a pattern that could clear more than one prefix's keys:
 // an empty one, or one whose literal part before the first glob character
 // (* ? [ or the escape \) holds no letter or digit — "*", "*:*", ":*", "?x*".
-// It also refuses control characters and patterns over 512 bytes.
+// It also refuses anything but printable ASCII without spaces, and patterns
+// over 512 bytes.
 func CheckPattern(p string) error {
 	if p == "" {
 		return errors.New("empty pattern")
@@ -311,16 +325,16 @@ func CheckPattern(p string) error {
 	if len(p) > maxPattern {
 		return fmt.Errorf("pattern is %d bytes, more than %d", len(p), maxPattern)
 	}
-	for _, r := range p {
-		if unicode.IsControl(r) {
-			return fmt.Errorf("pattern %q holds a control character", p)
+	for i := 0; i < len(p); i++ {
+		if p[i] < 0x21 || p[i] > 0x7e {
+			return fmt.Errorf("pattern %q must be printable ASCII without spaces (look-alike letters are refused)", p)
 		}
 	}
 	prefix := p
 	if i := strings.IndexAny(p, `*?[\`); i >= 0 {
 		prefix = p[:i]
 	}
-	if !strings.ContainsFunc(prefix, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) {
+	if !strings.ContainsFunc(prefix, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' }) {
 		return fmt.Errorf("pattern %q has no literal prefix before its first wildcard: it would match keys of every prefix", p)
 	}
 	return nil
