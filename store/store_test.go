@@ -1015,7 +1015,9 @@ func TestOpenLocked(t *testing.T) {
 	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), path+" is locked by another process") {
 		t.Errorf("got %v, want %q", err, "store: "+path+" is locked by another process")
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	// The lock timeout is about 1s; the bound only tells "Open gave up" from
+	// "Open waited for the lock forever", which a loaded machine always meets.
+	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("took %v, want about 1s", d)
 	}
 }
