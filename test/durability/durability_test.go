@@ -104,8 +104,9 @@ func events(nonce string, n int) (ids []string, bodies [][]byte) {
 }
 
 // TestAcknowledgedEventsAreSyncedFirst posts events from several clients at
-// once (so the group commit batches them) to the real binary under strace and
-// checks every 2xx against the trace.
+// once (so the group commit batches them), then Alertmanager webhooks (firing
+// and resolved), to the real binary under strace and checks every
+// acknowledged event against the trace.
 func TestAcknowledgedEventsAreSyncedFirst(t *testing.T) {
 	straceBin := requireStrace(t)
 	bin := build(t)
@@ -179,6 +180,25 @@ func TestAcknowledgedEventsAreSyncedFirst(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	// The Alertmanager webhook acknowledges with 200: one payload that fires
+	// two alerts, then one that resolves the first (a resolved alert is
+	// recorded too). Their event ids are in the answer.
+	fp := fmt.Sprintf("%x", time.Now().UnixNano())
+	for _, payload := range []string{
+		`{"version":"4","status":"firing","alerts":[` +
+			`{"status":"firing","labels":{"event_type":"CAPACITY_WARNING","severity":"warning","deployment":"am-a"},"annotations":{"summary":"memory","resourceType":"MEMORY","utilization":"95"},"startsAt":"2026-12-03T08:00:00Z","fingerprint":"a` + fp + `"},` +
+			`{"status":"firing","labels":{"event_type":"ERROR_RATE_SPIKE","severity":"warning","route":"/api/am"},"annotations":{"errorCategory":"5xx"},"startsAt":"2026-12-03T08:00:00Z","fingerprint":"b` + fp + `"}]}`,
+		`{"version":"4","status":"resolved","alerts":[` +
+			`{"status":"resolved","labels":{"event_type":"CAPACITY_WARNING","severity":"warning","deployment":"am-a"},"annotations":{},"startsAt":"2026-12-03T08:00:00Z","fingerprint":"a` + fp + `"}]}`,
+	} {
+		got, err := postAlertmanager(client, addr, payload)
+		if err != nil {
+			t.Errorf("alertmanager webhook: %v", err)
+		}
+		for _, id := range got {
+			ids, acked = append(ids, id), append(acked, true)
+		}
+	}
 	stop()
 
 	f, err := os.Open(tracePath)
@@ -206,6 +226,34 @@ func TestAcknowledgedEventsAreSyncedFirst(t *testing.T) {
 	if !t.Failed() {
 		t.Logf("%d acknowledged events: each was written, committed (meta page) and synced before its reply", n)
 	}
+}
+
+// postAlertmanager posts a webhook payload and returns the event ids its 200
+// answer names.
+func postAlertmanager(client *http.Client, addr, payload string) ([]string, error) {
+	resp, err := client.Post("http://"+addr+"/v1/alertmanager", "application/json", strings.NewReader(payload))
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var ans struct {
+		Results []struct {
+			EventID string `json:"event_id"`
+			Error   string `json:"error"`
+		} `json:"results"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal(b, &ans) != nil || len(ans.Results) == 0 {
+		return nil, fmt.Errorf("status %d %s, want 200 with results", resp.StatusCode, b)
+	}
+	var ids []string
+	for _, r := range ans.Results {
+		if r.EventID == "" || r.Error != "" {
+			return ids, fmt.Errorf("result %+v: want an accepted event", r)
+		}
+		ids = append(ids, r.EventID)
+	}
+	return ids, nil
 }
 
 func waitReady(t *testing.T, addr string, exited <-chan error, logPath string) {
