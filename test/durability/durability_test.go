@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -69,16 +68,6 @@ func build(t *testing.T) string {
 	return bin
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // events are the reference playbook's six kinds with distinct targets, so each
 // one makes a new plan (full mode: some wait for approval, some run the log driver).
 func events(nonce string, n int) (ids []string, bodies [][]byte) {
@@ -113,22 +102,27 @@ func TestAcknowledgedEventsAreSyncedFirst(t *testing.T) {
 	dir := t.TempDir()
 	dbPath := filepath.Join(dir, "recoverbot.db")
 	tracePath := filepath.Join(dir, "trace.txt")
-	addr := freeAddr(t)
-
-	logf, err := os.Create(filepath.Join(dir, "bot.log"))
+	logPath := filepath.Join(dir, "bot.log")
+	logf, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logf.Close()
+	out, err := watchOutput(logf)
+	if err != nil {
+		t.Fatal(err)
+	}
 	// -s: whole buffers, so the event ids in the pages and replies can be found.
 	cmd := exec.Command(straceBin, "-f", "-qq", "-s", "1048576",
 		"-e", "trace=openat,pwrite64,write,fdatasync,fsync", "-o", tracePath, "--", bin, "serve")
-	cmd.Env = append(environ(), "RECOVERBOT_LISTEN="+addr, "RECOVERBOT_DATA="+dbPath,
-		"RECOVERBOT_MODE=full", "RECOVERBOT_DRIVERS=log")
-	cmd.Stdout, cmd.Stderr = logf, logf
+	// Port 0: the bot picks a free one and logs it ("recoverbot listening").
+	cmd.Env = append(environ(), "RECOVERBOT_LISTEN=127.0.0.1:0", "RECOVERBOT_DATA="+dbPath,
+		"RECOVERBOT_MODE=full", "RECOVERBOT_DRIVERS=log", "RECOVERBOT_LOG_FORMAT=json")
+	cmd.Stdout, cmd.Stderr = out.w, out.w
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	out.w.Close() // the child has its copy; EOF when it exits
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	stopped := false
@@ -144,7 +138,7 @@ func TestAcknowledgedEventsAreSyncedFirst(t *testing.T) {
 		select {
 		case err := <-exited:
 			if err != nil {
-				t.Errorf("strace/recoverbot exited with %v; log:\n%s", err, readFile(logf.Name()))
+				t.Errorf("strace/recoverbot exited with %v; log:\n%s", err, readFile(logPath))
 			}
 		case <-time.After(2 * time.Minute):
 			_ = cmd.Process.Kill()
@@ -152,7 +146,14 @@ func TestAcknowledgedEventsAreSyncedFirst(t *testing.T) {
 		}
 	}
 	defer stop()
-	waitReady(t, addr, exited, logf.Name())
+	var addr string
+	select {
+	case addr = <-out.listening:
+	case err := <-exited:
+		t.Fatalf("recoverbot exited before it listened (%v); log:\n%s", err, readFile(logPath))
+	case <-time.After(2 * time.Minute):
+		t.Fatalf("recoverbot did not log \"recoverbot listening\" within 2 minutes; log:\n%s", readFile(logPath))
+	}
 
 	ids, bodies := events(strconv.FormatInt(time.Now().UnixNano(), 36), 48)
 	client := &http.Client{Timeout: time.Minute}
@@ -256,27 +257,36 @@ func postAlertmanager(client *http.Client, addr, payload string) ([]string, erro
 	return ids, nil
 }
 
-func waitReady(t *testing.T, addr string, exited <-chan error, logPath string) {
-	t.Helper()
-	hc := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		select {
-		case err := <-exited:
-			t.Fatalf("recoverbot exited before it was ready (%v); log:\n%s", err, readFile(logPath))
-		default:
-		}
-		if resp, err := hc.Get("http://" + addr + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
+// output copies the bot's log to a file and reports the address of its
+// "recoverbot listening" line: readiness from the bot's own word, not polling.
+type output struct {
+	w         *os.File
+	listening chan string
+}
+
+func watchOutput(log io.Writer) (*output, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	o := &output{w: w, listening: make(chan string, 1)}
+	go func() {
+		defer r.Close()
+		sc := bufio.NewScanner(r)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Bytes()
+			_, _ = log.Write(append(line, '\n'))
+			var l struct{ Msg, Addr string }
+			if json.Unmarshal(line, &l) == nil && l.Msg == "recoverbot listening" && l.Addr != "" {
+				select {
+				case o.listening <- l.Addr:
+				default:
+				}
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("/readyz did not answer 200 within 2 minutes; log:\n%s", readFile(logPath))
-		}
-		time.Sleep(20 * time.Millisecond) // polling a process we do not control
-	}
+	}()
+	return o, nil
 }
 
 // environ is the test's environment without RECOVERBOT_* and SLACK_* (offline,
