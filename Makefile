@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        ?= ./...
 
-.PHONY: run build test test-long test-k8s lint bench clean
+.PHONY: run build test test-long test-k8s lint bench bench-decide clean
 
 # Offline, dry-run, embedded runbooks, bbolt under ./data, listening on 127.0.0.1:8080.
 run:
@@ -39,9 +39,20 @@ lint:
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
 
-# Go benchmarks; figures go in the issue notes.
+# Go benchmarks; the README's figures come from these (Benchmarks section).
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+
+# BenchmarkDecide per core (-cpu 1: GOMAXPROCS=1) and on every core, beside the
+# reference engine, which runs on one core: with REFERENCE set to its directory
+# (make bench-decide REFERENCE=../shared/reference/engine-bench) `node bench.js`
+# runs right before and after, so the two are compared side by side.
+REFERENCE ?=
+bench-decide:
+	@if [ -n "$(REFERENCE)" ]; then (cd "$(REFERENCE)" && node bench.js 1000000); fi
+	GOMAXPROCS=1 $(GO) test -run '^$$' -bench '^BenchmarkDecide$$' -benchmem -count=3 -cpu 1 ./bot/
+	@if [ -n "$(REFERENCE)" ]; then (cd "$(REFERENCE)" && node bench.js 1000000); fi
+	$(GO) test -run '^$$' -bench '^BenchmarkDecide$$' -benchmem -count=3 -cpu $$(nproc) ./bot/
 
 clean:
 	rm -rf bin data

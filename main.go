@@ -46,7 +46,8 @@ Commands after "settings" talk to a running bot's admin API (RECOVERBOT_ADMIN_UR
 default http://<listen>; RECOVERBOT_ADMIN_TOKEN).
 `
 
-// run is the whole program; main only wires the process to it.
+// run is the whole program; main only wires the process to it. It parses the
+// command line and hands over to serve, validate, settings or the admin CLI.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
@@ -56,18 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", getenv("RECOVERBOT_CONFIG"), "config file (YAML)")
-	var state, runbook, since *string
-	var limit *int
-	switch cmd {
-	case "executions":
-		state = fs.String("state", "", "only executions in this state")
-		runbook = fs.String("runbook", "", "only executions of this runbook")
-		limit = fs.Int("limit", 50, "at most this many")
-	case "audit":
-		since = fs.String("since", "24h", "records since a duration ago or an RFC 3339 time")
-	case "stats":
-		since = fs.String("window", "24h", "the window before now")
-	}
+	f := adminFlags(cmd, fs)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -83,30 +73,75 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	if cmd == "serve" {
-		bot.TuneGC(getenv)
-		log := bot.NewLogger(cfg.LogFormat, stderr)
-		if err := bot.Serve(ctx, cfg, bot.Options{Getenv: getenv, Log: log}); err != nil {
-			log.Error("recoverbot stopped", "err", err)
-			return 1
-		}
-		return 0
-	}
-	if cmd == "settings" {
+	switch cmd {
+	case "serve":
+		return serve(ctx, cfg, getenv, stderr)
+	case "settings":
 		for _, s := range bot.Settings() {
 			fmt.Fprintf(stdout, "%-26s %-40s %-22s %s\n", s[0], s[1], s[2], s[3])
 		}
 		return 0
 	}
+	return admin(ctx, cfg, cmd, fs, f, stdout, stderr)
+}
 
+// serve runs the bot until ctx ends (SIGINT, SIGTERM); bot.Serve owns the
+// start-up and the teardown.
+func serve(ctx context.Context, cfg bot.Config, getenv func(string) string, stderr io.Writer) int {
+	bot.TuneGC(getenv)
+	log := bot.NewLogger(cfg.LogFormat, stderr)
+	if err := bot.Serve(ctx, cfg, bot.Options{Getenv: getenv, Log: log}); err != nil {
+		log.Error("recoverbot stopped", "err", err)
+		return 1
+	}
+	return 0
+}
+
+// flags are the admin commands' own flags (nil when the command has none).
+type flags struct {
+	state, runbook, since *string
+	limit                 *int
+}
+
+func adminFlags(cmd string, fs *flag.FlagSet) flags {
+	var f flags
+	switch cmd {
+	case "executions":
+		f.state = fs.String("state", "", "only executions in this state")
+		f.runbook = fs.String("runbook", "", "only executions of this runbook")
+		f.limit = fs.Int("limit", 50, "at most this many")
+	case "audit":
+		f.since = fs.String("since", "24h", "records since a duration ago or an RFC 3339 time")
+	case "stats":
+		f.since = fs.String("window", "24h", "the window before now")
+	}
+	return f
+}
+
+// admin runs one admin CLI command against a running bot's admin API and
+// prints the answer.
+func admin(ctx context.Context, cfg bot.Config, cmd string, fs *flag.FlagSet, f flags, stdout, stderr io.Writer) int {
+	method, path, q, body, code := adminRequest(cmd, fs, f, stderr)
+	if code != 0 {
+		return code
+	}
 	who := "unknown"
 	if u, err := user.Current(); err == nil {
 		who = u.Username
 	}
-	c := bot.NewClient(cfg, who)
-	var path, method = "", "GET"
-	var body []byte
-	q := url.Values{}
+	resp, err := bot.NewClient(cfg, who).Do(ctx, method, path, q, body)
+	if err != nil {
+		fmt.Fprintf(stderr, "recoverbot %s: %v\n", cmd, err)
+		return 1
+	}
+	printAnswer(cmd, resp, stdout)
+	return 0
+}
+
+// adminRequest maps a command to its admin API call, or to an exit code (2)
+// after telling the user what is missing.
+func adminRequest(cmd string, fs *flag.FlagSet, f flags, stderr io.Writer) (method, path string, q url.Values, body []byte, code int) {
+	method, q = "GET", url.Values{}
 	id := fs.Arg(0)
 	needID := func() bool {
 		if id == "" {
@@ -118,72 +153,71 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "executions":
 		path = "/v1/executions"
-		if *state != "" {
-			q.Set("state", *state)
+		if *f.state != "" {
+			q.Set("state", *f.state)
 		}
-		if *runbook != "" {
-			q.Set("runbook", *runbook)
+		if *f.runbook != "" {
+			q.Set("runbook", *f.runbook)
 		}
-		q.Set("limit", fmt.Sprint(*limit))
+		q.Set("limit", fmt.Sprint(*f.limit))
 	case "show":
 		if !needID() {
-			return 2
+			return "", "", nil, nil, 2
 		}
 		path = "/v1/executions/" + url.PathEscape(id)
 	case "event":
 		if !needID() {
-			return 2
+			return "", "", nil, nil, 2
 		}
 		path = "/v1/events/" + url.PathEscape(id)
 	case "approve", "reject", "rollback", "false":
 		if !needID() {
-			return 2
+			return "", "", nil, nil, 2
 		}
 		method, path = "POST", "/v1/executions/"+url.PathEscape(id)+"/"+cmd
 	case "stats":
 		path = "/v1/stats"
-		q.Set("window", *since)
+		q.Set("window", *f.since)
 	case "ask":
 		if fs.NArg() == 0 {
 			fmt.Fprintln(stderr, "recoverbot ask: a question is required")
-			return 2
+			return "", "", nil, nil, 2
 		}
 		method, path = "POST", "/v1/ask"
-		b, _ := json.Marshal(map[string]string{"question": strings.Join(fs.Args(), " ")})
-		body = b
+		body, _ = json.Marshal(map[string]string{"question": strings.Join(fs.Args(), " ")})
 	case "pause", "resume":
 		method, path = "POST", "/v1/"+cmd
 	case "audit":
 		path = "/v1/audit"
-		q.Set("since", *since)
+		q.Set("since", *f.since)
 	default:
 		fmt.Fprintf(stderr, "recoverbot: unknown command %q\n\n%s", cmd, usage)
-		return 2
+		return "", "", nil, nil, 2
 	}
-	resp, err := c.Do(ctx, method, path, q, body)
-	if err != nil {
-		fmt.Fprintf(stderr, "recoverbot %s: %v\n", cmd, err)
-		return 1
-	}
+	return method, path, q, body, 0
+}
+
+// printAnswer prints an admin API answer: the audit as the JSON lines it is,
+// stats as their text, any other JSON indented, anything else as it came.
+func printAnswer(cmd string, resp []byte, stdout io.Writer) {
 	if cmd == "audit" {
 		_, _ = stdout.Write(resp) // already JSON lines
-		return 0
+		return
 	}
 	if cmd == "stats" {
 		var v struct{ Text string }
 		if json.Unmarshal(resp, &v) == nil {
 			fmt.Fprint(stdout, v.Text)
-			return 0
+			return
 		}
 	}
 	var v any
 	if json.Unmarshal(resp, &v) == nil {
 		out, _ := json.MarshalIndent(v, "", "  ")
 		fmt.Fprintln(stdout, string(out))
-		return 0
+		return
 	}
 	_, _ = stdout.Write(resp)
-	return 0
 }
 
 // validate prints every runbook error at once (file:line: path: message) and

@@ -57,113 +57,89 @@ func LoadRunbooks(dir string) (*runbooks.Set, error) {
 	return runbooks.Load(dir)
 }
 
-// Serve runs the bot until ctx ends, then shuts down in reverse order: stop the
-// intake, let running executions settle (ShutdownGrace), stop delivery, close
-// bbolt.
-func Serve(ctx context.Context, cfg Config, o Options) error {
+// Serve runs the bot until ctx ends, then shuts down in reverse order of
+// start-up: stop the intake, stop the Slack listener, let running executions
+// settle (ShutdownGrace), stop delivery, close the drivers and bbolt. Each
+// component registers its stop as soon as it has started (lifecycle), so an
+// error part-way through start-up tears down exactly what was built.
+func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	log := o.Log
 	books, err := LoadRunbooks(cfg.Runbooks)
 	if err != nil {
 		return fmt.Errorf("runbooks: refusing to start:\n%w", err)
 	}
+	lc := &lifecycle{}
+	defer func() {
+		shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
+		defer cancel()
+		err = errors.Join(err, lc.stop(shutCtx))
+	}()
+
 	db, err := store.Open(cfg.Data)
 	if err != nil {
 		return err
 	}
-	defer db.Close()
-
+	lc.onStop("store", func(context.Context) error { return db.Close() })
 	drivers := o.Drivers
 	if drivers == nil {
 		d, closeDrivers, err := buildDrivers(cfg, books, o.Getenv, log)
-		defer closeDrivers()
+		lc.onStop("drivers", func(context.Context) error { closeDrivers(); return nil })
 		if err != nil {
 			return err
 		}
 		drivers = d
 	}
-	ecfg := cfg.Engine()
-	ecfg.Log, ecfg.Clock = log, o.Clock
-	if cfg.PrometheusURL != "" {
-		pc, err := promcheck.New(cfg.PrometheusURL, nil)
-		if err != nil {
-			return err
-		}
-		if err := checkVerifyQueries(ctx, books, pc.Validate, log); err != nil {
-			return fmt.Errorf("runbooks: refusing to start:\n%w", err)
-		}
-		ecfg.Verifier = pc
-	}
-	if cfg.SignalWebhook != "" {
-		ecfg.OnRecovery = signalWebhook(cfg.SignalWebhook, log)
-	}
-	advisor, endpoint, err := cfg.Advisor(o.Getenv)
+	metrics := NewMetrics(outboxDepth(db))
+	ecfg, err := engineConfig(ctx, cfg, books, o, metrics)
 	if err != nil {
 		return err
 	}
-	if advisor != nil {
-		ecfg.Advisor = advisor
-		log.Info("AI planning on: events no runbook matches and /recover ask get a Claude proposal, validated strictly; every AI plan waits for approval",
-			"model", cfg.AIModel, "timeout", cfg.AITimeout, "endpoint", endpoint)
-	} else {
-		log.Info("AI planning off: ANTHROPIC_API_KEY is not set")
-	}
-	metrics := NewMetrics(outboxDepth(db))
-	ecfg.Observer = metrics
 	eng := recovery.New(ecfg, db, books, drivers)
+	// Delivery stops after the engine, so the notifications of the executions
+	// that settle during shutdown still go out: its stop is pushed before the
+	// engine's, although it starts once the notifier exists.
+	var delivery background
+	lc.onStop("delivery", delivery.stop)
 	if err := eng.Start(ctx); err != nil {
 		return fmt.Errorf("engine start: %w", err)
 	}
-
-	getenv := o.Getenv
-	var notifier recovery.Notifier = recovery.LogNotifier{Log: log}
-	var sl *Slack
-	if getenv("SLACK_BOT_TOKEN") == "" || getenv("SLACK_APP_TOKEN") == "" {
-		log.Info("offline mode: SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not both set; notifications go to this log, drive the bot with the recoverbot CLI",
-			"mode", cfg.Mode, "runbooks", len(books.All()))
-	} else {
-		so := cfg.SlackOptions(getenv, log)
-		so.OnAPIError = metrics.SlackError
-		if sl, err = NewSlack(ctx, so, eng); err != nil {
-			_ = eng.Close(ctx)
-			return err
+	lc.onStop("engine", func(ctx context.Context) error {
+		if e := eng.Close(ctx); e != nil {
+			log.Warn("executions still running at shutdown: they will be INTERRUPTED at the next start", "err", e)
 		}
-		notifier = sl
-		log.Info("slack mode: socket mode, incident channel "+cfg.SlackChannel, "mode", cfg.Mode, "runbooks", len(books.All()))
+		return nil
+	})
+
+	notifier, sl, err := startNotifier(ctx, cfg, o, eng, metrics, lc)
+	if err != nil {
+		return err
 	}
-	courierCtx, stopCourier := context.WithCancel(context.Background())
-	courierDone := make(chan struct{})
-	go func() {
-		defer close(courierDone)
-		(&recovery.Courier{Store: db, Notifier: notifier, Wake: eng.Wake(), Log: log}).Run(courierCtx)
-	}()
-	// The Slack listener runs on its own context: it stops after the intake,
-	// before the engine, so no click lands on a closing engine.
-	slackCtx, stopSlack := context.WithCancel(context.Background())
-	defer stopSlack()
+	delivery.start((&recovery.Courier{Store: db, Notifier: notifier, Wake: eng.Wake(), Log: log}).Run)
 	slackErr := make(chan error, 1)
 	if sl != nil {
-		go func() {
-			err := sl.Run(slackCtx)
-			if err == nil && slackCtx.Err() == nil {
-				err = errors.New("slack listener stopped")
-			}
-			slackErr <- err
-		}()
+		// The Slack listener runs on its own context (see startNotifier): it
+		// stops after the intake, before the engine, so no click lands on a
+		// closing engine.
+		go func() { slackErr <- sl.run() }()
 	}
 
 	api := &API{Engine: eng, IntakeToken: cfg.IntakeToken, AdminToken: cfg.AdminToken,
 		AlertmanagerConfidence: cfg.AlertmanagerConfidence, Log: log.With("component", "http"), Metrics: metrics}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
-		stopCourier()
-		<-courierDone
-		_ = eng.Close(ctx)
 		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
 	}
 	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
+	// Stopped first: nothing new is accepted while the rest settles.
+	lc.onStop("http", func(ctx context.Context) error {
+		if e := srv.Shutdown(ctx); e != nil {
+			log.Warn("http shutdown", "err", e)
+		}
+		return nil
+	})
 	api.SetReady(true)
 	log.Info("recoverbot listening", "addr", ln.Addr().String(), "mode", cfg.Mode, "data", cfg.Data)
 	if o.Ready != nil {
@@ -177,25 +153,85 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 	}
 	log.Info("shutting down")
 	api.SetReady(false)
-	shutCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownGrace)
-	defer cancel()
-	// Stop the intake first: nothing new is accepted while work settles.
-	if e := srv.Shutdown(shutCtx); e != nil {
-		log.Warn("http shutdown", "err", e)
-	}
-	if sl != nil {
-		stopSlack()
-		if e := sl.Wait(shutCtx); e != nil {
-			log.Warn("slack shutdown", "err", e)
-		}
-	}
-	if e := eng.Close(shutCtx); e != nil {
-		log.Warn("executions still running at shutdown: they will be INTERRUPTED at the next start", "err", e)
-	}
-	stopCourier()
-	<-courierDone
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// engineConfig is the engine's configuration: the config file's settings plus
+// the clock, the verifier (checked against Prometheus before anything starts),
+// the recovery webhook, the AI advisor and the metrics observer.
+func engineConfig(ctx context.Context, cfg Config, books *runbooks.Set, o Options, metrics *Metrics) (recovery.Config, error) {
+	log := o.Log
+	ecfg := cfg.Engine()
+	ecfg.Log, ecfg.Clock, ecfg.Observer = log, o.Clock, metrics
+	if cfg.PrometheusURL != "" {
+		pc, err := promcheck.New(cfg.PrometheusURL, nil)
+		if err != nil {
+			return ecfg, err
+		}
+		if err := checkVerifyQueries(ctx, books, pc.Validate, log); err != nil {
+			return ecfg, fmt.Errorf("runbooks: refusing to start:\n%w", err)
+		}
+		ecfg.Verifier = pc
+	}
+	if cfg.SignalWebhook != "" {
+		ecfg.OnRecovery = signalWebhook(cfg.SignalWebhook, log)
+	}
+	advisor, endpoint, err := cfg.Advisor(o.Getenv)
+	if err != nil {
+		return ecfg, err
+	}
+	if advisor != nil {
+		ecfg.Advisor = advisor
+		log.Info("AI planning on: events no runbook matches and /recover ask get a Claude proposal, validated strictly; every AI plan waits for approval",
+			"model", cfg.AIModel, "timeout", cfg.AITimeout, "endpoint", endpoint)
+	} else {
+		log.Info("AI planning off: ANTHROPIC_API_KEY is not set")
+	}
+	return ecfg, nil
+}
+
+// slackListener is the Slack connection and the context its listener runs on.
+type slackListener struct {
+	sl  *Slack
+	ctx context.Context
+}
+
+// run listens until the listener's context ends; stopping before that is an error.
+func (l *slackListener) run() error {
+	err := l.sl.Run(l.ctx)
+	if err == nil && l.ctx.Err() == nil {
+		err = errors.New("slack listener stopped")
+	}
+	return err
+}
+
+// startNotifier returns where notifications go: this log (offline) or Slack,
+// whose stop it registers (the listener's context is cancelled, then the
+// commands and clicks being handled finish within the shutdown grace).
+func startNotifier(ctx context.Context, cfg Config, o Options, eng *recovery.Engine, metrics *Metrics, lc *lifecycle) (recovery.Notifier, *slackListener, error) {
+	log, getenv := o.Log, o.Getenv
+	if getenv("SLACK_BOT_TOKEN") == "" || getenv("SLACK_APP_TOKEN") == "" {
+		log.Info("offline mode: SLACK_BOT_TOKEN and SLACK_APP_TOKEN are not both set; notifications go to this log, drive the bot with the recoverbot CLI",
+			"mode", cfg.Mode, "runbooks", len(eng.Runbooks().All()))
+		return recovery.LogNotifier{Log: log}, nil, nil
+	}
+	so := cfg.SlackOptions(getenv, log)
+	so.OnAPIError = metrics.SlackError
+	sl, err := NewSlack(ctx, so, eng)
+	if err != nil {
+		return nil, nil, err
+	}
+	slackCtx, stopSlack := context.WithCancel(context.Background())
+	lc.onStop("slack", func(ctx context.Context) error {
+		stopSlack()
+		if e := sl.Wait(ctx); e != nil {
+			log.Warn("slack shutdown", "err", e)
+		}
+		return nil
+	})
+	log.Info("slack mode: socket mode, incident channel "+cfg.SlackChannel, "mode", cfg.Mode, "runbooks", len(eng.Runbooks().All()))
+	return sl, &slackListener{sl: sl, ctx: slackCtx}, nil
 }

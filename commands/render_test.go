@@ -65,38 +65,70 @@ func TestMessageGolden(t *testing.T) {
 		facts Facts
 		pause bool
 		desc  []string
+		// mustSee are lines a person must read in the message (visible text:
+		// headers, sections, buttons, context), besides the golden file;
+		// mustNotSee must not be there.
+		mustSee, mustNotSee []string
 	}{
-		{"approval_pending", pendingRestart, Facts{}, false, nil},
-		{"approval_pending_paused", pendingRestart, Facts{}, true, nil},
+		{"approval_pending", pendingRestart, Facts{}, false, nil, []string{
+			"🤖 Auto-Recovery Approval Required",
+			"*Event:* CAPACITY_WARNING (WARNING)", "*Runbook:* restart-pod-memory-leak", "*Confidence:* 85%",
+			"*Problem:*\nMemory at 95% on api-gateway pods: leak suspected (heap &gt; 1.8 GiB &amp; growing)",
+			"*Planned Actions:*", "_(risk: high)_", "restart deployment api-gateway (rolling, graceful drain 30s)",
+			"*Rollback Plan:* Available ✅",
+			"*Why approval is needed:*\n• runbook restart-pod-memory-leak requires approval; action 1 (RESTART_POD) is never run without approval",
+			"✅ Approve & Execute", "❌ Reject", "🔍 View Details",
+			"⏰ This request times out at <!date^1795781340^{time}|12:09 UTC> (5 minutes after it was made): after that, nothing runs.",
+		}, []string{"paused", "↩️ Roll back", "Mark as false action"}},
+		{"approval_pending_paused", pendingRestart, Facts{}, true, nil, []string{
+			"🤖 Auto-Recovery Approval Required", "✅ Approve & Execute", "❌ Reject",
+			"⏸️ recoverbot is paused: no new plan is made until someone runs `/recover resume`.",
+		}, nil},
 		{"approved_executing", func() *recovery.Execution {
 			x := pendingRestart()
 			x.State, x.ApprovedBy = recovery.Executing, "slack:U0APPROVER"
 			x.Steps = []recovery.Step{{Action: 0, Type: "RESTART_POD", Phase: "apply", StartedAt: approvedAt}}
 			return x
-		}, Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: approvedAt, LastTo: recovery.Executing}, false, nil},
+		}, Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: approvedAt, LastTo: recovery.Executing}, false, nil, []string{
+			"⚙️ Auto-Recovery Executing", "*Actions:*", "*Why approval was needed:*",
+			"*Status:* ✅ Approved by <@U0APPROVER> at <!date^1795781130^{time}|12:05 UTC> · ▶️ executing: progress in the thread",
+		}, []string{"Approve & Execute", "❌ Reject", "↩️ Roll back"}},
 		{"succeeded_rollback_button", func() *recovery.Execution {
 			x := pendingRestart()
 			x.State, x.ApprovedBy = recovery.Succeeded, "slack:U0APPROVER"
 			x.Steps = []recovery.Step{{Action: 0, Type: "RESTART_POD", Phase: "apply", Before: json.RawMessage(`{"replicas":3}`),
 				StartedAt: approvedAt, EndedAt: approvedAt.Add(time.Minute)}}
 			return x
-		}, Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: approvedAt.Add(time.Minute), LastTo: recovery.Succeeded}, false, nil},
+		}, Facts{ApprovedAt: approvedAt, LastBy: "recoverbot", LastAt: approvedAt.Add(time.Minute), LastTo: recovery.Succeeded}, false, nil, []string{
+			"✅ Auto-Recovery Succeeded",
+			"✅ Approved by <@U0APPROVER> at <!date^1795781130^{time}|12:05 UTC> · ✅ Recovery succeeded at <!date^1795781190^{time}|12:06 UTC>",
+			"↩️ Roll back", "🏷️ Mark as false action", "🔍 View Details",
+		}, []string{"Approve & Execute", "❌ Reject"}},
 		{"rejected", func() *recovery.Execution {
 			x := pendingRestart()
 			x.State = recovery.Rejected
 			return x
-		}, Facts{LastBy: "slack:U0APPROVER", LastAt: approvedAt, LastTo: recovery.Rejected, LastReason: "rejected by slack:U0APPROVER"}, false, nil},
+		}, Facts{LastBy: "slack:U0APPROVER", LastAt: approvedAt, LastTo: recovery.Rejected, LastReason: "rejected by slack:U0APPROVER"}, false, nil, []string{
+			"❌ Auto-Recovery Rejected", "*Actions (not executed):*",
+			"*Status:* ❌ Rejected by <@U0APPROVER> at <!date^1795781130^{time}|12:05 UTC>: not executed",
+		}, []string{"Approve & Execute", "↩️ Roll back", "Mark as false action"}},
 		{"expired", func() *recovery.Execution {
 			x := pendingRestart()
 			x.State = recovery.Expired
 			return x
-		}, Facts{LastBy: "recoverbot", LastAt: t0.Add(5 * time.Minute), LastTo: recovery.Expired, LastReason: "approval deadline passed"}, false, nil},
+		}, Facts{LastBy: "recoverbot", LastAt: t0.Add(5 * time.Minute), LastTo: recovery.Expired, LastReason: "approval deadline passed"}, false, nil, []string{
+			"⏰ Approval timed out — not executed", "*Actions (not executed):*", "*Status:* ⏰ Approval timed out — not executed",
+		}, []string{"Approve & Execute", "❌ Reject", "↩️ Roll back"}},
 		{"dry_run", func() *recovery.Execution {
 			x := pendingRestart()
 			x.State, x.Decision, x.Deadline = recovery.DryRun, recovery.DecideDryRun, time.Time{}
 			x.Reasons = []string{"mode dry-run: nothing is executed", "would need approval: runbook restart-pod-memory-leak requires approval"}
 			return x
-		}, Facts{}, false, nil},
+		}, Facts{}, false, nil, []string{
+			"🧪 Auto-Recovery Dry Run", "*Would do:*", "restart deployment api-gateway (rolling, graceful drain 30s)",
+			"*Why it was not executed:*\n• mode dry-run: nothing is executed\n• would need approval: runbook restart-pod-memory-leak requires approval",
+			"*Status:* 🧪 Dry run: nothing was executed; this is what would have happened",
+		}, []string{"Approve & Execute", "↩️ Roll back", "Mark as false action"}},
 		{"auto_succeeded", func() *recovery.Execution {
 			x := pendingRestart()
 			x.Runbook, x.State, x.Decision, x.Deadline = "clear-cache-on-stale-data", recovery.Succeeded, recovery.DecideAuto, time.Time{}
@@ -107,7 +139,14 @@ func TestMessageGolden(t *testing.T) {
 			x.Steps = []recovery.Step{{Action: 0, Type: "CACHE_CLEAR", Phase: "apply", StartedAt: t0, EndedAt: t0.Add(time.Second)}}
 			return x
 		}, Facts{LastBy: "recoverbot", LastAt: t0.Add(time.Second), LastTo: recovery.Succeeded}, false,
-			[]string{"clear keys matching /api/users:* (graceful: expire, no blocking delete)"}},
+			[]string{"clear keys matching /api/users:* (graceful: expire, no blocking delete)"}, []string{
+				"✅ Auto-Recovery Succeeded", "*Runbook:* clear-cache-on-stale-data",
+				"clear keys matching /api/users:* (graceful: expire, no blocking delete)",
+				"*Rollback Plan:* None ⚠️ (nothing this plan does can be restored)",
+				"*Guardrails:*\n• all guardrails passed: executing without approval",
+				"*Status:* ⚙️ Executed without approval: every guardrail passed · ✅ Recovery succeeded at <!date^1795781041^{time}|12:04 UTC>",
+				"🏷️ Mark as false action",
+			}, []string{"Approve & Execute", "↩️ Roll back", "Why approval"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -119,8 +158,58 @@ func TestMessageGolden(t *testing.T) {
 			text, blocks := Message(View{X: x, Describe: desc, Facts: c.facts, Paused: c.pause, Signer: sign})
 			checkLimits(t, blocks, MaxBlocks, true)
 			golden(t, c.name, map[string]any{"text": text, "blocks": blocks})
+			seen := visibleText(t, blocks)
+			for _, line := range c.mustSee {
+				if !strings.Contains(seen, line) {
+					t.Errorf("a person must see %q; the message shows:\n%s", line, seen)
+				}
+			}
+			for _, line := range c.mustNotSee {
+				if strings.Contains(seen, line) {
+					t.Errorf("the message shows %q, it must not:\n%s", line, seen)
+				}
+			}
 		})
 	}
+}
+
+// visibleText is what a person reads in blocks: every text object's text
+// (headers, sections, fields, buttons, context), one per line, in order.
+// Ids, values and URLs are left out.
+func visibleText(t *testing.T, v any) string {
+	t.Helper()
+	raw, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var x any
+	if err := json.Unmarshal(raw, &x); err != nil {
+		t.Fatal(err)
+	}
+	var b strings.Builder
+	var walk func(v any, key string)
+	walk = func(v any, key string) {
+		switch v := v.(type) {
+		case map[string]any:
+			// In the order Slack shows them.
+			for _, k := range []string{"title", "text", "fields", "elements", "accessory", "blocks", "close", "submit"} {
+				if x, ok := v[k]; ok {
+					walk(x, k)
+				}
+			}
+		case []any:
+			for _, x := range v {
+				walk(x, key)
+			}
+		case string:
+			if key == "text" {
+				b.WriteString(v)
+				b.WriteByte('\n')
+			}
+		}
+	}
+	walk(x, "")
+	return b.String()
 }
 
 // A plan far beyond Block Kit's limits is cut to fit, and says so.
@@ -145,6 +234,14 @@ func TestMessageLongPlanIsCut(t *testing.T) {
 		t.Errorf("buttons were cut: %s", all)
 	}
 	golden(t, "long_plan_cut", map[string]any{"blocks": blocks})
+	seen := visibleText(t, blocks)
+	for _, line := range []string{"🤖 Auto-Recovery Approval Required", "*Problem:*\nthe &lt;heap&gt; &amp; the stack grow;",
+		"restart deployment svc-00", "_…and 79 more action(s) not shown here: see *View Details* or `/recover status 01KB5Z8Q6M3V0R7T9W2X4Y6Z8A`._",
+		"✅ Approve & Execute", "❌ Reject", "🔍 View Details"} {
+		if !strings.Contains(seen, line) {
+			t.Errorf("a person must see %q; the message shows:\n%s", line, seen)
+		}
+	}
 
 	view := DetailsModal(x, desc, Facts{})
 	checkLimits(t, view.Blocks.BlockSet, MaxViewBlocks, false)
@@ -160,6 +257,18 @@ func TestDetailsModalGolden(t *testing.T) {
 		t.Errorf("modal title has %d characters, Slack allows 24", n)
 	}
 	golden(t, "details_modal", view)
+	seen := visibleText(t, view)
+	for _, line := range []string{"Recovery plan", "*State:* SUCCEEDED",
+		"*Status:* ✅ Approved by <@U0APPROVER> at <!date^1795781040^{time}|12:04 UTC> · ✅ Recovery succeeded at <!date^1795781100^{time}|12:05 UTC>",
+		"restart deployment api-gateway (rolling, graceful drain 30s)",
+		"*Rollback plan* (runs in this order; each undo restores what its driver observed before acting):",
+		"*Guardrail reasons:*\n• runbook restart-pod-memory-leak requires approval",
+		"\"summary\": \"Memory at 95% on api-gateway pods: leak suspected (heap &gt; 1.8 GiB &amp; growing)\"",
+		"*Steps so far:*\n✅ apply action 1 (RESTART_POD)", "runbook hash `4f1c2b9a7d3e`", "Close"} {
+		if !strings.Contains(seen, line) {
+			t.Errorf("a person must see %q; the modal shows:\n%s", line, seen)
+		}
+	}
 }
 
 // checkLimits applies Slack's Block Kit limits (the ones internal/slacktest

@@ -44,9 +44,12 @@ func BenchmarkAcceptParallel(b *testing.B) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
 }
 
-// BenchmarkAcceptLatency1k offers 1,000 Accepts/s, open loop (each starts on its
-// tick whether or not earlier ones returned), for at least 2 s, and reports the
-// latency percentiles. Target: p99 ≤ 25 ms.
+// BenchmarkAcceptLatency1k offers 1,000 Accepts/s open loop for at least 2 s:
+// Accept i is due at start + i ms whether or not earlier ones returned, and its
+// latency runs from when it was due, so a sender that falls behind counts
+// against the store. It reports p50, p99, max and the rate achieved (Accepts
+// returned per second from the first due time to the last return). Target: p99
+// ≤ 25 ms.
 func BenchmarkAcceptLatency1k(b *testing.B) {
 	const rate = 1000
 	db, _ := openDB(b)
@@ -54,24 +57,27 @@ func BenchmarkAcceptLatency1k(b *testing.B) {
 	n := max(b.N, 2*rate)
 	lat := make([]time.Duration, n)
 	var wg sync.WaitGroup
-	tick := time.NewTicker(time.Second / rate)
-	defer tick.Stop()
 	b.ResetTimer()
+	start := time.Now()
 	for i := range n {
-		<-tick.C
+		due := start.Add(time.Duration(i) * time.Second / rate)
+		if d := time.Until(due); d > 0 {
+			time.Sleep(d) // pacing the sender, not waiting for the store
+		}
 		wg.Go(func() {
-			start := time.Now()
 			if err := db.Accept(ctx, intake(uint64(i))); err != nil {
 				b.Error(err)
 			}
-			lat[i] = time.Since(start)
+			lat[i] = time.Since(due)
 		})
 	}
 	wg.Wait()
+	busy := time.Since(start)
 	b.StopTimer()
 	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(ms(lat[n/2]), "p50_ms")
 	b.ReportMetric(ms(lat[n*99/100]), "p99_ms")
 	b.ReportMetric(ms(lat[n-1]), "max_ms")
+	b.ReportMetric(float64(n)/busy.Seconds(), "achieved_per_s")
 }

@@ -31,7 +31,10 @@ func openDB(t testing.TB) (*store.DB, string) {
 	return db, path
 }
 
-// reopen closes db and opens its file again: what survives is what was durable.
+// reopen closes db cleanly (Close drains the writer and bbolt syncs) and opens
+// its file again: what a clean shutdown and restart keeps. It proves nothing
+// about a crash: test/long's kill -9 loop does, and test/durability checks
+// against the system calls that an answered write was fsynced first.
 func reopen(t testing.TB, db *store.DB) *store.DB {
 	t.Helper()
 	if err := db.Close(); err != nil {
@@ -130,7 +133,10 @@ func auditLen(t testing.TB, db *store.DB) int {
 	return len(a)
 }
 
-func TestAcceptSurvivesReopen(t *testing.T) {
+// TestAcceptSurvivesCleanReopen: everything a commit wrote is read back the
+// same after a clean Close and Open (the encoding round-trips, the indexes are
+// rebuilt); not a crash test (see reopen).
+func TestAcceptSurvivesCleanReopen(t *testing.T) {
 	ctx := context.Background()
 	db, _ := openDB(t)
 	x := execution("01A", recovery.PendingApproval, t0)
@@ -1009,7 +1015,9 @@ func TestOpenLocked(t *testing.T) {
 	if !errors.Is(err, store.ErrLocked) || !strings.Contains(err.Error(), path+" is locked by another process") {
 		t.Errorf("got %v, want %q", err, "store: "+path+" is locked by another process")
 	}
-	if d := time.Since(start); d > 5*time.Second {
+	// The lock timeout is about 1s; the bound only tells "Open gave up" from
+	// "Open waited for the lock forever", which a loaded machine always meets.
+	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("took %v, want about 1s", d)
 	}
 }

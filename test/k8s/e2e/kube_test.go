@@ -90,7 +90,9 @@ func TestRestartRollout(t *testing.T) {
 			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
 				t.Fatalf("Apply error %v, want one containing %q (report %s)", err, tt.wantErr, rep)
 			}
-			if tt.wantErr != "" && took > time.Duration(tt.drainTimeout*float64(time.Second))+5*time.Second {
+			// Loose on purpose: it tells "the drain timeout ended Apply" from
+			// "Apply waited for the rollout regardless", on a loaded machine too.
+			if tt.wantErr != "" && took > time.Duration(tt.drainTimeout*float64(time.Second))+60*time.Second {
 				t.Errorf("Apply took %s with drainTimeout %vs", took, tt.drainTimeout)
 			}
 			if state == nil {
