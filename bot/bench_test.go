@@ -123,12 +123,12 @@ var wantDecision = []recovery.Decision{recovery.DecideAuto, recovery.DecideAuto,
 // checked. Nothing is committed, so the six reference events repeat as in
 // bench.js and never become duplicates of each other.
 //
-// The engine has no public entry point that decides exactly as Submit does
-// but stops before the commit: this is Evaluate (validate, match, render,
-// guards) plus the public calls for the parts Submit adds (IDs.New,
-// RenderQuery, RollbackPlan, Describe). Not included: the in-memory
-// reservations Submit makes under its lock (open target, rate slot,
-// blast-radius count) and building the records it commits.
+// Evaluate is Submit's planner stopped before the commit (validate, match,
+// render, each driver's Check, the verify query, every guard, the rollback
+// plan); the bench adds the plan id and each action's description, as Submit
+// does. Not included: the in-memory reservations Submit makes under its lock
+// (open target, rate slot, blast-radius count) and building the records it
+// commits.
 //
 // Per core: `make bench-decide` (-cpu 1, i.e. GOMAXPROCS=1, then all cores),
 // beside `node bench.js 1000000`, which runs on one core.
@@ -158,13 +158,17 @@ func BenchmarkDecide(b *testing.B) {
 				b.Errorf("event %d: decision %q (%v), %d actions, want %q", k, p.Decision, err, len(p.Actions), wantDecision[k])
 				return
 			}
-			rb := eng.Runbooks().Get(p.Runbook)
-			if p.VerifyQuery, err = runbooks.RenderQuery(rb, &ev); err != nil {
-				b.Errorf("event %d: verify query: %v", k, err)
+			// Evaluate is Submit's planner without the commit: it renders the
+			// verify query and the rollback plan; the id is the one Submit mints.
+			if rb := eng.Runbooks().Get(p.Runbook); rb.Verify != nil && p.VerifyQuery == "" {
+				b.Errorf("event %d: no verify query rendered", k)
+				return
+			}
+			if len(p.Rollback) == 0 && p.Actions[0].Type != runbooks.CacheClear {
+				b.Errorf("event %d: no rollback plan", k)
 				return
 			}
 			p.ID = ids.New(time.Now())
-			p.Rollback = eng.RollbackPlan(p.Actions)
 			if d := eng.Describe(p.Actions); len(d) != len(p.Actions) || p.ID == "" {
 				b.Errorf("event %d: %d descriptions for %d actions, id %q", k, len(d), len(p.Actions), p.ID)
 				return
