@@ -87,7 +87,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		switch recovery.ErrorCode(err) {
 		case recovery.CodeInvalid:
 			he.Status = http.StatusBadRequest
-		case recovery.CodeUnknownType:
+		case recovery.CodeUnknownType, recovery.CodeTooLarge:
 			he.Status = http.StatusUnprocessableEntity
 		case recovery.CodeNotFound:
 			he.Status = http.StatusNotFound
@@ -213,8 +213,10 @@ func (ej *eventJSON) event(source string) (recovery.Event, error) {
 	if ej.Confidence == nil {
 		return recovery.Event{}, recovery.Errorf(recovery.CodeInvalid, "confidence is required (a number between 0 and 1)")
 	}
+	// Human text is never a reason to refuse an incident: a long summary is
+	// cut, marked, and the event goes on.
 	return recovery.Event{ID: ej.ID, Type: runbooks.EventType(ej.Type), Severity: runbooks.Severity(ej.Severity),
-		Summary: ej.Summary, Confidence: *ej.Confidence, Data: ej.Data, Context: ej.Context, Source: source}, nil
+		Summary: recovery.CutText(ej.Summary, recovery.MaxTextBytes), Confidence: *ej.Confidence, Data: ej.Data, Context: ej.Context, Source: source}, nil
 }
 
 func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
