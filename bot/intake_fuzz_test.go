@@ -48,6 +48,9 @@ func newFuzzAPI(f *testing.F) *fuzzAPI {
 func (fa *fuzzAPI) serve(method, path string, body []byte) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, "http://127.0.0.1:8080"+path, bytes.NewReader(body))
 	req.RemoteAddr = "127.0.0.1:40000"
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	rec := httptest.NewRecorder()
 	fa.h.ServeHTTP(rec, req)
 	return rec
