@@ -466,15 +466,23 @@ func (a *API) permit(r *http.Request, verb string, x *recovery.Execution) error 
 	err := pol.Permit(r.Context(), p, verb, x, rb)
 	if err != nil {
 		a.refused(r, id, verb, err)
+		return err
 	}
-	return err
+	// The audit names the person (a Slack user for a token that has one);
+	// which credential acted is in this line.
+	a.Log.Info("admin API decision", "verb", verb, "plan", id, "actor", p.Actor(), "token", p.Name)
+	return nil
 }
 
 // refused audits a decision refused to the person behind r (by the approver
 // policy or by the engine: four-eyes, deadline, state), as Slack does.
 func (a *API) refused(r *http.Request, id, verb string, err error) {
-	actor := personOf(r).Actor()
-	if aerr := a.Engine.RecordRefusal(r.Context(), id, actor, "admin API "+verb+" refused: "+recovery.ErrorMessage(err)); aerr != nil {
+	p := personOf(r)
+	actor, via := p.Actor(), "admin token "+p.Name
+	if p.Local {
+		via = "no admin token, loopback"
+	}
+	if aerr := a.Engine.RecordRefusal(r.Context(), id, actor, "admin API "+verb+" refused ("+via+"): "+recovery.ErrorMessage(err)); aerr != nil {
 		a.Log.Error("audit refusal", "plan", id, "actor", actor, "err", aerr)
 	}
 }

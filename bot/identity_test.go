@@ -107,6 +107,12 @@ func TestAdminIdentityFromTokens(t *testing.T) {
 	if want := []string{"slack:UALICE", "slack:UCAROL", "token:deploy-bot", "token:deploy-bot", "slack:UALICE"}; !slices.Equal(refusals, want) {
 		t.Errorf("audited refusals by %q, want %q", refusals, want)
 	}
+	// The audit names the person; a refusal also names the credential.
+	if !slices.ContainsFunc(audit, func(a recovery.AuditRecord) bool {
+		return a.Actor == "slack:UALICE" && strings.Contains(a.Reason, "admin API approve refused (admin token alice): four-eyes")
+	}) {
+		t.Errorf("no audited refusal of alice's own approval naming her token: %+v", audit)
+	}
 }
 
 // Without admin tokens the loopback caller is the local operator "local":
