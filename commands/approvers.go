@@ -230,3 +230,12 @@ func (a *Approvers) Permit(ctx context.Context, p Person, verb string, x *recove
 	}
 	return recovery.Errorf(recovery.CodeForbidden, "admin token %q names no Slack user id, so it is not an approver for %s (approver lists hold Slack users)", p.Name, what)
 }
+
+// permitCause is what stands behind a Permit refusal, for logs and the audit:
+// the wrapped error (a user group Slack did not resolve), else err itself.
+func permitCause(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}

@@ -512,14 +512,14 @@ func (h *Handler) pause(ctx context.Context, user string, on bool, words []strin
 	if err := noArgs(sub, words); err != nil {
 		return nil, err
 	}
-	ok, err := h.Approvers.Allowed(ctx, h.Approvers.Global(), user)
-	if err != nil {
-		h.refuse(ctx, "", user, sub+": approvers could not be checked: "+err.Error())
-		return text("Could not check whether you are an approver (Slack did not answer): nothing was done. Try again."), nil
-	}
-	if !ok {
+	err := h.Approvers.Permit(ctx, SlackUser(user), sub, nil, nil) // the global list
+	if errors.Is(err, ErrNotApprover) {
 		h.refuse(ctx, "", user, sub+": not an approver")
 		return text("You are not an approver: only approvers can %s recoverbot.", sub), nil
+	}
+	if err != nil {
+		h.refuse(ctx, "", user, sub+": approvers could not be checked: "+permitCause(err).Error())
+		return text("Could not check whether you are an approver (Slack did not answer): nothing was done. Try again."), nil
 	}
 	breaker := h.Engine.Breaker()
 	switch {
@@ -661,10 +661,7 @@ func (h *Handler) authorize(ctx context.Context, x *recovery.Execution, user, ve
 		h.refuse(ctx, x.ID, user, fmt.Sprintf("%s: %s is not an approver for %s", verb, user, x.Runbook))
 		return text("You are not an approver for %s.", esc(x.Runbook))
 	}
-	cause := err
-	if u := errors.Unwrap(err); u != nil {
-		cause = u
-	}
+	cause := permitCause(err)
 	h.log().Warn("approver check failed", "plan", x.ID, "user", user, "err", Redact(cause.Error()))
 	h.refuse(ctx, x.ID, user, verb+": approvers could not be checked: "+Redact(cause.Error()))
 	return text("Could not check whether you are an approver for %s (Slack did not answer): nothing was done. Try again.", esc(x.Runbook))
