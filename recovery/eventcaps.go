@@ -62,7 +62,8 @@ func CutText(s string, max int) string {
 
 // CheckEventBounds refuses an event whose data or context exceeds a bound
 // above, with CodeTooLarge and a sentence naming the field and the bound.
-// ValidateEvent calls it, so every way into the engine goes through it.
+// ValidateEvent calls it, so every way into the engine goes through it. It
+// allocates nothing unless it refuses: it runs on every event.
 func CheckEventBounds(ev *Event) error {
 	w := boundsWalk{}
 	for _, f := range []struct {
@@ -72,8 +73,9 @@ func CheckEventBounds(ev *Event) error {
 		if f.m == nil {
 			continue
 		}
-		if err := w.value(f.name, f.m, 1); err != nil {
-			return err
+		if over := w.value(f.m, 1); over != nil {
+			over.path = append(over.path, f.name)
+			return over.err()
 		}
 	}
 	return nil
@@ -81,55 +83,73 @@ func CheckEventBounds(ev *Event) error {
 
 type boundsWalk struct{ keys, bytes int }
 
-func (w *boundsWalk) add(path string, n int) error {
+// overBound is a refusal on its way up: path collects the keys from the
+// offending value back to the top, only once something is refused.
+type overBound struct {
+	format string // with one %s for the path
+	args   []any
+	path   []string
+}
+
+func (o *overBound) err() error {
+	var b strings.Builder
+	for i := len(o.path) - 1; i >= 0; i-- {
+		b.WriteString(o.path[i])
+	}
+	return Errorf(CodeTooLarge, o.format, append([]any{b.String()}, o.args...)...)
+}
+
+func (w *boundsWalk) add(n int) *overBound {
 	w.bytes += n
 	if w.bytes > MaxDataBytes {
-		return Errorf(CodeTooLarge, "data and context hold more than %d bytes (the limit; counted at %s)", MaxDataBytes, path)
+		return &overBound{format: "data and context hold more than %[2]d bytes (the limit; counted up to %[1]s)", args: []any{MaxDataBytes}}
 	}
 	return nil
 }
 
-func (w *boundsWalk) str(path, what, s string) error {
+func (w *boundsWalk) str(what, s string) *overBound {
 	if len(s) > MaxDataString {
-		return Errorf(CodeTooLarge, "%s: a %s of %d bytes is longer than the limit of %d bytes", path, what, len(s), MaxDataString)
+		return &overBound{format: "%s: a %s of %d bytes is longer than the limit of %d bytes", args: []any{what, len(s), MaxDataString}}
 	}
-	return w.add(path, len(s))
+	return w.add(len(s))
 }
 
-func (w *boundsWalk) value(path string, v any, depth int) error {
+func (w *boundsWalk) value(v any, depth int) *overBound {
 	if depth > MaxDataDepth {
-		return Errorf(CodeTooLarge, "%s nests deeper than the limit of %d levels", path, MaxDataDepth)
+		return &overBound{format: "%s nests deeper than the limit of %d levels", args: []any{MaxDataDepth}}
 	}
 	switch v := v.(type) {
 	case string:
-		return w.str(path, "value", v)
+		return w.str("value", v)
 	case map[string]any:
-		if err := w.add(path, 8); err != nil {
-			return err
+		if over := w.add(8); over != nil {
+			return over
 		}
 		for k, x := range v {
 			w.keys++
 			if w.keys > MaxDataKeys {
-				return Errorf(CodeTooLarge, "data and context hold more than %d keys (the limit; counted at %s)", MaxDataKeys, path)
+				return &overBound{format: "data and context hold more than %[2]d keys (the limit; counted up to %[1]s)", args: []any{MaxDataKeys}}
 			}
-			if err := w.str(path, "key", k); err != nil {
-				return err
+			if over := w.str("key", k); over != nil {
+				return over
 			}
-			if err := w.value(path+"."+shortKey(k), x, depth+1); err != nil {
-				return err
+			if over := w.value(x, depth+1); over != nil {
+				over.path = append(over.path, "."+shortKey(k))
+				return over
 			}
 		}
 	case []any:
-		if err := w.add(path, 8); err != nil {
-			return err
+		if over := w.add(8); over != nil {
+			return over
 		}
 		for i, x := range v {
-			if err := w.value(fmt.Sprintf("%s[%d]", path, i), x, depth+1); err != nil {
-				return err
+			if over := w.value(x, depth+1); over != nil {
+				over.path = append(over.path, fmt.Sprintf("[%d]", i))
+				return over
 			}
 		}
 	default:
-		return w.add(path, 8)
+		return w.add(8)
 	}
 	return nil
 }
