@@ -211,3 +211,18 @@ func TestUnknownCommandAndConfigErrors(t *testing.T) {
 		t.Fatalf("show without id: %d %s", code, errs)
 	}
 }
+
+// A short admin or intake token stops the start-up, naming the setting and
+// never the token (issue #12: tokens shorter than 16 characters).
+func TestServeRefusesShortTokens(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"RECOVERBOT_ADMIN_TOKENS": "ops:U0123=adm"},
+		{"RECOVERBOT_INTAKE_TOKEN": "in"},
+	} {
+		env["RECOVERBOT_DATA"] = filepath.Join(t.TempDir(), "bot.db")
+		code, _, errs := cli(t, env, "serve")
+		if code != 1 || !strings.Contains(errs, "at least 16 characters") || strings.Contains(errs, "=adm") {
+			t.Errorf("serve with %v: %d %q, want 1 naming the 16-character minimum", env, code, errs)
+		}
+	}
+}
