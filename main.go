@@ -12,7 +12,6 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
-	"os/user"
 	"strings"
 	"syscall"
 
@@ -41,9 +40,12 @@ const usage = `usage: recoverbot <command> [flags]
   audit [--since 24h]            the audit trail as JSON lines
   stats [--window 24h]           auto-heal rate, MTTR, false-action rate beside their targets
   ask "QUESTION"                 ask the AI for a plan (needs ANTHROPIC_API_KEY on the bot); it waits for approval
+  whoami                         who the bot takes you for (from your token)
 
 Commands after "settings" talk to a running bot's admin API (RECOVERBOT_ADMIN_URL,
-default http://<listen>; RECOVERBOT_ADMIN_TOKEN).
+default http://<listen>) with the token RECOVERBOT_ADMIN_TOKEN (one of the bot's
+RECOVERBOT_ADMIN_TOKENS); you act as that token's owner. Without admin tokens on the
+bot, loopback callers are the local operator ("local").
 `
 
 // run is the whole program; main only wires the process to it. It parses the
@@ -125,11 +127,7 @@ func admin(ctx context.Context, cfg bot.Config, cmd string, fs *flag.FlagSet, f 
 	if code != 0 {
 		return code
 	}
-	who := "unknown"
-	if u, err := user.Current(); err == nil {
-		who = u.Username
-	}
-	resp, err := bot.NewClient(cfg, who).Do(ctx, method, path, q, body)
+	resp, err := bot.NewClient(cfg).Do(ctx, method, path, q, body)
 	if err != nil {
 		fmt.Fprintf(stderr, "recoverbot %s: %v\n", cmd, err)
 		return 1
@@ -190,6 +188,8 @@ func adminRequest(cmd string, fs *flag.FlagSet, f flags, stderr io.Writer) (meth
 	case "audit":
 		path = "/v1/audit"
 		q.Set("since", *f.since)
+	case "whoami":
+		path = "/v1/whoami"
 	default:
 		fmt.Fprintf(stderr, "recoverbot: unknown command %q\n\n%s", cmd, usage)
 		return "", "", nil, nil, 2

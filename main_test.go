@@ -74,8 +74,11 @@ func cli(t *testing.T, env map[string]string, args ...string) (int, string, stri
 func TestServeAndDriveWithTheCLI(t *testing.T) {
 	data := filepath.Join(t.TempDir(), "data", "bot.db")
 	env := map[string]string{"RECOVERBOT_LISTEN": "127.0.0.1:0", "RECOVERBOT_DATA": data,
-		"RECOVERBOT_MODE": "full", "RECOVERBOT_ADMIN_TOKEN": "adm", "RECOVERBOT_INTAKE_TOKEN": "in",
-		"RECOVERBOT_DRIVERS": "log"}
+		"RECOVERBOT_MODE": "full", "RECOVERBOT_INTAKE_TOKEN": "intake-0123456789",
+		// The CLI presents the operator's own named token; the bot takes her
+		// for Slack user UE2E, an approver.
+		"RECOVERBOT_ADMIN_TOKENS": "ops:UE2E=admin-0123456789", "RECOVERBOT_ADMIN_TOKEN": "admin-0123456789",
+		"RECOVERBOT_SLACK_APPROVERS": "UE2E", "RECOVERBOT_DRIVERS": "log"}
 	addr, stop, logs := server(t, env)
 	if !strings.Contains(logs.String(), "offline mode") {
 		t.Errorf("no offline-mode line in the start-up log:\n%s", logs.String())
@@ -84,7 +87,8 @@ func TestServeAndDriveWithTheCLI(t *testing.T) {
 
 	body, _ := os.ReadFile("examples/events/restart-pod-memory-leak.json")
 	req, _ := http.NewRequest("POST", "http://"+addr+"/v1/events", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer in")
+	req.Header.Set("Authorization", "Bearer intake-0123456789")
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -108,8 +112,11 @@ func TestServeAndDriveWithTheCLI(t *testing.T) {
 		t.Fatalf("second approve: %d %q, want a refusal naming the state", code, errs)
 	}
 	code, out, _ = cli(t, env, "audit", "--since", "1h")
-	if code != 0 || !strings.Contains(out, `"actor":"cli:`) {
+	if code != 0 || !strings.Contains(out, `"actor":"slack:UE2E"`) {
 		t.Fatalf("audit: %d %s", code, out)
+	}
+	if code, out, errs := cli(t, env, "whoami"); code != 0 || !strings.Contains(out, `"actor": "slack:UE2E"`) || !strings.Contains(out, `"name": "ops"`) {
+		t.Fatalf("whoami: %d %s %s", code, out, errs)
 	}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		if !json.Valid([]byte(line)) {
@@ -125,7 +132,7 @@ func TestServeAndDriveWithTheCLI(t *testing.T) {
 	if code, _, errs := cli(t, env, "stats", "--window", "forever"); code != 1 || !strings.Contains(errs, "must be a Go duration") {
 		t.Fatalf("stats with a bad window: %d %s", code, errs)
 	}
-	if code, _, errs := cli(t, map[string]string{"RECOVERBOT_ADMIN_URL": env["RECOVERBOT_ADMIN_URL"], "RECOVERBOT_ADMIN_TOKEN": "wrong"}, "pause"); code != 1 || !strings.Contains(errs, "wrong bearer token") {
+	if code, _, errs := cli(t, map[string]string{"RECOVERBOT_ADMIN_URL": env["RECOVERBOT_ADMIN_URL"], "RECOVERBOT_ADMIN_TOKEN": "wrong-0123456789"}, "pause"); code != 1 || !strings.Contains(errs, "wrong bearer token") {
 		t.Fatalf("pause with a wrong token: %d %s", code, errs)
 	}
 
@@ -211,5 +218,20 @@ func TestUnknownCommandAndConfigErrors(t *testing.T) {
 	}
 	if code, _, errs := cli(t, nil, "show"); code != 2 || !strings.Contains(errs, "id is required") {
 		t.Fatalf("show without id: %d %s", code, errs)
+	}
+}
+
+// A short admin or intake token stops the start-up, naming the setting and
+// never the token (issue #12: tokens shorter than 16 characters).
+func TestServeRefusesShortTokens(t *testing.T) {
+	for _, env := range []map[string]string{
+		{"RECOVERBOT_ADMIN_TOKENS": "ops:U0123=adm"},
+		{"RECOVERBOT_INTAKE_TOKEN": "in"},
+	} {
+		env["RECOVERBOT_DATA"] = filepath.Join(t.TempDir(), "bot.db")
+		code, _, errs := cli(t, env, "serve")
+		if code != 1 || !strings.Contains(errs, "at least 16 characters") || strings.Contains(errs, "=adm") {
+			t.Errorf("serve with %v: %d %q, want 1 naming the 16-character minimum", env, code, errs)
+		}
 	}
 }

@@ -15,21 +15,27 @@ import (
 )
 
 // Client talks to a running bot's admin API: the CLI works while the server
-// holds the bbolt lock.
+// holds the bbolt lock. Who it acts as is the server's answer to its token
+// (GET /v1/whoami), never something it says about itself.
 type Client struct {
 	BaseURL string
 	Token   string
-	Actor   string
 	HTTP    *http.Client
 }
 
-// NewClient builds a client for cfg (AdminURL, else http://<listen>).
-func NewClient(cfg Config, actor string) *Client {
+// NewClient builds a client for cfg (AdminURL, else http://<listen>). Its
+// token is RECOVERBOT_ADMIN_TOKEN, else the only entry of
+// RECOVERBOT_ADMIN_TOKENS when the CLI shares the server's environment.
+func NewClient(cfg Config) *Client {
 	base := cfg.AdminURL
 	if base == "" {
 		base = "http://" + cfg.Listen
 	}
-	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: cfg.AdminToken, Actor: actor,
+	tok := cfg.AdminToken
+	if ts, _ := ParseAdminTokens(cfg.AdminTokens); tok == "" && len(ts) == 1 {
+		tok = ts[0].Token
+	}
+	return &Client{BaseURL: strings.TrimRight(base, "/"), Token: tok,
 		HTTP: &http.Client{Timeout: 30 * time.Second}}
 }
 
@@ -44,14 +50,12 @@ func (c *Client) Do(ctx context.Context, method, path string, q url.Values, body
 	if err != nil {
 		return nil, err
 	}
-	if body != nil {
+	if method == http.MethodPost {
+		// Every POST, bodyless ones too: the server refuses others (415).
 		req.Header.Set("Content-Type", "application/json")
 	}
 	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
-	}
-	if c.Actor != "" {
-		req.Header.Set("X-Recoverbot-Actor", c.Actor)
 	}
 	resp, err := c.HTTP.Do(req)
 	if err != nil {

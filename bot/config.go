@@ -55,9 +55,11 @@ type Config struct {
 	AIPromptBytes          int           `yaml:"ai_prompt_bytes" help:"the event shown to the AI is cut to this many bytes of JSON"`
 	BlastMaxAuto           int           `yaml:"blast_max_auto" help:"blast-radius breaker: more automatic executions than this within an hour, all runbooks together, stop all automatic execution until resume"`
 	BlastMaxTargets        int           `yaml:"blast_max_targets" help:"blast-radius breaker: more distinct targets than this failing within 5 minutes stop all automatic execution until resume"`
+	AllowedHosts           string        `yaml:"allowed_hosts" help:"comma-separated host names requests may be addressed to besides loopback ones (a reverse proxy's name); required off loopback"`
 
-	IntakeToken  string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback)"`
-	AdminToken   string `yaml:"-" secret:"true" help:"bearer token required on the admin API (required off loopback)"`
+	IntakeToken  string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback; 16+ characters)"`
+	AdminTokens  string `yaml:"-" secret:"true" help:"the admin API's named tokens: name[:SlackUserID]=token,… (required off loopback; 16+ characters each); the audit records the name, or the Slack user"`
+	AdminToken   string `yaml:"-" secret:"true" help:"the token the CLI presents to the admin API (one of admin_tokens)"`
 	GatewayToken string `yaml:"-" secret:"true" help:"bearer token for the gateway admin API"`
 	SigningKey   string `yaml:"-" secret:"true" help:"HMAC key (32+ bytes) signing Slack button values; empty: generated once and kept in the store"`
 }
@@ -200,9 +202,24 @@ func (c *Config) Validate() error {
 		if c.IntakeToken == "" {
 			bad("intake_token", "required when listening on %s (not loopback)", c.Listen)
 		}
-		if c.AdminToken == "" {
-			bad("admin_token", "required when listening on %s (not loopback)", c.Listen)
+		if c.AdminTokens == "" {
+			bad("admin_tokens", "required when listening on %s (not loopback): name[:SlackUserID]=token,…", c.Listen)
 		}
+		if c.AllowedHosts == "" {
+			bad("allowed_hosts", "required when listening on %s (not loopback): the host names clients use to reach the bot (requests addressed to any other name are refused)", c.Listen)
+		}
+	}
+	if c.IntakeToken != "" && len(c.IntakeToken) < MinTokenLen {
+		bad("intake_token", "must be at least %d characters (it is %d)", MinTokenLen, len(c.IntakeToken))
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < MinTokenLen {
+		bad("admin_token", "must be at least %d characters (it is %d)", MinTokenLen, len(c.AdminToken))
+	}
+	if _, err := ParseAdminTokens(c.AdminTokens); err != nil {
+		bad("admin_tokens", "%v", err)
+	}
+	if _, err := parseHosts(c.AllowedHosts); err != nil {
+		bad("allowed_hosts", "%v", err)
 	}
 	if c.Data == "" {
 		bad("data", "is required")
@@ -344,4 +361,104 @@ func (c *Config) Advisor(getenv func(string) string) (adv recovery.Advisor, endp
 		endpoint = u.Scheme + "://" + u.Host
 	}
 	return claude.New(key, base, c.AIModel), endpoint, nil
+}
+
+// MinTokenLen is the shortest bearer token accepted at start-up: 16
+// characters of a random token are beyond guessing over HTTP; shorter ones
+// ("adm", "secret") are placeholders that ended up in production.
+const MinTokenLen = 16
+
+// AdminToken is one credential of the admin API and whom it belongs to.
+type AdminToken struct {
+	Name    string // the person or system: what the audit records
+	SlackID string // optional: the owner's Slack user id (U…/W…); they then act as that Slack user
+	Token   string
+}
+
+// ParseAdminTokens reads RECOVERBOT_ADMIN_TOKENS: comma-separated
+// name[:SlackUserID]=token entries. Names are 1-64 letters, digits and
+// . _ - @, unique; Slack ids are user ids (U…, W…), not groups; tokens are
+// at least MinTokenLen characters without spaces, unique. An error never
+// repeats a token.
+func ParseAdminTokens(s string) ([]AdminToken, error) {
+	var out []AdminToken
+	names, tokens := map[string]bool{}, map[string]bool{}
+	for i, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		who, tok, ok := strings.Cut(f, "=")
+		if !ok {
+			return nil, fmt.Errorf("entry %d has no \"=\": want name[:SlackUserID]=token", i+1)
+		}
+		name, slackID, _ := strings.Cut(who, ":")
+		t := AdminToken{Name: name, SlackID: slackID, Token: tok}
+		switch {
+		case !validTokenName(name):
+			return nil, fmt.Errorf("entry %d: name %q must be 1-64 letters, digits and . _ - @", i+1, cutName(name))
+		case names[name]:
+			return nil, fmt.Errorf("entry %d: name %q is given twice", i+1, name)
+		case strings.Contains(who, ":") && (!commands.ValidApproverID(slackID) || slackID[0] == 'S'):
+			return nil, fmt.Errorf("entry %d (%s): %q is not a Slack user id (U… or W…)", i+1, name, cutName(slackID))
+		case len(tok) < MinTokenLen:
+			return nil, fmt.Errorf("entry %d (%s): the token must be at least %d characters (it is %d)", i+1, name, MinTokenLen, len(tok))
+		case strings.ContainsAny(tok, " \t\r\n"):
+			return nil, fmt.Errorf("entry %d (%s): the token holds whitespace", i+1, name)
+		case tokens[tok]:
+			return nil, fmt.Errorf("entry %d (%s): the same token is given to another name", i+1, name)
+		}
+		names[name], tokens[tok] = true, true
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+func validTokenName(s string) bool {
+	if len(s) == 0 || len(s) > 64 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '@') {
+			return false
+		}
+	}
+	return true
+}
+
+func cutName(s string) string { return recovery.CutText(s, 64) }
+
+// parseHosts reads RECOVERBOT_ALLOWED_HOSTS: comma-separated host names or
+// IP addresses, without scheme or port (the port is not checked).
+func parseHosts(s string) ([]string, error) {
+	var out []string
+	for _, h := range strings.Split(s, ",") {
+		h = strings.TrimSpace(h)
+		if h == "" {
+			continue
+		}
+		if strings.ContainsAny(h, "/:@ ") && net.ParseIP(h) == nil {
+			return nil, fmt.Errorf("%q is not a host name (no scheme, port or path: like bot.example.com)", cutName(h))
+		}
+		out = append(out, h)
+	}
+	return out, nil
+}
+
+// ValidateServe checks what only the server needs: an unnamed
+// RECOVERBOT_ADMIN_TOKEN alone would leave the admin API without credentials
+// (open to every local user), so it is refused rather than ignored.
+func (c *Config) ValidateServe() error {
+	if c.AdminToken != "" && c.AdminTokens == "" {
+		return errors.New("config admin_token (RECOVERBOT_ADMIN_TOKEN) is the token the CLI presents; the server takes named tokens: set RECOVERBOT_ADMIN_TOKENS=name[:SlackUserID]=token,… (README \"Admin tokens\")")
+	}
+	return nil
+}
+
+// API returns the HTTP settings of the bot (tokens, allowed hosts), as
+// Validate accepted them.
+func (c *Config) API() (tokens []AdminToken, hosts []string) {
+	tokens, _ = ParseAdminTokens(c.AdminTokens)
+	hosts, _ = parseHosts(c.AllowedHosts)
+	return tokens, hosts
 }

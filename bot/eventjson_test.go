@@ -3,6 +3,7 @@ package bot
 import (
 	"encoding/json"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -18,6 +19,12 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"summary":"caf\u00e9"}`, `{"summary":"é"}`, `{"id":"x",}`, `{"id":"x"} trailing`, `{"data":null,"context":{}}`,
 		`{"unknown":{"deep":[[[]]]},"type":"ERROR_RATE_SPIKE"}`, `{"confidence":-0.5e-3}`, `{"confidence":"0.9"}`,
 		`{"data":{"k":1,"k":2}}`, "{\"id\":\"a\x01b\"}", `{"id":"a\"b"}`,
+		// Around the bounds (recovery/eventcaps.go), which neither parser
+		// applies (ValidateEvent does, after either): 9 levels, and past the
+		// fast path's own 64, where encoding/json takes over.
+		`{"data":{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":1}}}}}}}}}`,
+		`{"context":` + strings.Repeat(`[`, 70) + strings.Repeat(`]`, 70) + `}`,
+		`{"data":` + strings.Repeat(`{"a":`, 100) + `1` + strings.Repeat(`}`, 100) + `}`,
 	} {
 		f.Add([]byte(s))
 	}

@@ -1,19 +1,23 @@
 package bot
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
+	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/runbooks"
 )
@@ -26,7 +30,17 @@ const maxBody = 1 << 20
 type API struct {
 	Engine      *recovery.Engine
 	IntakeToken string
-	AdminToken  string
+	// AdminTokens are the admin API's credentials, each naming the person or
+	// system it belongs to (RECOVERBOT_ADMIN_TOKENS). None: the admin API
+	// answers loopback clients only, as the local operator.
+	AdminTokens []AdminToken
+	// Approvers decides who may approve, reject, roll back, mark false, pause
+	// and resume through the admin API: the same policy as Slack
+	// (commands.Approvers.Permit). nil: nobody may.
+	Approvers *commands.Approvers
+	// AllowedHosts are the Host names (besides loopback ones) requests may be
+	// addressed to: a reverse proxy's name (RECOVERBOT_ALLOWED_HOSTS).
+	AllowedHosts []string
 	// AlertmanagerConfidence is the confidence of an alert without a
 	// confidence annotation.
 	AlertmanagerConfidence float64
@@ -55,6 +69,7 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/status", a.admin(a.status))
 	mux.HandleFunc("GET /v1/stats", a.admin(a.stats))
 	mux.HandleFunc("POST /v1/ask", a.admin(a.ask))
+	mux.HandleFunc("GET /v1/whoami", a.admin(a.whoami))
 	if a.Metrics != nil {
 		mux.Handle("GET /metrics", a.Metrics.Handler())
 	}
@@ -87,7 +102,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		switch recovery.ErrorCode(err) {
 		case recovery.CodeInvalid:
 			he.Status = http.StatusBadRequest
-		case recovery.CodeUnknownType:
+		case recovery.CodeUnknownType, recovery.CodeTooLarge:
 			he.Status = http.StatusUnprocessableEntity
 		case recovery.CodeNotFound:
 			he.Status = http.StatusNotFound
@@ -117,35 +132,145 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-func (a *API) intake(h http.HandlerFunc) http.HandlerFunc { return a.auth(a.IntakeToken, "intake", h) }
-func (a *API) admin(h http.HandlerFunc) http.HandlerFunc  { return a.auth(a.AdminToken, "admin", h) }
+// intake and admin wrap a route: first the browser checks (fromBrowser), then
+// the credential, then the body bound.
+func (a *API) intake(h http.HandlerFunc) http.HandlerFunc {
+	intake := []AdminToken{{Name: "intake", Token: a.IntakeToken}}
+	return a.guard(func(w http.ResponseWriter, r *http.Request) {
+		if a.IntakeToken != "" {
+			if _, ok := a.bearer(w, r, "intake", intake); !ok {
+				return
+			}
+		}
+		h(w, r)
+	})
+}
 
-// auth checks the bearer token when one is configured. Without one the server
-// only listens on loopback (Config.Validate refuses otherwise), and the admin API
-// additionally refuses non-loopback peers.
-func (a *API) auth(token, what string, h http.HandlerFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		if token == "" {
-			if what == "admin" && !loopbackPeer(r) {
-				a.writeError(w, r, &httpError{http.StatusUnauthorized, "unauthorized", "the admin API without RECOVERBOT_ADMIN_TOKEN answers loopback clients only"})
+// admin finds who is asking from the credential alone: the named admin token
+// presented, or, on a bot without admin tokens (loopback only: Config.Validate
+// refuses otherwise), the local operator, from loopback peers only.
+func (a *API) admin(h http.HandlerFunc) http.HandlerFunc {
+	return a.guard(func(w http.ResponseWriter, r *http.Request) {
+		var p commands.Person
+		if len(a.AdminTokens) == 0 {
+			if !loopbackPeer(r) {
+				a.writeError(w, r, &httpError{http.StatusUnauthorized, "unauthorized", "the admin API without RECOVERBOT_ADMIN_TOKENS answers loopback clients only"})
 				return
 			}
+			p = commands.Person{Name: commands.LocalActor, Local: true}
 		} else {
-			got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="recoverbot"`)
-				msg := "missing bearer token"
-				if ok {
-					msg = "wrong bearer token"
-				}
-				a.writeError(w, r, &httpError{http.StatusUnauthorized, "unauthorized", msg + " for the " + what + " API"})
+			t, ok := a.bearer(w, r, "admin", a.AdminTokens)
+			if !ok {
 				return
 			}
+			p = commands.Person{Name: t.Name, SlackID: t.SlackID}
+		}
+		h(w, r.WithContext(context.WithValue(r.Context(), personKey{}, p)))
+	})
+}
+
+type personKey struct{}
+
+// personOf is who the admin wrapper found behind r.
+func personOf(r *http.Request) commands.Person {
+	p, _ := r.Context().Value(personKey{}).(commands.Person)
+	return p
+}
+
+// bearer finds the token r presents among ts, comparing with each in
+// constant time, or answers 401.
+func (a *API) bearer(w http.ResponseWriter, r *http.Request, what string, ts []AdminToken) (AdminToken, bool) {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	found := -1
+	for i := range ts {
+		if subtle.ConstantTimeCompare([]byte(got), []byte(ts[i].Token)) == 1 && ok {
+			found = i
+		}
+	}
+	if found < 0 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="recoverbot"`)
+		msg := "missing bearer token"
+		if ok {
+			msg = "wrong bearer token"
+		}
+		a.writeError(w, r, &httpError{http.StatusUnauthorized, "unauthorized", msg + " for the " + what + " API"})
+		return AdminToken{}, false
+	}
+	return ts[found], true
+}
+
+// guard refuses what a web page could send (see fromBrowser), then bounds
+// the body.
+func (a *API) guard(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := a.fromBrowser(r); err != nil {
+			a.writeError(w, r, err)
+			return
 		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		h(w, r)
 	}
 }
+
+// fromBrowser refuses a request a web page in someone's browser could have
+// made, since without tokens (the loopback default) nothing else stands
+// between a page and the bot:
+//   - Host must be a loopback name or an allowed one: a DNS-rebinding page
+//     (evil.example resolving to 127.0.0.1) reaches the port with its own name;
+//   - an Origin header, which browsers add to cross-origin requests, must name
+//     an allowed host too;
+//   - a POST must say Content-Type: application/json, which a page can send
+//     cross-origin only after a CORS preflight this server never grants (a
+//     form or text/plain POST needs none). Bodyless POSTs too: a bare POST
+//     used to approve.
+//
+// Health and /metrics are not wrapped: probes and scrapers address the pod by
+// IP, and they carry nothing a page could use.
+func (a *API) fromBrowser(r *http.Request) error {
+	if !a.hostAllowed(hostOnly(r.Host)) {
+		return &httpError{http.StatusForbidden, "host_not_allowed", fmt.Sprintf("Host %q is not a loopback name or one of RECOVERBOT_ALLOWED_HOSTS: refused (a page that rebinds its DNS name to this bot sends its own name)", cutHeader(r.Host))}
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || !a.hostAllowed(u.Hostname()) {
+			return &httpError{http.StatusForbidden, "origin_not_allowed", fmt.Sprintf("Origin %q is not a loopback name or one of RECOVERBOT_ALLOWED_HOSTS: requests from web pages are refused", cutHeader(o))}
+		}
+	}
+	if ct := r.Header.Get("Content-Type"); r.Method == http.MethodPost && ct != "application/json" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || mt != "application/json" {
+			return &httpError{http.StatusUnsupportedMediaType, "unsupported_media_type", fmt.Sprintf("POST needs Content-Type: application/json, not %q (also without a body)", cutHeader(r.Header.Get("Content-Type")))}
+		}
+	}
+	return nil
+}
+
+// hostAllowed is the one rule for which names the bot answers to: loopback
+// names (localhost, 127.0.0.0/8, ::1) and AllowedHosts, case-insensitively.
+func (a *API) hostAllowed(host string) bool {
+	if host == "" {
+		return false
+	}
+	if isLoopback(host) {
+		return true
+	}
+	for _, h := range a.AllowedHosts {
+		if strings.EqualFold(h, host) {
+			return true
+		}
+	}
+	return false
+}
+
+// hostOnly strips the port and IPv6 brackets from a Host header.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(hostport, "["), "]")
+}
+
+func cutHeader(s string) string { return recovery.CutText(s, 100) }
 
 func loopbackPeer(r *http.Request) bool {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
@@ -213,8 +338,10 @@ func (ej *eventJSON) event(source string) (recovery.Event, error) {
 	if ej.Confidence == nil {
 		return recovery.Event{}, recovery.Errorf(recovery.CodeInvalid, "confidence is required (a number between 0 and 1)")
 	}
+	// Human text is never a reason to refuse an incident: a long summary is
+	// cut, marked, and the event goes on.
 	return recovery.Event{ID: ej.ID, Type: runbooks.EventType(ej.Type), Severity: runbooks.Severity(ej.Severity),
-		Summary: ej.Summary, Confidence: *ej.Confidence, Data: ej.Data, Context: ej.Context, Source: source}, nil
+		Summary: recovery.CutText(ej.Summary, recovery.MaxTextBytes), Confidence: *ej.Confidence, Data: ej.Data, Context: ej.Context, Source: source}, nil
 }
 
 func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {
@@ -322,32 +449,68 @@ func notFound(err error, what string) error {
 	return err
 }
 
-// actor names who acted through the admin API: the X-Recoverbot-Actor header
-// (the CLI sends the OS user), validated, prefixed so the audit shows the path.
-func actor(r *http.Request) (string, error) {
-	name := r.Header.Get("X-Recoverbot-Actor")
-	if name == "" {
-		return "admin-api", nil
+// permit asks the approver policy (the same as Slack's) whether the person
+// behind r may take verb on x (nil: pause, resume); a refusal is audited, as
+// Slack audits its refusals.
+func (a *API) permit(r *http.Request, verb string, x *recovery.Execution) error {
+	p := personOf(r)
+	pol := a.Approvers
+	if pol == nil {
+		pol = commands.NewApprovers(nil, nil, 0, nil) // nobody
 	}
-	if len(name) > 64 {
-		return "", recovery.Errorf(recovery.CodeInvalid, "X-Recoverbot-Actor is longer than 64 characters")
+	var rb *runbooks.Runbook
+	id := ""
+	if x != nil {
+		rb, id = a.Engine.Runbooks().Get(x.Runbook), x.ID
 	}
-	for _, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '@') {
-			return "", recovery.Errorf(recovery.CodeInvalid, "X-Recoverbot-Actor may hold letters, digits and . _ - @ only")
-		}
+	err := pol.Permit(r.Context(), p, verb, x, rb)
+	if err != nil {
+		a.refused(r, id, verb, err)
+		return err
 	}
-	return "cli:" + name, nil
+	// The audit names the person (a Slack user for a token that has one);
+	// which credential acted is in this line.
+	a.Log.Info("admin API decision", "verb", verb, "plan", id, "actor", p.Actor(), "token", p.Name)
+	return nil
+}
+
+// refused audits a decision refused to the person behind r (by the approver
+// policy or by the engine: four-eyes, deadline, state), as Slack does.
+func (a *API) refused(r *http.Request, id, verb string, err error) {
+	p := personOf(r)
+	actor, via := p.Actor(), "admin token "+p.Name
+	if p.Local {
+		via = "no admin token, loopback"
+	}
+	if aerr := a.Engine.RecordRefusal(r.Context(), id, actor, "admin API "+verb+" refused ("+via+"): "+recovery.ErrorMessage(err)); aerr != nil {
+		a.Log.Error("audit refusal", "plan", id, "actor", actor, "err", aerr)
+	}
+}
+
+// whoami says who the admin API takes the caller for.
+func (a *API) whoami(w http.ResponseWriter, r *http.Request) {
+	p := personOf(r)
+	writeJSON(w, http.StatusOK, map[string]any{"actor": p.Actor(), "name": p.Name, "slack_user": p.SlackID, "local": p.Local})
 }
 
 func (a *API) act(w http.ResponseWriter, r *http.Request) {
 	id, verb := r.PathValue("id"), r.PathValue("verb")
-	who, err := actor(r)
+	who := personOf(r).Actor()
+	switch verb {
+	case "approve", "reject", "rollback", "false":
+	default:
+		a.writeError(w, r, &httpError{http.StatusNotFound, "not_found", "unknown action " + strconv.Quote(verb) + ": use approve, reject, rollback or false"})
+		return
+	}
+	x, err := a.Engine.Store().Execution(r.Context(), id)
 	if err != nil {
+		a.writeError(w, r, notFound(err, "execution "+id))
+		return
+	}
+	if err := a.permit(r, verb, &x); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	var x recovery.Execution
 	switch verb {
 	case "approve":
 		x, err = a.Engine.Approve(r.Context(), id, who)
@@ -357,9 +520,9 @@ func (a *API) act(w http.ResponseWriter, r *http.Request) {
 		x, err = a.Engine.Rollback(r.Context(), id, who)
 	case "false":
 		x, err = a.Engine.MarkFalse(r.Context(), id, who)
-	default:
-		a.writeError(w, r, &httpError{http.StatusNotFound, "not_found", "unknown action " + strconv.Quote(verb) + ": use approve, reject, rollback or false"})
-		return
+	}
+	if err != nil && recovery.ErrorCode(err) != "" {
+		a.refused(r, id, verb, err)
 	}
 	if err != nil {
 		a.writeError(w, r, notFound(err, "execution "+id))
@@ -370,11 +533,13 @@ func (a *API) act(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) pause(on bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		who, err := actor(r)
-		if err != nil {
+		verb := map[bool]string{true: "pause", false: "resume"}[on]
+		if err := a.permit(r, verb, nil); err != nil {
 			a.writeError(w, r, err)
 			return
 		}
+		who := personOf(r).Actor()
+		var err error
 		if on {
 			err = a.Engine.Pause(r.Context(), who)
 		} else {
@@ -433,11 +598,7 @@ func (a *API) stats(w http.ResponseWriter, r *http.Request) {
 
 // ask turns a free-text question into an AI plan awaiting approval.
 func (a *API) ask(w http.ResponseWriter, r *http.Request) {
-	who, err := actor(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
+	who := personOf(r).Actor()
 	var body struct {
 		Question string `json:"question"`
 	}

@@ -14,9 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/recovery/logdriver"
-	"github.com/recoverbot/recoverbot/runbooks"
 	"github.com/recoverbot/recoverbot/store"
 )
 
@@ -29,11 +29,31 @@ type apiHarness struct {
 	db    *store.DB
 	drv   *logdriver.Driver
 	clock *recovery.ManualClock
+	api   *API
 }
+
+const testApprover = "UTESTER"
 
 func newAPI(t testing.TB, mode recovery.Mode, intakeToken, adminToken string) *apiHarness {
 	t.Helper()
-	books, err := runbooks.LoadDefaults()
+	// The admin token belongs to an approver (Slack user UTESTER); without
+	// one the loopback caller is the local operator of an offline bot.
+	var tokens []AdminToken
+	if adminToken != "" {
+		tokens = []AdminToken{{Name: "tester", SlackID: testApprover, Token: adminToken}}
+	}
+	return newAPIWith(t, mode, "", func(a *API) {
+		a.IntakeToken, a.AdminTokens = intakeToken, tokens
+		a.Approvers.LocalDecides = adminToken == ""
+	})
+}
+
+// newAPIWith is newAPI with a runbook directory (empty: the defaults) and a
+// say over the API's settings; the approver policy's global list is
+// [testApprover].
+func newAPIWith(t testing.TB, mode recovery.Mode, runbookDir string, configure func(*API)) *apiHarness {
+	t.Helper()
+	books, err := LoadRunbooks(runbookDir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,8 +68,10 @@ func newAPI(t testing.TB, mode recovery.Mode, intakeToken, adminToken string) *a
 	if err := h.eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	api := &API{Engine: h.eng, IntakeToken: intakeToken, AdminToken: adminToken,
+	api := &API{Engine: h.eng, Approvers: commands.NewApprovers([]string{testApprover}, nil, 0, nil),
 		AlertmanagerConfidence: 0.5, Log: slog.New(slog.DiscardHandler)}
+	configure(api)
+	h.api = api
 	api.SetReady(true)
 	h.srv = httptest.NewServer(api.Handler())
 	t.Cleanup(func() {
@@ -74,6 +96,9 @@ func (h *apiHarness) do(method, path, token string, body []byte) reply {
 	}
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -280,10 +305,11 @@ func TestAlertmanagerMapping(t *testing.T) {
 func TestConfigRefusesOpenListenerWithoutTokens(t *testing.T) {
 	env := map[string]string{"RECOVERBOT_LISTEN": "0.0.0.0:8080"}
 	_, err := LoadConfig("", func(k string) string { return env[k] })
-	if err == nil || !strings.Contains(err.Error(), "intake_token") || !strings.Contains(err.Error(), "admin_token") {
+	if err == nil || !strings.Contains(err.Error(), "intake_token") || !strings.Contains(err.Error(), "admin_tokens") || !strings.Contains(err.Error(), "allowed_hosts") {
 		t.Fatalf("err %v, want both tokens named", err)
 	}
-	env["RECOVERBOT_INTAKE_TOKEN"], env["RECOVERBOT_ADMIN_TOKEN"] = "a", "b"
+	env["RECOVERBOT_INTAKE_TOKEN"], env["RECOVERBOT_ADMIN_TOKENS"] = "intake-0123456789", "ops=admin-0123456789"
+	env["RECOVERBOT_ALLOWED_HOSTS"] = "bot.example.com"
 	if _, err := LoadConfig("", func(k string) string { return env[k] }); err != nil {
 		t.Fatal(err)
 	}

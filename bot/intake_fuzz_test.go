@@ -48,6 +48,9 @@ func newFuzzAPI(f *testing.F) *fuzzAPI {
 func (fa *fuzzAPI) serve(method, path string, body []byte) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, "http://127.0.0.1:8080"+path, bytes.NewReader(body))
 	req.RemoteAddr = "127.0.0.1:40000"
+	if method == "POST" {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	rec := httptest.NewRecorder()
 	fa.h.ServeHTTP(rec, req)
 	return rec
@@ -93,13 +96,43 @@ func (fa *fuzzAPI) accepted(t *testing.T, what string, body []byte, ans recovery
 		t.Fatalf("%s %q: accepted as %q, but GET /v1/events/%s answers %d %s", what, cut(body), ans.EventID, url.PathEscape(ans.EventID), rec.Code, rec.Body)
 	}
 	var got struct {
-		PlanID string `json:"plan_id"`
+		PlanID string         `json:"plan_id"`
+		Event  recovery.Event `json:"event"`
 	}
 	if err := json.Unmarshal(rec.Body.Bytes(), &got); err != nil {
 		t.Fatalf("GET event %s: %v: %s", ans.EventID, err, rec.Body)
 	}
 	if got.PlanID != ans.PlanID {
 		t.Fatalf("%s %q: answered plan %q, the stored event says %q", what, cut(body), ans.PlanID, got.PlanID)
+	}
+	// What was accepted is within the bounds (recovery/eventcaps.go).
+	if err := recovery.CheckEventBounds(&got.Event); err != nil || len(got.Event.Summary) > recovery.MaxTextBytes {
+		t.Fatalf("%s %q: accepted an event over the bounds (summary %d bytes): %v", what, cut(body), len(got.Event.Summary), err)
+	}
+}
+
+// boundSeeds are events at and over each bound of recovery/eventcaps.go.
+func boundSeeds() [][]byte {
+	deep := func(n int) string { return strings.Repeat(`{"a":`, n-1) + `1` + strings.Repeat(`}`, n-1) }
+	keys := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, `,"k%d":%d`, i, i)
+		}
+		return "{" + strings.TrimPrefix(b.String(), ",") + "}"
+	}
+	ev := func(field, v string) []byte {
+		return []byte(`{"type":"CAPACITY_WARNING","severity":"WARNING","confidence":0.9,"data":{"resourceType":"MEMORY","utilization":95},"` + field + `":` + v + `}`)
+	}
+	long := func(n int) string { return `"` + strings.Repeat("x", n) + `"` }
+	return [][]byte{
+		ev("context", deep(recovery.MaxDataDepth)), ev("context", deep(recovery.MaxDataDepth+1)), ev("context", deep(10000)),
+		ev("context", `{"a":`+strings.Repeat("[", 70)+strings.Repeat("]", 70)+`}`),
+		ev("context", keys(recovery.MaxDataKeys-2)), ev("context", keys(recovery.MaxDataKeys+1)),
+		ev("context", `{"s":`+long(recovery.MaxDataString)+`}`), ev("context", `{"s":`+long(recovery.MaxDataString+1)+`}`),
+		ev("context", `{`+long(recovery.MaxDataString+1)+`:1}`),
+		ev("summary", long(recovery.MaxTextBytes)), ev("summary", long(recovery.MaxTextBytes+1)), ev("summary", long(200000)),
+		ev("summary", `"`+strings.Repeat("\u00e9", 9000)+`"`),
 	}
 }
 
@@ -246,6 +279,9 @@ func FuzzIntakeEvent(f *testing.F) {
 	for _, b := range hostileEvents() {
 		f.Add(b)
 	}
+	for _, b := range boundSeeds() {
+		f.Add(b)
+	}
 	// Ids are any printable ASCII: each must still be readable back by its id.
 	// ("." and ".." are not here yet: they are accepted, but ServeMux redirects
 	// GET /v1/events/.. to its cleaned path, so they cannot be read back.)
@@ -310,6 +346,20 @@ func alertmanagerSeeds() [][]byte {
 		[]byte(`{"version":"4","alerts":[{"status":"firing","fingerprint":"ab","labels":{"event_type":"CAPACITY_WARNING","severity":"WARNING"},"annotations":{"confidence":"1e999"}}]}`),
 		[]byte(`[]`), []byte(`null`), []byte(``), []byte(`{"version":"4"`),
 	}
+	// At and over the bounds: a stack trace for a description (cut, never
+	// refused), a long annotation (cut), a long label and too many labels
+	// (that alert refused, naming the bound).
+	trace := strings.Repeat("at com.example.Pay.charge(Pay.java:42)\n", 600)
+	many := map[string]string{"event_type": "CAPACITY_WARNING", "severity": "warning", "resourceType": "MEMORY"}
+	for i := range recovery.MaxDataKeys {
+		many[fmt.Sprintf("l%d", i)] = "v"
+	}
+	out = append(out,
+		payload(alert("firing", "e1", mem, map[string]string{"description": trace, "confidence": "0.9", "details": trace})),
+		payload(alert("resolved", "e1", mem, map[string]string{"description": trace, "details": trace})),
+		payload(alert("firing", "e2", map[string]string{"event_type": "CAPACITY_WARNING", "severity": "warning", "pod": trace}, memAnn)),
+		payload(alert("firing", "e3", many, memAnn), alert("firing", "e4", mem, memAnn)),
+	)
 	for _, hv := range hostileValues {
 		s, ok := hv.(string)
 		if !ok {

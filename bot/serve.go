@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/recovery/promcheck"
 	"github.com/recoverbot/recoverbot/runbooks"
@@ -64,6 +65,9 @@ func LoadRunbooks(dir string) (*runbooks.Set, error) {
 // error part-way through start-up tears down exactly what was built.
 func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	log := o.Log
+	if err := cfg.ValidateServe(); err != nil {
+		return err
+	}
 	books, err := LoadRunbooks(cfg.Runbooks)
 	if err != nil {
 		return fmt.Errorf("runbooks: refusing to start:\n%w", err)
@@ -123,7 +127,17 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 		go func() { slackErr <- sl.run() }()
 	}
 
-	api := &API{Engine: eng, IntakeToken: cfg.IntakeToken, AdminToken: cfg.AdminToken,
+	tokens, hosts := cfg.API()
+	// The admin API decides with Slack's approver policy (one cache of user
+	// groups); offline, a policy of the global list, where the local operator
+	// decides when there are no admin tokens (commands.Approvers.Permit).
+	approvers := commands.NewApprovers(cfg.SlackOptions(o.Getenv, log).Approvers, nil, commands.GroupTTL, nil)
+	if sl != nil {
+		approvers = sl.sl.router.Handler.Approvers
+	} else {
+		approvers.LocalDecides = len(tokens) == 0
+	}
+	api := &API{Engine: eng, IntakeToken: cfg.IntakeToken, AdminTokens: tokens, Approvers: approvers, AllowedHosts: hosts,
 		AlertmanagerConfidence: cfg.AlertmanagerConfidence, Log: log.With("component", "http"), Metrics: metrics}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

@@ -519,14 +519,14 @@ func (h *Handler) pause(ctx context.Context, user string, on bool, words []strin
 	if err := noArgs(sub, words); err != nil {
 		return nil, err
 	}
-	ok, err := h.Approvers.Allowed(ctx, h.Approvers.Global(), user)
-	if err != nil {
-		h.refuse(ctx, "", user, sub+": approvers could not be checked: "+err.Error())
-		return text("Could not check whether you are an approver (Slack did not answer): nothing was done. Try again."), nil
-	}
-	if !ok {
+	err := h.Approvers.Permit(ctx, SlackUser(user), sub, nil, nil) // the global list
+	if errors.Is(err, ErrNotApprover) {
 		h.refuse(ctx, "", user, sub+": not an approver")
 		return text("You are not an approver: only approvers can %s recoverbot.", sub), nil
+	}
+	if err != nil {
+		h.refuse(ctx, "", user, sub+": approvers could not be checked: "+permitCause(err).Error())
+		return text("Could not check whether you are an approver (Slack did not answer): nothing was done. Try again."), nil
 	}
 	breaker := h.Engine.Breaker()
 	switch {
@@ -663,22 +663,22 @@ func (h *Handler) Click(ctx context.Context, c Click) *Reply {
 // loaded is refused (its approver list is unknown); rejecting or rolling it
 // back falls back to the global list, since both only stop or undo.
 func (h *Handler) authorize(ctx context.Context, x *recovery.Execution, user, verb string) *Reply {
-	rb := h.Engine.Runbooks().Get(x.Runbook)
-	if rb == nil && verb == "approve" {
+	// The rule is Permit's, shared with the admin API; the words are Slack's.
+	err := h.Approvers.Permit(ctx, SlackUser(user), verb, x, h.Engine.Runbooks().Get(x.Runbook))
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, ErrRunbookGone):
 		h.refuse(ctx, x.ID, user, fmt.Sprintf("%s: runbook %s is no longer loaded, so its approvers are unknown", verb, x.Runbook))
 		return text("Runbook %s is no longer loaded, so nobody can approve this plan: nothing was done. Make a new plan with `/recover plan`.", esc(x.Runbook))
-	}
-	ok, err := h.Approvers.Allowed(ctx, h.Approvers.For(rb), user)
-	if err != nil {
-		h.log().Warn("approver check failed", "plan", x.ID, "user", user, "err", Redact(err.Error()))
-		h.refuse(ctx, x.ID, user, verb+": approvers could not be checked: "+Redact(err.Error()))
-		return text("Could not check whether you are an approver for %s (Slack did not answer): nothing was done. Try again.", esc(x.Runbook))
-	}
-	if !ok {
+	case errors.Is(err, ErrNotApprover):
 		h.refuse(ctx, x.ID, user, fmt.Sprintf("%s: %s is not an approver for %s", verb, user, x.Runbook))
 		return text("You are not an approver for %s.", esc(x.Runbook))
 	}
-	return nil
+	cause := permitCause(err)
+	h.log().Warn("approver check failed", "plan", x.ID, "user", user, "err", Redact(cause.Error()))
+	h.refuse(ctx, x.ID, user, verb+": approvers could not be checked: "+Redact(cause.Error()))
+	return text("Could not check whether you are an approver for %s (Slack did not answer): nothing was done. Try again.", esc(x.Runbook))
 }
 
 // clickRefused explains why the engine refused a click (already decided,

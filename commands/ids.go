@@ -33,9 +33,18 @@ const (
 	SettingMessagePrefix = "slack:ts:"
 )
 
-// ActorPrefix marks actors who acted through Slack in the audit trail
-// ("slack:U0123"), as the admin API uses "cli:".
+// ActorPrefix marks actors who are Slack users in the audit trail
+// ("slack:U0123"), whether they acted in Slack or through an admin token
+// configured with their Slack user id (Person.Actor).
 const ActorPrefix = "slack:"
+
+// TokenPrefix marks actors who acted through an admin token that names no
+// Slack user ("token:deploy-bot"); LocalActor is the local operator of a bot
+// without admin tokens.
+const (
+	TokenPrefix = "token:"
+	LocalActor  = "local"
+)
 
 // Actor is the audit actor for a Slack user id.
 func Actor(userID string) string { return ActorPrefix + userID }

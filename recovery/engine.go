@@ -478,10 +478,10 @@ func ValidateEvent(ev *Event) error {
 	case ev.ID == "." || ev.ID == "..":
 		// Accepted, it could never be read back: GET /v1/events/.. is a path.
 		return Errorf(CodeInvalid, "id must not be %q", ev.ID)
-	case len(ev.Summary) > 4000 || !utf8.ValidString(ev.Summary):
-		return Errorf(CodeInvalid, "summary must be valid UTF-8 of at most 4000 bytes")
+	case len(ev.Summary) > MaxTextBytes || !utf8.ValidString(ev.Summary):
+		return Errorf(CodeInvalid, "summary must be valid UTF-8 of at most %d bytes (the intake cuts longer text: CutText)", MaxTextBytes)
 	}
-	return nil
+	return CheckEventBounds(ev) // recovery/eventcaps.go
 }
 
 func printable(s string) bool {

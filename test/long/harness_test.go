@@ -233,10 +233,9 @@ func (a *api) do(ctx context.Context, method, path string, body []byte) (int, []
 	if err != nil {
 		return 0, nil, err
 	}
-	if body != nil {
+	if method == "POST" { // every POST, bodyless ones too (the bot answers 415 otherwise)
 		req.Header.Set("Content-Type", "application/json")
 	}
-	req.Header.Set("X-Recoverbot-Actor", "long-test")
 	resp, err := a.hc.Do(req)
 	if err != nil {
 		return 0, nil, err

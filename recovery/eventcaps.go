@@ -1,0 +1,163 @@
+package recovery
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// The bounds of an event. An event is stored whole (its record, the plan's
+// copy, every audit snapshot of the plan), decoded at every read and start-up,
+// and sent to the AI, so each bound below exists to keep one accepted event
+// from costing more than it can be worth. No monitoring system we know needs
+// more: Prometheus labels and annotations, Datadog tags, CloudWatch alarm
+// dimensions are flat maps of a few dozen short strings.
+const (
+	// MaxTextBytes bounds the human text (summary; an alert's description):
+	// text is never a reason to refuse an incident, so longer text is cut
+	// (CutText) at intake, not refused. 16 KiB holds a long stack trace; Slack
+	// shows at most 3000 characters of a section anyway (commands/render.go).
+	MaxTextBytes = 16 << 10
+	// MaxDataDepth bounds the nesting of data and context (the map itself is
+	// level 1). Monitoring payloads are flat maps; 8 leaves room for a nested
+	// object or two. Without it a 20 KB body nests 10,000 levels, and the
+	// stored plan, wrapped three or four levels deeper, can never be decoded
+	// again (encoding/json stops at 10,000).
+	MaxDataDepth = 8
+	// MaxDataKeys bounds the object keys of data and context together, at
+	// every level: a runbook matches a handful; 256 is a generous alert.
+	MaxDataKeys = 256
+	// MaxDataString bounds one key or string value of data and context:
+	// identifiers, URLs and queries fit; logs do not belong in an event.
+	MaxDataString = 4 << 10
+	// MaxDataBytes bounds data and context together, counted as the bytes of
+	// every key and string value plus 8 for each other value (number, bool,
+	// null, object, array).
+	MaxDataBytes = 64 << 10
+)
+
+// CodeTooLarge is an event over one of the bounds above: the edges answer
+// 422 with the sentence, which names the bound.
+const CodeTooLarge Code = "too_large"
+
+// CutText returns s if it holds at most max bytes, else its longest valid
+// UTF-8 prefix that leaves room for a marker saying how much was cut, so
+// whoever reads it knows it is not whole.
+func CutText(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	for n := max; n > 0; n-- {
+		marker := fmt.Sprintf("… [cut %d bytes]", len(s)-n)
+		if n+len(marker) > max {
+			continue
+		}
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		return strings.ToValidUTF8(s[:n], "") + fmt.Sprintf("… [cut %d bytes]", len(s)-n)
+	}
+	return ""
+}
+
+// CheckEventBounds refuses an event whose data or context exceeds a bound
+// above, with CodeTooLarge and a sentence naming the field and the bound.
+// ValidateEvent calls it, so every way into the engine goes through it. It
+// allocates nothing unless it refuses: it runs on every event.
+func CheckEventBounds(ev *Event) error {
+	w := boundsWalk{}
+	for _, f := range []struct {
+		name string
+		m    map[string]any
+	}{{"data", ev.Data}, {"context", ev.Context}} {
+		if f.m == nil {
+			continue
+		}
+		if over := w.value(f.m, 1); over != nil {
+			over.path = append(over.path, f.name)
+			return over.err()
+		}
+	}
+	return nil
+}
+
+type boundsWalk struct{ keys, bytes int }
+
+// overBound is a refusal on its way up: path collects the keys from the
+// offending value back to the top, only once something is refused.
+type overBound struct {
+	format string // with one %s for the path
+	args   []any
+	path   []string
+}
+
+func (o *overBound) err() error {
+	var b strings.Builder
+	for i := len(o.path) - 1; i >= 0; i-- {
+		b.WriteString(o.path[i])
+	}
+	return Errorf(CodeTooLarge, o.format, append([]any{b.String()}, o.args...)...)
+}
+
+func (w *boundsWalk) add(n int) *overBound {
+	w.bytes += n
+	if w.bytes > MaxDataBytes {
+		return &overBound{format: "data and context hold more than %[2]d bytes (the limit; counted up to %[1]s)", args: []any{MaxDataBytes}}
+	}
+	return nil
+}
+
+func (w *boundsWalk) str(what, s string) *overBound {
+	if len(s) > MaxDataString {
+		return &overBound{format: "%s: a %s of %d bytes is longer than the limit of %d bytes", args: []any{what, len(s), MaxDataString}}
+	}
+	return w.add(len(s))
+}
+
+func (w *boundsWalk) value(v any, depth int) *overBound {
+	if depth > MaxDataDepth {
+		return &overBound{format: "%s nests deeper than the limit of %d levels", args: []any{MaxDataDepth}}
+	}
+	switch v := v.(type) {
+	case string:
+		return w.str("value", v)
+	case map[string]any:
+		if over := w.add(8); over != nil {
+			return over
+		}
+		for k, x := range v {
+			w.keys++
+			if w.keys > MaxDataKeys {
+				return &overBound{format: "data and context hold more than %[2]d keys (the limit; counted up to %[1]s)", args: []any{MaxDataKeys}}
+			}
+			if over := w.str("key", k); over != nil {
+				return over
+			}
+			if over := w.value(x, depth+1); over != nil {
+				over.path = append(over.path, "."+shortKey(k))
+				return over
+			}
+		}
+	case []any:
+		if over := w.add(8); over != nil {
+			return over
+		}
+		for i, x := range v {
+			if over := w.value(x, depth+1); over != nil {
+				over.path = append(over.path, fmt.Sprintf("[%d]", i))
+				return over
+			}
+		}
+	default:
+		return w.add(8)
+	}
+	return nil
+}
+
+// shortKey keeps a path in an error readable when a key is long or odd.
+func shortKey(k string) string {
+	if len(k) <= 40 && printable(k) {
+		return k
+	}
+	return fmt.Sprintf("%q", CutText(k, 40))
+}
