@@ -63,14 +63,18 @@ func (c *Courier) Run(ctx context.Context) {
 	}
 }
 
+// Backoff bounds of the courier's retries.
+const (
+	backoffFirst = 250 * time.Millisecond
+	backoffMax   = 30 * time.Second
+)
+
+// nextBackoff doubles prev, never past backoffMax (250 ms … 16 s, then 30 s).
 func nextBackoff(prev time.Duration) time.Duration {
-	switch {
-	case prev == 0:
-		return 250 * time.Millisecond
-	case prev >= 30*time.Second:
-		return 30 * time.Second
+	if prev <= 0 {
+		return backoffFirst
 	}
-	return prev * 2
+	return min(prev*2, backoffMax)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
