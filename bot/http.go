@@ -49,6 +49,8 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/executions/{id}", a.admin(a.getExecution))
 	mux.HandleFunc("GET /v1/events/{id}", a.admin(a.getEvent))
 	mux.HandleFunc("GET /v1/audit", a.admin(a.getAudit))
+	mux.HandleFunc("GET /v1/quarantine", a.admin(a.getQuarantine))
+	mux.HandleFunc("GET /v1/deadletters", a.admin(a.getDeadLetters))
 	mux.HandleFunc("POST /v1/executions/{id}/{verb}", a.admin(a.act))
 	mux.HandleFunc("POST /v1/pause", a.admin(a.pause(true)))
 	mux.HandleFunc("POST /v1/resume", a.admin(a.pause(false)))

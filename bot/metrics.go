@@ -25,6 +25,7 @@ type Metrics struct {
 	actions      *prometheus.HistogramVec
 	approvalWait prometheus.Histogram
 	slackErrors  *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
 }
 
 // NewMetrics registers every metric; outboxDepth is read at scrape time.
@@ -44,8 +45,10 @@ func NewMetrics(outboxDepth func() float64) *Metrics {
 			Help: "Time from plan to approval.", Buckets: []float64{5, 15, 30, 60, 120, 180, 300, 600, 1800}}),
 		slackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_slack_api_errors_total",
 			Help: "Slack Web API calls that failed, by method."}, []string{"method"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_notifications_dead_lettered_total",
+			Help: "Notifications given up on (refused for good by Slack, or too many failed tries), by kind."}, []string{"kind"}),
 	}
-	m.Registry.MustRegister(m.events, m.decisions, m.states, m.actions, m.approvalWait, m.slackErrors,
+	m.Registry.MustRegister(m.events, m.decisions, m.states, m.actions, m.approvalWait, m.slackErrors, m.deadLettered,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverbot_outbox_depth",
 			Help: "Notifications waiting for delivery (read up to 1000: the store's page)."}, outboxDepth),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -94,4 +97,37 @@ func outboxDepth(s recovery.Store) func() float64 {
 		}
 		return float64(len(page))
 	}
+}
+
+// storeCounts is what the store says about records it set aside
+// (*store.DB.Counts).
+type storeCounts func(ctx context.Context) (quarantined, deadLetters int, err error)
+
+// WatchStore registers the gauges of records set aside, read at scrape time:
+// store records quarantined because they cannot be decoded, and notifications
+// dead-lettered. Both live in the store, so they survive restarts.
+func (m *Metrics) WatchStore(counts storeCounts) {
+	read := func(pick func(q, d int) int) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			q, d, err := counts(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(pick(q, d))
+		}
+	}
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverbot_store_quarantined_records",
+			Help: "Store records set aside because they cannot be decoded (see `recoverbot quarantine`)."},
+			read(func(q, _ int) int { return q })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverbot_outbox_dead_letters",
+			Help: "Notifications given up on and kept aside (see `recoverbot deadletters`)."},
+			read(func(_, d int) int { return d })))
+}
+
+// DeadLettered counts a notification the courier gave up on, by kind.
+func (m *Metrics) DeadLettered(n recovery.Notification, _ string) {
+	m.deadLettered.WithLabelValues(n.Kind).Inc()
 }

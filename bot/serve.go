@@ -66,7 +66,11 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 	if err != nil {
 		return fmt.Errorf("runbooks: refusing to start:\n%w", err)
 	}
-	db, err := store.Open(cfg.Data)
+	now := time.Now
+	if o.Clock != nil {
+		now = o.Clock.Now
+	}
+	db, err := store.Open(cfg.Data, store.WithLog(log), store.WithClock(now))
 	if err != nil {
 		return err
 	}
@@ -108,6 +112,7 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 		log.Info("AI planning off: ANTHROPIC_API_KEY is not set")
 	}
 	metrics := NewMetrics(outboxDepth(db))
+	metrics.WatchStore(db.Counts)
 	ecfg.Observer = metrics
 	eng := recovery.New(ecfg, db, books, drivers)
 	if err := eng.Start(ctx); err != nil {
@@ -134,7 +139,8 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 	courierDone := make(chan struct{})
 	go func() {
 		defer close(courierDone)
-		(&recovery.Courier{Store: db, Notifier: notifier, Wake: eng.Wake(), Log: log}).Run(courierCtx)
+		(&recovery.Courier{Store: db, Notifier: notifier, Wake: eng.Wake(), Log: log,
+			OnDeadLetter: metrics.DeadLettered}).Run(courierCtx)
 	}()
 	// The Slack listener runs on its own context: it stops after the intake,
 	// before the engine, so no click lands on a closing engine.

@@ -226,6 +226,9 @@ type Store interface {
 
 	Outbox(ctx context.Context, after uint64, limit int) ([]Notification, error)
 	AckOutbox(ctx context.Context, seqs ...uint64) error
+	// DeadLetter moves an undeliverable notification out of the outbox, kept
+	// with the reason, so the ones behind it are delivered (see Courier).
+	DeadLetter(ctx context.Context, seq uint64, reason string) error
 
 	Setting(ctx context.Context, key string) ([]byte, error) // ErrNotFound when unset
 	PutSetting(ctx context.Context, key string, value []byte) error
