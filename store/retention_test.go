@@ -59,7 +59,7 @@ func TestRetentionFileStopsGrowing(t *testing.T) {
 		}
 		// An event that made no plan, and an audit record of no execution.
 		mustAccept(t, db, recovery.Accepted{Event: recovery.EventRecord{
-			Event: recovery.Event{ID: fmt.Sprintf("ev-none-%03d", day), Data: map[string]any{"dump": blob}},
+			Event:      recovery.Event{ID: fmt.Sprintf("ev-none-%03d", day), Data: map[string]any{"dump": blob}},
 			ReceivedAt: now, Decision: recovery.DecideNoRunbook}})
 		if err := db.Record(ctx, []recovery.AuditRecord{{At: now, Actor: "U1", Reason: "paused " + blob[:1024]}}, nil); err != nil {
 			t.Fatal(err)
