@@ -403,15 +403,28 @@ func (a *API) getAudit(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	recs, err := a.Engine.Store().AuditSince(r.Context(), since)
+	// Streamed page by page: the range may be larger than memory.
+	const pageSize = 500
+	page, err := a.Engine.Store().AuditPage(r.Context(), since, 0, pageSize)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	enc := json.NewEncoder(w)
-	for _, rec := range recs {
-		_ = enc.Encode(rec)
+	rc := http.NewResponseController(w)
+	for len(page) > 0 {
+		for _, rec := range page {
+			if enc.Encode(rec) != nil {
+				return // the client left
+			}
+		}
+		_ = rc.Flush()
+		if page, err = a.Engine.Store().AuditPage(r.Context(), since, page[len(page)-1].Seq, pageSize); err != nil {
+			// The status is sent: the export ends short, and says so in the log.
+			a.Log.Warn("audit export cut short", "err", err)
+			return
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/recovery/promcheck"
 	"github.com/recoverbot/recoverbot/runbooks"
@@ -75,6 +76,15 @@ func Serve(ctx context.Context, cfg Config, o Options) error {
 		return err
 	}
 	defer db.Close()
+	// Retention runs beside everything else, in small transactions, and stops
+	// before the store closes (defers run in reverse).
+	retainCtx, stopRetain := context.WithCancel(context.Background())
+	retainDone := make(chan struct{})
+	go func() {
+		defer close(retainDone)
+		db.Retain(retainCtx, store.Retention{Keep: cfg.Retention, SettingsOf: []string{commands.SettingMessagePrefix}})
+	}()
+	defer func() { stopRetain(); <-retainDone }()
 
 	drivers := o.Drivers
 	if drivers == nil {

@@ -151,6 +151,48 @@ func (db *DB) AuditSince(ctx context.Context, since time.Time) ([]recovery.Audit
 	return out, err
 }
 
+// Limits of an audit page.
+const (
+	DefaultAuditPage = 500
+	MaxAuditPage     = 5000
+)
+
+// AuditPage returns up to limit audit records with Seq above after and At at
+// or after since, in the order written: the audit export reads page by page,
+// passing the last Seq, instead of loading a whole range. An empty page is the
+// end. Limit defaults to DefaultAuditPage and is capped at MaxAuditPage.
+func (db *DB) AuditPage(ctx context.Context, since time.Time, after uint64, limit int) ([]recovery.AuditRecord, error) {
+	if limit <= 0 {
+		limit = DefaultAuditPage
+	}
+	limit = min(limit, MaxAuditPage)
+	var out []recovery.AuditRecord
+	var bads badList
+	defer func() { db.setAside(ctx, bads) }()
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		if after == ^uint64(0) {
+			return nil
+		}
+		c := tx.Bucket(bucketAudit).Cursor()
+		n := 0
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			if n++; n%1024 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r, err := decodeAudit(k, v)
+			if err != nil {
+				bads.add(bucketAudit, k, v, err)
+				continue
+			}
+			if !r.At.Before(since) {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
 // Open returns the executions start-up must resume: those in a non-terminal
 // state, and succeeded or verified ones with a scheduled rollback. Ordered by
 // id, oldest first.

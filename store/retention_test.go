@@ -134,3 +134,42 @@ func TestRetainZeroKeepsEverything(t *testing.T) {
 		t.Errorf("Execution after Retain with Keep 0: %v, want kept", err)
 	}
 }
+
+// AuditPage reads the trail page by page, resuming after the last Seq: the
+// pages together are exactly AuditSince, for any page size.
+func TestAuditPagesMatchAuditSince(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openDB(t)
+	for i := range 7 {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		if err := db.Record(ctx, []recovery.AuditRecord{{At: at, Actor: "U1", Reason: fmt.Sprint(i)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := t0.Add(2 * time.Hour)
+	want, err := db.AuditSince(ctx, since)
+	if err != nil || len(want) != 5 {
+		t.Fatalf("AuditSince = %d, %v; want 5", len(want), err)
+	}
+	for _, size := range []int{1, 2, 5, 100} {
+		var got []recovery.AuditRecord
+		after := uint64(0)
+		for {
+			page, err := db.AuditPage(ctx, since, after, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > size {
+				t.Fatalf("page of %d records, want at most %d", len(page), size)
+			}
+			if len(page) == 0 {
+				break
+			}
+			got = append(got, page...)
+			after = page[len(page)-1].Seq
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("pages of %d = %v\nwant %v", size, got, want)
+		}
+	}
+}
