@@ -191,3 +191,40 @@ func TestDeadLetterDoesNotBlockTheOutbox(t *testing.T) {
 		})
 	}
 }
+
+// The admin API lists dead letters and quarantined records, and exports an
+// audit trail longer than one page in full (it streams page by page).
+func TestSetAsideAndAuditExportOverHTTP(t *testing.T) {
+	h := newAPI(t, recovery.ModeDryRun, "", "ad-tok")
+	ctx := context.Background()
+	if err := h.db.Record(ctx, nil, []recovery.Notification{{Kind: "notice", Text: "refused"}}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := h.db.Outbox(ctx, 0, 10)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("outbox = %v, %v", page, err)
+	}
+	if err := h.db.DeadLetter(ctx, page[0].Seq, "slack: msg_too_long"); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do("GET", "/v1/deadletters", "ad-tok", nil)
+	if r.status != 200 || !strings.Contains(r.raw, `"text":"refused"`) || !strings.Contains(r.raw, "msg_too_long") {
+		t.Errorf("GET /v1/deadletters = %d %s; want the refused notice and its reason", r.status, r.raw)
+	}
+	if r := h.do("GET", "/v1/quarantine", "ad-tok", nil); r.status != 200 || !strings.Contains(r.raw, `"quarantined":[]`) {
+		t.Errorf("GET /v1/quarantine = %d %s; want an empty list", r.status, r.raw)
+	}
+
+	const n = 1234 // more than two pages of the export
+	recs := make([]recovery.AuditRecord, n)
+	for i := range recs {
+		recs[i] = recovery.AuditRecord{At: h.clock.Now(), Actor: "U1", Reason: "r"}
+	}
+	if err := h.db.Record(ctx, recs, nil); err != nil {
+		t.Fatal(err)
+	}
+	r = h.do("GET", "/v1/audit?since=1h", "ad-tok", nil)
+	if got := strings.Count(r.raw, "\n"); r.status != 200 || got != n {
+		t.Errorf("GET /v1/audit = %d with %d lines, want 200 with %d", r.status, got, n)
+	}
+}
