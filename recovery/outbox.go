@@ -84,7 +84,8 @@ func (c *Courier) Run(ctx context.Context) {
 					if !permanent {
 						reason = fmt.Sprintf("%d attempts failed, the last: %v", attempts, err)
 					}
-					if derr := c.Store.DeadLetter(ctx, failed.Seq, reason); derr == nil {
+					derr := c.Store.DeadLetter(ctx, failed.Seq, reason)
+					if derr == nil {
 						log.Error("notification cannot be delivered: dead-lettered, see `recoverbot deadletters`",
 							"seq", failed.Seq, "plan", failed.ExecutionID, "kind", failed.Kind, "err", err)
 						if c.OnDeadLetter != nil {
@@ -92,9 +93,8 @@ func (c *Courier) Run(ctx context.Context) {
 						}
 						failedSeq, attempts, backoff = 0, 0, 0
 						continue
-					} else {
-						err = errors.Join(err, derr)
 					}
+					err = errors.Join(err, derr) // retried: the next failure dead-letters it
 				}
 			}
 			backoff = wait

@@ -150,3 +150,26 @@ func TestUndecodableRecordsAreSetAside(t *testing.T) {
 		t.Errorf("Counts = %d, %v; want %d quarantined", n, err, len(want))
 	}
 }
+
+// A transition of an execution that cannot be decoded is ErrNotFound, writes
+// nothing, and sets the record aside like a read would.
+func TestTransitionOfUndecodableExecution(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openDB(t)
+	db = poke(t, db, func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("executions")).Put([]byte("01DEEP"), deepJSON()); err != nil {
+			return err
+		}
+		return tx.Bucket([]byte("open")).Put([]byte("01DEEP"), nil)
+	})
+	_, err := db.Transition(ctx, approve("01DEEP"))
+	if !errors.Is(err, recovery.ErrNotFound) {
+		t.Fatalf("Transition = %v, want ErrNotFound", err)
+	}
+	if q, err := db.Quarantine(ctx); err != nil || len(q) != 1 || q[0].Key != "01DEEP" {
+		t.Errorf("Quarantine = %+v, %v; want 01DEEP", q, err)
+	}
+	if n := auditLen(t, db); n != 0 {
+		t.Errorf("%d audit records, want none", n)
+	}
+}
