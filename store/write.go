@@ -221,7 +221,7 @@ func (db *DB) Transition(ctx context.Context, t recovery.Transition) (recovery.E
 	}
 
 	var result recovery.Execution // read only after submit answers
-	var bads badList               // likewise
+	var bads badList              // likewise
 	err = db.submit(ctx, func(tx *bolt.Tx) error {
 		bads = bads[:0]
 		// Preconditions: nothing is written unless all hold.
