@@ -38,6 +38,8 @@ const usage = `usage: recoverbot <command> [flags]
   false ID                       mark an execution as a false action
   pause | resume
   audit [--since 24h]            the audit trail as JSON lines
+  quarantine                     store records set aside because they cannot be decoded
+  deadletters                    notifications given up on (refused by Slack, or too many tries)
   stats [--window 24h]           auto-heal rate, MTTR, false-action rate beside their targets
   ask "QUESTION"                 ask the AI for a plan (needs ANTHROPIC_API_KEY on the bot); it waits for approval
   whoami                         who the bot takes you for (from your token)
@@ -190,6 +192,8 @@ func adminRequest(cmd string, fs *flag.FlagSet, f flags, stderr io.Writer) (meth
 		q.Set("since", *f.since)
 	case "whoami":
 		path = "/v1/whoami"
+	case "quarantine", "deadletters":
+		path = "/v1/" + cmd
 	default:
 		fmt.Fprintf(stderr, "recoverbot: unknown command %q\n\n%s", cmd, usage)
 		return "", "", nil, nil, 2

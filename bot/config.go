@@ -35,6 +35,7 @@ type Config struct {
 	LockWait               time.Duration `yaml:"lock_wait" help:"how long an execution waits for a busy target"`
 	AlertmanagerConfidence float64       `yaml:"alertmanager_confidence" help:"confidence of an alert without a confidence annotation"`
 	ShutdownGrace          time.Duration `yaml:"shutdown_grace" help:"how long SIGTERM waits for running executions"`
+	Retention              time.Duration `yaml:"retention" help:"finished executions, their events and audit older than this are deleted in the background (0 keeps everything)"`
 	AdminURL               string        `yaml:"admin_url" help:"where the CLI finds the admin API; default http://<listen>"`
 	LogFormat              string        `yaml:"log_format" help:"text or json"`
 	SlackChannel           string        `yaml:"slack_channel" help:"Slack incident channel id (C…): plans are posted there; /recover and buttons are taken only from there"`
@@ -79,6 +80,7 @@ func DefaultConfig() Config {
 		LockWait:               d.LockWait,
 		AlertmanagerConfidence: 0.5,
 		ShutdownGrace:          30 * time.Second,
+		Retention:              90 * 24 * time.Hour,
 		LogFormat:              "text",
 		Drivers:                "real",
 		SlackSilence:           DefaultSlackSilence,
@@ -235,6 +237,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DefaultCooldown < 0 {
 		bad("default_cooldown", "must not be negative")
+	}
+	if c.Retention < 0 {
+		bad("retention", "must not be negative (0 keeps everything)")
 	}
 	if c.LockWait <= 0 {
 		bad("lock_wait", "must be positive")

@@ -29,6 +29,7 @@ type Metrics struct {
 	approvalWait prometheus.Histogram
 	slackErrors  *prometheus.CounterVec
 	aiDropped    *prometheus.CounterVec
+	deadLettered *prometheus.CounterVec
 }
 
 // NewMetrics registers every metric; outboxDepth is read at scrape time.
@@ -51,8 +52,10 @@ func NewMetrics(outboxDepth func() float64) *Metrics {
 		aiDropped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_ai_calls_dropped_total",
 			Help: "AI calls not made, by reason: concurrency (the cap was reached), budget (the minute's calls were spent), folded (an identical unmatched event was sent recently)."},
 			[]string{"reason"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "recoverbot_notifications_dead_lettered_total",
+			Help: "Notifications given up on (refused for good by Slack, or too many failed tries), by kind."}, []string{"kind"}),
 	}
-	m.Registry.MustRegister(m.events, m.decisions, m.states, m.actions, m.approvalWait, m.slackErrors, m.aiDropped,
+	m.Registry.MustRegister(m.events, m.decisions, m.states, m.actions, m.approvalWait, m.slackErrors, m.aiDropped, m.deadLettered,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverbot_outbox_depth",
 			Help: "Notifications waiting for delivery (read up to 1000: the store's page)."}, outboxDepth),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -104,4 +107,37 @@ func outboxDepth(s recovery.Store) func() float64 {
 		}
 		return float64(len(page))
 	}
+}
+
+// storeCounts is what the store says about records it set aside
+// (*store.DB.Counts).
+type storeCounts func(ctx context.Context) (quarantined, deadLetters int, err error)
+
+// WatchStore registers the gauges of records set aside, read at scrape time:
+// store records quarantined because they cannot be decoded, and notifications
+// dead-lettered. Both live in the store, so they survive restarts.
+func (m *Metrics) WatchStore(counts storeCounts) {
+	read := func(pick func(q, d int) int) func() float64 {
+		return func() float64 {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			q, d, err := counts(ctx)
+			if err != nil {
+				return -1
+			}
+			return float64(pick(q, d))
+		}
+	}
+	m.Registry.MustRegister(
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverbot_store_quarantined_records",
+			Help: "Store records set aside because they cannot be decoded (see `recoverbot quarantine`)."},
+			read(func(q, _ int) int { return q })),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "recoverbot_outbox_dead_letters",
+			Help: "Notifications given up on and kept aside (see `recoverbot deadletters`)."},
+			read(func(_, d int) int { return d })))
+}
+
+// DeadLettered counts a notification the courier gave up on, by kind.
+func (m *Metrics) DeadLettered(n recovery.Notification, _ string) {
+	m.deadLettered.WithLabelValues(string(n.Kind)).Inc()
 }

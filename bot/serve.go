@@ -79,11 +79,22 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 		err = errors.Join(err, lc.stop(shutCtx))
 	}()
 
-	db, err := store.Open(cfg.Data)
+	now := time.Now
+	if o.Clock != nil {
+		now = o.Clock.Now
+	}
+	db, err := store.Open(cfg.Data, store.WithLog(log), store.WithClock(now))
 	if err != nil {
 		return err
 	}
 	lc.onStop("store", func(context.Context) error { return db.Close() })
+	// Retention runs beside everything else, in small transactions, and stops
+	// before the store closes.
+	var retention background
+	retention.start(func(ctx context.Context) {
+		db.Retain(ctx, store.Retention{Keep: cfg.Retention, SettingsOf: []string{commands.SettingMessagePrefix}})
+	})
+	lc.onStop("retention", retention.stop)
 	drivers := o.Drivers
 	if drivers == nil {
 		d, closeDrivers, err := buildDrivers(cfg, books, o.Getenv, log)
@@ -98,6 +109,7 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	if err != nil {
 		return err
 	}
+	metrics.WatchStore(db.Counts)
 	eng := recovery.New(ecfg, db, books, drivers)
 	// Delivery stops after the engine, so the notifications of the executions
 	// that settle during shutdown still go out: its stop is pushed before the
@@ -118,7 +130,8 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	delivery.start((&recovery.Courier{Store: db, Notifier: notifier, Wake: eng.Wake(), Log: log}).Run)
+	delivery.start((&recovery.Courier{Store: db, Notifier: notifier, Wake: eng.Wake(), Log: log,
+		OnDeadLetter: metrics.DeadLettered}).Run)
 	slackErr := make(chan error, 1)
 	if sl != nil {
 		// The Slack listener runs on its own context (see startNotifier): it

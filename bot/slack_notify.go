@@ -59,7 +59,10 @@ type planSource interface {
 //
 // 429 answers return an error with RetryAfter, so the courier waits as long as
 // Slack asks and retries the same notification; order is kept because the
-// courier delivers one at a time.
+// courier delivers one at a time. A refused token waits the same way. An
+// answer about the message itself (invalid_blocks, msg_too_long,
+// channel_not_found, …, see refusedForGood) is Permanent: the courier
+// dead-letters that message and goes on.
 type SlackNotifier struct {
 	API     slackPoster
 	Store   recovery.Store
@@ -344,18 +347,45 @@ func (n *SlackNotifier) classify(err error) error {
 		}
 		return &rateLimited{err: err, wait: wait}
 	}
+	redacted := fmt.Errorf("slack: %s", commands.Redact(err.Error()))
 	var se slack.SlackErrorResponse
 	if errors.As(err, &se) {
 		switch se.Err {
 		case "not_in_channel", "channel_not_found", "is_archived":
-			n.log().Error("cannot post to the incident channel: invite the bot (/invite @recoverbot) or fix RECOVERBOT_SLACK_CHANNEL; notifications wait meanwhile",
+			n.log().Error("cannot post to the incident channel: invite the bot (/invite @recoverbot) or fix RECOVERBOT_SLACK_CHANNEL; the message is dead-lettered",
 				"channel", n.Channel, "err", se.Err)
+			return &refused{redacted}
 		case "invalid_auth", "token_revoked", "account_inactive", "not_authed":
+			// The whole API is closed to the bot, not this message: wait
+			// (not an attempt, see recovery.Courier), never dead-letter.
 			n.log().Error("Slack refuses the bot token; notifications wait until it is fixed", "err", se.Err)
+			return &rateLimited{err: redacted, wait: authRetry}
+		}
+		if refusedForGood[se.Err] {
+			return &refused{redacted}
 		}
 	}
-	return fmt.Errorf("slack: %s", commands.Redact(err.Error()))
+	return redacted
 }
+
+// authRetry is how often delivery retries while Slack refuses the token.
+const authRetry = 30 * time.Second
+
+// refusedForGood are Slack errors about the message itself (its content,
+// size or channel): sending it again gives the same answer, so the courier
+// dead-letters it instead of blocking the messages behind it.
+var refusedForGood = map[string]bool{
+	"invalid_blocks": true, "invalid_blocks_format": true, "msg_blocks_too_long": true,
+	"msg_too_long": true, "no_text": true, "invalid_arguments": true, "too_many_attachments": true,
+	"invalid_attachments": true, "restricted_action": true, "cannot_reply_to_message": true,
+}
+
+// refused is a Slack answer that will not change on a retry.
+type refused struct{ err error }
+
+func (e *refused) Error() string   { return e.err.Error() }
+func (e *refused) Unwrap() error   { return e.err }
+func (e *refused) Permanent() bool { return true }
 
 func isMissingMessage(err error) bool {
 	var se slack.SlackErrorResponse

@@ -3,6 +3,7 @@ package recovery
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 )
@@ -12,6 +13,13 @@ import (
 // (backoff, or the notifier's RetryAfter) and retries the same one, so nothing is
 // lost and order is kept. A notifier must make redelivery harmless (the Slack
 // notifier keys messages by execution and outbox seq).
+//
+// A notification the notifier refuses for good (its error is Permanent), or
+// that failed MaxAttempts times in a row, is dead-lettered (Store.DeadLetter:
+// kept, with the reason, out of the outbox), logged and reported to
+// OnDeadLetter, so it never blocks the ones behind it. Waits the notifier asks
+// for (RetryAfter: a 429, a refused token) are not attempts: when all of Slack
+// is unavailable nothing is given up.
 type Courier struct {
 	Store    Store
 	Notifier Notifier
@@ -19,10 +27,24 @@ type Courier struct {
 	Log      *slog.Logger
 	// Poll bounds how long a notification written by another path waits.
 	Poll time.Duration
+	// MaxAttempts is how many failed deliveries in a row dead-letter a
+	// notification (default DefaultMaxAttempts).
+	MaxAttempts int
+	// OnDeadLetter, when set, is told of each dead letter (for metrics).
+	OnDeadLetter func(n Notification, reason string)
 }
+
+// DefaultMaxAttempts: with the backoff (250 ms doubling to 30 s) about eight
+// minutes of failures before a notification is given up.
+const DefaultMaxAttempts = 20
 
 // RetryAfter is implemented by notifier errors that know when to retry.
 type RetryAfter interface{ RetryAfter() time.Duration }
+
+// Permanent is implemented by notifier errors that say whether a retry of the
+// same notification can ever succeed (Slack's invalid_blocks, msg_too_long,
+// channel_not_found, …).
+type Permanent interface{ Permanent() bool }
 
 // Run delivers until ctx ends.
 func (c *Courier) Run(ctx context.Context) {
@@ -34,14 +56,46 @@ func (c *Courier) Run(ctx context.Context) {
 	if poll == 0 {
 		poll = 2 * time.Second
 	}
+	maxAttempts := c.MaxAttempts
+	if maxAttempts <= 0 {
+		maxAttempts = DefaultMaxAttempts
+	}
 	backoff := time.Duration(0)
+	var failedSeq uint64 // the notification the last attempts failed on
+	attempts := 0
 	for {
-		n, err := c.drain(ctx)
+		n, failed, err := c.drain(ctx)
 		if err != nil {
 			wait := nextBackoff(backoff)
 			var ra RetryAfter
-			if errors.As(err, &ra) && ra.RetryAfter() > 0 {
+			asked := errors.As(err, &ra) && ra.RetryAfter() > 0
+			if asked {
 				wait = ra.RetryAfter()
+			}
+			if failed != nil && !asked {
+				if failed.Seq != failedSeq {
+					failedSeq, attempts = failed.Seq, 0
+				}
+				attempts++
+				var p Permanent
+				permanent := errors.As(err, &p) && p.Permanent()
+				if permanent || attempts >= maxAttempts {
+					reason := err.Error()
+					if !permanent {
+						reason = fmt.Sprintf("%d attempts failed, the last: %v", attempts, err)
+					}
+					derr := c.Store.DeadLetter(ctx, failed.Seq, reason)
+					if derr == nil {
+						log.Error("notification cannot be delivered: dead-lettered, see `recoverbot deadletters`",
+							"seq", failed.Seq, "plan", failed.ExecutionID, "kind", failed.Kind, "err", err)
+						if c.OnDeadLetter != nil {
+							c.OnDeadLetter(*failed, reason)
+						}
+						failedSeq, attempts, backoff = 0, 0, 0
+						continue
+					}
+					err = errors.Join(err, derr) // retried: the next failure dead-letters it
+				}
 			}
 			backoff = wait
 			log.Warn("notification delivery failed; retrying", "in", wait, "err", err)
@@ -63,14 +117,18 @@ func (c *Courier) Run(ctx context.Context) {
 	}
 }
 
+// Backoff bounds of the courier's retries.
+const (
+	backoffFirst = 250 * time.Millisecond
+	backoffMax   = 30 * time.Second
+)
+
+// nextBackoff doubles prev, never past backoffMax (250 ms … 16 s, then 30 s).
 func nextBackoff(prev time.Duration) time.Duration {
-	switch {
-	case prev == 0:
-		return 250 * time.Millisecond
-	case prev >= 30*time.Second:
-		return 30 * time.Second
+	if prev <= 0 {
+		return backoffFirst
 	}
-	return prev * 2
+	return min(prev*2, backoffMax)
 }
 
 func sleep(ctx context.Context, d time.Duration) bool {
@@ -84,11 +142,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// drain delivers one page of the outbox; it returns how many it delivered.
-func (c *Courier) drain(ctx context.Context) (int, error) {
+// drain delivers one page of the outbox; it returns how many it delivered and,
+// when the notifier failed, the notification it failed on.
+func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 	page, err := c.Store.Outbox(ctx, 0, 100)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	for i, n := range page {
 		var x *Execution
@@ -97,17 +156,17 @@ func (c *Courier) drain(ctx context.Context) (int, error) {
 			if err == nil {
 				x = &got
 			} else if !errors.Is(err, ErrNotFound) {
-				return i, err
+				return i, nil, err
 			}
 		}
 		if err := c.Notifier.Notify(ctx, n, x); err != nil {
-			return i, err
+			return i, &n, err
 		}
 		if err := c.Store.AckOutbox(ctx, n.Seq); err != nil {
-			return i, err
+			return i, nil, err
 		}
 	}
-	return len(page), nil
+	return len(page), nil, nil
 }
 
 // LogNotifier is the offline notifier: every notification becomes a log line.

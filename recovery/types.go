@@ -245,6 +245,9 @@ type Store interface {
 	EventRecord(ctx context.Context, id string) (EventRecord, error)
 	Audit(ctx context.Context, executionID string) ([]AuditRecord, error)
 	AuditSince(ctx context.Context, since time.Time) ([]AuditRecord, error)
+	// AuditPage returns up to limit records with Seq above after and At at or
+	// after since, in order; an empty page is the end (the streamed export).
+	AuditPage(ctx context.Context, since time.Time, after uint64, limit int) ([]AuditRecord, error)
 
 	// Open returns every execution in a non-terminal state and every one with a
 	// pending timer (RollbackAt set and not yet rolled back): what start-up resumes.
@@ -254,6 +257,9 @@ type Store interface {
 
 	Outbox(ctx context.Context, after uint64, limit int) ([]Notification, error)
 	AckOutbox(ctx context.Context, seqs ...uint64) error
+	// DeadLetter moves an undeliverable notification out of the outbox, kept
+	// with the reason, so the ones behind it are delivered (see Courier).
+	DeadLetter(ctx context.Context, seq uint64, reason string) error
 
 	Setting(ctx context.Context, key string) ([]byte, error) // ErrNotFound when unset
 	PutSetting(ctx context.Context, key string, value []byte) error

@@ -12,6 +12,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -55,9 +56,13 @@ var (
 	bucketOpen       = []byte("open")       // execution id → empty, see isOpen
 	bucketSettings   = []byte("settings")   // key → value
 	bucketRepeats    = []byte("repeats")    // execution id → uint64 BE duplicates folded in
+	// Added within schema 1 (created at open, older files get them empty).
+	bucketQuarantine  = []byte("quarantine")  // bucket 0x00 key → JSON Quarantined
+	bucketDeadLetters = []byte("deadletters") // outbox seq BE → JSON DeadLetter
 
 	allBuckets = [][]byte{bucketMeta, bucketExecutions, bucketEvents, bucketAudit,
-		bucketAuditIdx, bucketOutbox, bucketRate, bucketDedup, bucketOpen, bucketSettings, bucketRepeats}
+		bucketAuditIdx, bucketOutbox, bucketRate, bucketDedup, bucketOpen, bucketSettings, bucketRepeats,
+		bucketQuarantine, bucketDeadLetters}
 
 	keySchema = []byte("schema")
 )
@@ -81,13 +86,26 @@ type DB struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	now func() time.Time // the clock of quarantine and dead-letter stamps
+	log *slog.Logger
 }
+
+// Option configures Open.
+type Option func(*DB)
+
+// WithClock sets where the store takes the time it stamps on quarantined
+// records and dead letters (default time.Now).
+func WithClock(now func() time.Time) Option { return func(db *DB) { db.now = now } }
+
+// WithLog sets the logger of quarantined records and the retention sweep.
+func WithLog(log *slog.Logger) Option { return func(db *DB) { db.log = log } }
 
 // Open opens (creating it, its directory 0700 and the file 0600, if needed) the
 // store at path and starts its writer. It fails with ErrLocked after about a
 // second when another process has the file open, and with ErrNewerSchema when
 // the file was written by a newer build.
-func Open(path string) (*DB, error) {
+func Open(path string, opts ...Option) (*DB, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("store: %w", err)
 	}
@@ -119,6 +137,11 @@ func Open(path string) (*DB, error) {
 		update: b.Update,
 		reqs:   make(chan *request, maxBatch),
 		done:   make(chan struct{}),
+		now:    time.Now,
+		log:    slog.New(slog.DiscardHandler),
+	}
+	for _, o := range opts {
+		o(db)
 	}
 	go db.run()
 	return db, nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -20,16 +21,19 @@ const (
 	MaxOutboxLimit        = 1000
 )
 
-// Execution returns one execution, or recovery.ErrNotFound.
+// Execution returns one execution, or recovery.ErrNotFound (also for one that
+// cannot be decoded: it is quarantined).
 func (db *DB) Execution(ctx context.Context, id string) (recovery.Execution, error) {
 	var e recovery.Execution
+	var bads badList
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		if err := getJSON(tx.Bucket(bucketExecutions), "execution", id, &e); err != nil {
+		if err := getJSON(tx.Bucket(bucketExecutions), bucketExecutions, "execution", id, &e, &bads); err != nil {
 			return err
 		}
 		addRepeats(tx, &e)
 		return nil
 	})
+	db.setAside(ctx, bads)
 	return e, err
 }
 
@@ -51,6 +55,8 @@ func (db *DB) Executions(ctx context.Context, f recovery.ExecutionFilter) ([]rec
 	}
 	limit = min(limit, MaxExecutionLimit)
 	var out []recovery.Execution
+	var bads badList
+	defer func() { db.setAside(ctx, bads) }()
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketExecutions).Cursor()
 		n := 0
@@ -60,7 +66,8 @@ func (db *DB) Executions(ctx context.Context, f recovery.ExecutionFilter) ([]rec
 			}
 			var e recovery.Execution
 			if err := json.Unmarshal(v, &e); err != nil {
-				return fmt.Errorf("store: execution %s: %w", k, err)
+				bads.add(bucketExecutions, k, v, err)
+				continue
 			}
 			if f.State != "" && e.State != f.State ||
 				f.Runbook != "" && e.Runbook != f.Runbook ||
@@ -78,9 +85,11 @@ func (db *DB) Executions(ctx context.Context, f recovery.ExecutionFilter) ([]rec
 // EventRecord returns an accepted event by its id, or recovery.ErrNotFound.
 func (db *DB) EventRecord(ctx context.Context, id string) (recovery.EventRecord, error) {
 	var r recovery.EventRecord
+	var bads badList
 	err := db.view(ctx, func(tx *bolt.Tx) error {
-		return getJSON(tx.Bucket(bucketEvents), "event", id, &r)
+		return getJSON(tx.Bucket(bucketEvents), bucketEvents, "event", id, &r, &bads)
 	})
+	db.setAside(ctx, bads)
 	return r, err
 }
 
@@ -88,6 +97,7 @@ func (db *DB) EventRecord(ctx context.Context, id string) (recovery.EventRecord,
 // not an error, for an unknown execution.
 func (db *DB) Audit(ctx context.Context, executionID string) ([]recovery.AuditRecord, error) {
 	var out []recovery.AuditRecord
+	var bads badList
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		audit := tx.Bucket(bucketAudit)
 		prefix := []byte(executionID)
@@ -97,14 +107,20 @@ func (db *DB) Audit(ctx context.Context, executionID string) ([]recovery.AuditRe
 				continue // another execution whose id starts with this one
 			}
 			seq := k[len(prefix):]
-			r, err := decodeAudit(seq, audit.Get(seq))
+			v := audit.Get(seq)
+			if v == nil {
+				continue // quarantined, or deleted by retention
+			}
+			r, err := decodeAudit(seq, v)
 			if err != nil {
-				return err
+				bads.add(bucketAudit, seq, v, err)
+				continue
 			}
 			out = append(out, r)
 		}
 		return nil
 	})
+	db.setAside(ctx, bads)
 	return out, err
 }
 
@@ -112,6 +128,8 @@ func (db *DB) Audit(ctx context.Context, executionID string) ([]recovery.AuditRe
 // written.
 func (db *DB) AuditSince(ctx context.Context, since time.Time) ([]recovery.AuditRecord, error) {
 	var out []recovery.AuditRecord
+	var bads badList
+	defer func() { db.setAside(ctx, bads) }()
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketAudit).Cursor()
 		n := 0
@@ -121,7 +139,50 @@ func (db *DB) AuditSince(ctx context.Context, since time.Time) ([]recovery.Audit
 			}
 			r, err := decodeAudit(k, v)
 			if err != nil {
-				return err
+				bads.add(bucketAudit, k, v, err)
+				continue
+			}
+			if !r.At.Before(since) {
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// Limits of an audit page.
+const (
+	DefaultAuditPage = 500
+	MaxAuditPage     = 5000
+)
+
+// AuditPage returns up to limit audit records with Seq above after and At at
+// or after since, in the order written: the audit export reads page by page,
+// passing the last Seq, instead of loading a whole range. An empty page is the
+// end. Limit defaults to DefaultAuditPage and is capped at MaxAuditPage.
+func (db *DB) AuditPage(ctx context.Context, since time.Time, after uint64, limit int) ([]recovery.AuditRecord, error) {
+	if limit <= 0 {
+		limit = DefaultAuditPage
+	}
+	limit = min(limit, MaxAuditPage)
+	var out []recovery.AuditRecord
+	var bads badList
+	defer func() { db.setAside(ctx, bads) }()
+	err := db.view(ctx, func(tx *bolt.Tx) error {
+		if after == ^uint64(0) {
+			return nil
+		}
+		c := tx.Bucket(bucketAudit).Cursor()
+		n := 0
+		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
+			if n++; n%1024 == 0 && ctx.Err() != nil {
+				return ctx.Err()
+			}
+			r, err := decodeAudit(k, v)
+			if err != nil {
+				bads.add(bucketAudit, k, v, err)
+				continue
 			}
 			if !r.At.Before(since) {
 				out = append(out, r)
@@ -137,11 +198,16 @@ func (db *DB) AuditSince(ctx context.Context, since time.Time) ([]recovery.Audit
 // id, oldest first.
 func (db *DB) Open(ctx context.Context) ([]recovery.Execution, error) {
 	var out []recovery.Execution
+	var bads badList
+	defer func() { db.setAside(ctx, bads) }()
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		execs := tx.Bucket(bucketExecutions)
 		return tx.Bucket(bucketOpen).ForEach(func(k, _ []byte) error {
 			var e recovery.Execution
-			if err := getJSON(execs, "execution", string(k), &e); err != nil {
+			if err := getJSON(execs, bucketExecutions, "execution", string(k), &e, &bads); err != nil {
+				if errors.Is(err, recovery.ErrNotFound) {
+					return nil // set aside (now or before): start-up cannot resume it
+				}
 				return err
 			}
 			addRepeats(tx, &e)
@@ -156,11 +222,14 @@ func (db *DB) Open(ctx context.Context) ([]recovery.Execution, error) {
 // older than two hours before a runbook's latest may be gone.
 func (db *DB) RateStamps(ctx context.Context, since time.Time) ([]recovery.RateStamp, error) {
 	var out []recovery.RateStamp
+	var bads badList
+	defer func() { db.setAside(ctx, bads) }()
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketRate).ForEach(func(k, v []byte) error {
 			var r recovery.RateStamp
 			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("store: rate stamp %q: %w", k, err)
+				bads.add(bucketRate, k, v, err)
+				return nil
 			}
 			if !r.At.Before(since) {
 				out = append(out, r)
@@ -175,11 +244,14 @@ func (db *DB) RateStamps(ctx context.Context, since time.Time) ([]recovery.RateS
 // reader's to ignore: they are deleted only when a transition replaces them.
 func (db *DB) DedupEntries(ctx context.Context) ([]recovery.DedupEntry, error) {
 	var out []recovery.DedupEntry
+	var bads badList
+	defer func() { db.setAside(ctx, bads) }()
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		return tx.Bucket(bucketDedup).ForEach(func(k, v []byte) error {
 			var d recovery.DedupEntry
 			if err := json.Unmarshal(v, &d); err != nil {
-				return fmt.Errorf("store: dedup %q: %w", k, err)
+				bads.add(bucketDedup, k, v, err)
+				return nil
 			}
 			out = append(out, d)
 			return nil
@@ -197,12 +269,15 @@ func (db *DB) Outbox(ctx context.Context, after uint64, limit int) ([]recovery.N
 	}
 	limit = min(limit, MaxOutboxLimit)
 	var out []recovery.Notification
+	var bads badList
+	defer func() { db.setAside(ctx, bads) }()
 	err := db.view(ctx, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketOutbox).Cursor()
 		for k, v := c.Seek(seqKey(after + 1)); k != nil && len(out) < limit; k, v = c.Next() {
 			var n recovery.Notification
 			if err := json.Unmarshal(v, &n); err != nil {
-				return fmt.Errorf("store: outbox %d: %w", binary.BigEndian.Uint64(k), err)
+				bads.add(bucketOutbox, k, v, err)
+				continue
 			}
 			n.Seq = binary.BigEndian.Uint64(k)
 			if n.Seq <= after { // after+1 wrapped around
@@ -229,14 +304,16 @@ func (db *DB) Setting(ctx context.Context, key string) ([]byte, error) {
 	return out, err
 }
 
-// getJSON decodes the value under id, or returns recovery.ErrNotFound.
-func getJSON(b *bolt.Bucket, what, id string, into any) error {
+// getJSON decodes the value under id, or returns recovery.ErrNotFound; a value
+// that cannot be decoded is added to bads and is recovery.ErrNotFound too.
+func getJSON(b *bolt.Bucket, bucket []byte, what, id string, into any, bads *badList) error {
 	v := b.Get([]byte(id))
 	if v == nil {
 		return fmt.Errorf("store: %s %s: %w", what, id, recovery.ErrNotFound)
 	}
 	if err := json.Unmarshal(v, into); err != nil {
-		return fmt.Errorf("store: %s %s: %w", what, id, err)
+		bads.add(bucket, []byte(id), v, err)
+		return fmt.Errorf("store: %s %s cannot be decoded and is quarantined (%v): %w", what, id, err, recovery.ErrNotFound)
 	}
 	return nil
 }

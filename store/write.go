@@ -179,7 +179,8 @@ func (db *DB) Record(ctx context.Context, audit []recovery.AuditRecord, outbox [
 // in one transaction with its audit record, outbox messages, rate stamp and
 // dedup entry, and returns the execution as saved.
 //
-// Errors, each writing nothing: recovery.ErrNotFound (no such execution);
+// Errors, each writing nothing: recovery.ErrNotFound (no such execution, or
+// one that cannot be decoded: it is quarantined);
 // *recovery.MoveError (the current state is not in t.From); ErrNotAllowed (the
 // state machine has no current → t.To move); the error of t.Mutate. Mutate runs
 // on a private copy after the checks, on the store's writer goroutine, and may
@@ -219,7 +220,9 @@ func (db *DB) Transition(ctx context.Context, t recovery.Transition) (recovery.E
 	}
 
 	var result recovery.Execution // read only after submit answers
+	var bads badList              // likewise
 	err = db.submit(ctx, func(tx *bolt.Tx) error {
+		bads = bads[:0]
 		// Preconditions: nothing is written unless all hold.
 		v := tx.Bucket(bucketExecutions).Get([]byte(t.ID))
 		if v == nil {
@@ -228,7 +231,9 @@ func (db *DB) Transition(ctx context.Context, t recovery.Transition) (recovery.E
 		// Decoding gives a private copy: Mutate cannot touch the stored value.
 		var e recovery.Execution
 		if err := json.Unmarshal(v, &e); err != nil {
-			return fmt.Errorf("store: execution %s: %w", t.ID, err)
+			// Set aside after this batch, as a read would (see setAside).
+			bads.add(bucketExecutions, []byte(t.ID), v, err)
+			return fmt.Errorf("store: execution %s cannot be decoded and is quarantined (%v): %w", t.ID, err, recovery.ErrNotFound)
 		}
 		from := e.State
 		if !contains(t.From, from) {
@@ -302,6 +307,9 @@ func (db *DB) Transition(ctx context.Context, t recovery.Transition) (recovery.E
 		result = e
 		return nil
 	})
+	if len(bads) > 0 {
+		db.setAside(ctx, bads)
+	}
 	if err != nil {
 		return recovery.Execution{}, err
 	}

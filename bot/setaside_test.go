@@ -1,0 +1,230 @@
+package bot
+
+import (
+	"context"
+	"encoding/binary"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/slack-go/slack"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/recoverbot/recoverbot/internal/slacktest"
+	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/recovery/logdriver"
+	"github.com/recoverbot/recoverbot/store"
+)
+
+// tooDeep is valid JSON nested deeper than encoding/json reads back: what a
+// 10,000-deep event becomes once wrapped in an execution and its audit.
+func tooDeep() []byte {
+	return []byte(strings.Repeat(`{"a":`, 10_050) + "1" + strings.Repeat("}", 10_050))
+}
+
+// runCourier delivers the outbox until the test ends.
+func runCourier(t *testing.T, c *recovery.Courier) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); c.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+}
+
+// An open execution and an outbox message that cannot be decoded (issue #12
+// item 1) neither stop start-up nor block delivery: on main, Start failed
+// with "load open executions: … exceeded max depth", and the courier retried
+// the bad message forever, so the approval message behind it never came.
+// Both are quarantined and counted in /metrics.
+func TestUndecodableRecordsDoNotStopTheBot(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), slackTimeout)
+	defer cancel()
+	path := filepath.Join(t.TempDir(), "r.db")
+	db, err := store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	raw, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = raw.Update(func(tx *bolt.Tx) error {
+		if err := tx.Bucket([]byte("executions")).Put([]byte("00DEEP"), tooDeep()); err != nil {
+			return err
+		}
+		if err := tx.Bucket([]byte("open")).Put([]byte("00DEEP"), nil); err != nil {
+			return err
+		}
+		out := tx.Bucket([]byte("outbox"))
+		if err := out.Put(binary.BigEndian.AppendUint64(nil, 1), tooDeep()); err != nil {
+			return err
+		}
+		return out.SetSequence(1)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw.Close()
+
+	db, err = store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	books, _ := LoadRunbooks("")
+	cfg := recovery.DefaultConfig()
+	cfg.Mode = recovery.ModeFull
+	eng := recovery.New(cfg, db, books, logdriver.New(nil).All())
+	if err := eng.Start(ctx); err != nil {
+		t.Fatalf("engine start with an undecodable open execution: %v", err)
+	}
+	defer eng.Close(ctx)
+	a, err := eng.Submit(ctx, memoryLeak())
+	if err != nil || a.PlanID == "" {
+		t.Fatalf("Submit = %+v, %v; want a plan", a, err)
+	}
+
+	srv := slacktest.New()
+	t.Cleanup(srv.Close)
+	srv.AddChannel(incident, "incident")
+	api := slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL()))
+	runCourier(t, &recovery.Courier{Store: db, Wake: eng.Wake(),
+		Notifier: &SlackNotifier{API: api, Store: db, Engine: eng, Channel: incident}})
+	err = srv.WaitFor(ctx, func(s *slacktest.Server) bool {
+		for _, m := range s.Messages(incident) {
+			if strings.Contains(string(m.Blocks), a.PlanID) {
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		t.Fatalf("the plan behind an undecodable outbox message was never posted: %v", err)
+	}
+
+	q, err := db.Quarantine(ctx)
+	if err != nil || len(q) != 2 {
+		t.Fatalf("Quarantine = %+v, %v; want the execution and the outbox message", q, err)
+	}
+	m := NewMetrics(func() float64 { return 0 })
+	m.WatchStore(db.Counts)
+	if got := gathered(t, m.Registry, "recoverbot_store_quarantined_records"); got != 2 {
+		t.Errorf("recoverbot_store_quarantined_records = %v, want 2", got)
+	}
+}
+
+// gathered is the sum of a metric's values as /metrics would show them.
+func gathered(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// noticeSource is a planSource for notices only.
+type noticeSource struct{}
+
+func (noticeSource) Describe([]recovery.Action) []string { return nil }
+func (noticeSource) Paused() bool                        { return false }
+func (noticeSource) Breaker() string                     { return "" }
+
+// A message Slack refuses for good, or that fails MaxAttempts times, is
+// dead-lettered and counted; the messages behind it are delivered (issue #12:
+// on main the courier retried it forever).
+func TestDeadLetterDoesNotBlockTheOutbox(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		code     string
+		failures int
+	}{
+		{"refused for good", "msg_too_long", 1},
+		{"after max attempts", "internal_error", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), slackTimeout)
+			defer cancel()
+			db, err := store.Open(filepath.Join(t.TempDir(), "d.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			srv := slacktest.New()
+			t.Cleanup(srv.Close)
+			srv.AddChannel(incident, "incident")
+			srv.FailNextWith("chat.postMessage", tc.failures, tc.code)
+			err = db.Record(ctx, nil, []recovery.Notification{
+				{Kind: "notice", Text: "first"}, {Kind: "notice", Text: "second"}, {Kind: "notice", Text: "third"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			metrics := NewMetrics(func() float64 { return 0 })
+			api := slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL()))
+			runCourier(t, &recovery.Courier{Store: db, MaxAttempts: 3, OnDeadLetter: metrics.DeadLettered,
+				Notifier: &SlackNotifier{API: api, Store: db, Engine: noticeSource{}, Channel: incident}})
+			if err := srv.WaitFor(ctx, func(s *slacktest.Server) bool { return len(s.Messages(incident)) == 2 }); err != nil {
+				t.Fatalf("messages behind the refused one: %v", err)
+			}
+			if got := srv.Messages(incident); got[0].Text != "second" || got[1].Text != "third" {
+				t.Errorf("delivered %q, %q; want second, third", got[0].Text, got[1].Text)
+			}
+			dl, err := db.DeadLetters(ctx)
+			if err != nil || len(dl) != 1 || dl[0].Notification.Text != "first" || !strings.Contains(dl[0].Reason, tc.code) {
+				t.Fatalf("DeadLetters = %+v, %v; want the first message with %s", dl, err, tc.code)
+			}
+			if got := gathered(t, metrics.Registry, "recoverbot_notifications_dead_lettered_total"); got != 1 {
+				t.Errorf("recoverbot_notifications_dead_lettered_total{kind=notice} = %v, want 1", got)
+			}
+		})
+	}
+}
+
+// The admin API lists dead letters and quarantined records, and exports an
+// audit trail longer than one page in full (it streams page by page).
+func TestSetAsideAndAuditExportOverHTTP(t *testing.T) {
+	h := newAPI(t, recovery.ModeDryRun, "", "ad-tok")
+	ctx := context.Background()
+	if err := h.db.Record(ctx, nil, []recovery.Notification{{Kind: "notice", Text: "refused"}}); err != nil {
+		t.Fatal(err)
+	}
+	page, err := h.db.Outbox(ctx, 0, 10)
+	if err != nil || len(page) != 1 {
+		t.Fatalf("outbox = %v, %v", page, err)
+	}
+	if err := h.db.DeadLetter(ctx, page[0].Seq, "slack: msg_too_long"); err != nil {
+		t.Fatal(err)
+	}
+	r := h.do("GET", "/v1/deadletters", "ad-tok", nil)
+	if r.status != 200 || !strings.Contains(r.raw, `"text":"refused"`) || !strings.Contains(r.raw, "msg_too_long") {
+		t.Errorf("GET /v1/deadletters = %d %s; want the refused notice and its reason", r.status, r.raw)
+	}
+	if r := h.do("GET", "/v1/quarantine", "ad-tok", nil); r.status != 200 || !strings.Contains(r.raw, `"quarantined":[]`) {
+		t.Errorf("GET /v1/quarantine = %d %s; want an empty list", r.status, r.raw)
+	}
+
+	const n = 1234 // more than two pages of the export
+	recs := make([]recovery.AuditRecord, n)
+	for i := range recs {
+		recs[i] = recovery.AuditRecord{At: h.clock.Now(), Actor: "U1", Reason: "r"}
+	}
+	if err := h.db.Record(ctx, recs, nil); err != nil {
+		t.Fatal(err)
+	}
+	r = h.do("GET", "/v1/audit?since=1h", "ad-tok", nil)
+	if got := strings.Count(r.raw, "\n"); r.status != 200 || got != n {
+		t.Errorf("GET /v1/audit = %d with %d lines, want 200 with %d", r.status, got, n)
+	}
+}

@@ -1,0 +1,175 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/store"
+)
+
+// Months of steady load with retention: finished executions, their audit and
+// events, plan-less events and orphan audit records older than the kept
+// period are deleted, and bbolt reuses their pages, so the file stops growing
+// once the kept period is full (issue #12 item 7: on main nothing was ever
+// deleted). Open executions are kept however old. Time is the store's clock
+// (a ManualClock), space is bbolt's high-water mark of pages.
+func TestRetentionFileStopsGrowing(t *testing.T) {
+	ctx := context.Background()
+	clock := recovery.NewManualClock(t0)
+	path := filepath.Join(t.TempDir(), "r.db")
+	db, err := store.Open(path, store.WithClock(clock.Now), store.WithoutFsync())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+
+	const (
+		days    = 60
+		perDay  = 8
+		keep    = 7 * 24 * time.Hour
+		payload = 16 << 10
+	)
+	settingsOf := []string{"slack:ts:"}
+	blob := strings.Repeat("x", payload)
+	// One plan that stays open for the whole run: never deleted.
+	mustAccept(t, db, accepted("ev-open", execution("000-open", recovery.PendingApproval, t0)))
+
+	var highAt [days + 1]int64
+	for day := 1; day <= days; day++ {
+		now := clock.Now()
+		for i := range perDay {
+			id := fmt.Sprintf("%03d-%02d", day, i)
+			x := execution(id, recovery.PendingApproval, now)
+			x.Event.Data = map[string]any{"dump": blob}
+			a := accepted("ev-"+id, x)
+			a.Event.Event.Data = x.Event.Data
+			mustAccept(t, db, a)
+			mustMove(t, db, recovery.Transition{ID: id, From: []recovery.State{recovery.PendingApproval},
+				To: recovery.Rejected, At: now.Add(time.Minute), Actor: "U1", Reason: "no",
+				Outbox: []recovery.Notification{{Kind: "state", Text: "rejected"}}})
+			if err := db.PutSetting(ctx, "slack:ts:"+id, []byte(`{"ts":"1.2"}`)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// An event that made no plan, and an audit record of no execution.
+		mustAccept(t, db, recovery.Accepted{Event: recovery.EventRecord{
+			Event:      recovery.Event{ID: fmt.Sprintf("ev-none-%03d", day), Data: map[string]any{"dump": blob}},
+			ReceivedAt: now, Decision: recovery.DecideNoRunbook}})
+		if err := db.Record(ctx, []recovery.AuditRecord{{At: now, Actor: "U1", Reason: "paused " + blob[:1024]}}, nil); err != nil {
+			t.Fatal(err)
+		}
+		page, err := db.Outbox(ctx, 0, store.MaxOutboxLimit)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range page {
+			if err := db.AckOutbox(ctx, n.Seq); err != nil {
+				t.Fatal(err)
+			}
+		}
+		clock.Advance(24 * time.Hour)
+		if _, err := db.Sweep(ctx, clock.Now().Add(-keep), settingsOf); err != nil {
+			t.Fatal(err)
+		}
+		highAt[day] = db.HighWater()
+	}
+
+	// Steady state: the kept period filled at day 8; from day 20 on the
+	// pages in use must not grow (what is freed each day is reused).
+	steady, end := highAt[20], highAt[days]
+	t.Logf("high-water: day 10 %d KiB, day 20 %d KiB, day %d %d KiB; written %d KiB",
+		highAt[10]>>10, steady>>10, days, end>>10, int64(days*perDay*4*payload)>>10)
+	if end > steady+steady/10 {
+		t.Errorf("high-water grew from %d KiB at day 20 to %d KiB at day %d: retention does not free space", steady>>10, end>>10, days)
+	}
+
+	xs, err := db.Executions(ctx, recovery.ExecutionFilter{Limit: store.MaxExecutionLimit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := 7*perDay + 1; len(xs) != want {
+		t.Errorf("%d executions kept, want %d (7 days and the open one)", len(xs), want)
+	}
+	if _, err := db.Execution(ctx, "000-open"); err != nil {
+		t.Errorf("the open execution from day 0: %v, want it kept", err)
+	}
+	old := "001-00"
+	if _, err := db.Execution(ctx, old); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("Execution(%s) = %v, want ErrNotFound", old, err)
+	}
+	if _, err := db.EventRecord(ctx, "ev-"+old); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("EventRecord(ev-%s) = %v, want ErrNotFound", old, err)
+	}
+	if _, err := db.EventRecord(ctx, "ev-none-001"); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("plan-less EventRecord(ev-none-001) = %v, want ErrNotFound", err)
+	}
+	if _, err := db.Setting(ctx, "slack:ts:"+old); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("Setting(slack:ts:%s) = %v, want ErrNotFound", old, err)
+	}
+	if recs, err := db.Audit(ctx, old); err != nil || len(recs) != 0 {
+		t.Errorf("Audit(%s) = %d records, %v; want none", old, len(recs), err)
+	}
+	recs, err := db.AuditSince(ctx, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Per kept day: 2 per execution and the orphan; the open one's record.
+	if want := 7*(2*perDay+1) + 1; len(recs) != want {
+		t.Errorf("%d audit records kept, want %d", len(recs), want)
+	}
+}
+
+// Retention 0 keeps everything: Retain returns at once.
+func TestRetainZeroKeepsEverything(t *testing.T) {
+	db, _ := openDB(t)
+	mustAccept(t, db, accepted("ev-1", execution("01A", recovery.Rejected, t0)))
+	db.Retain(context.Background(), store.Retention{Keep: 0}) // returns: nothing to run
+	if _, err := db.Execution(context.Background(), "01A"); err != nil {
+		t.Errorf("Execution after Retain with Keep 0: %v, want kept", err)
+	}
+}
+
+// AuditPage reads the trail page by page, resuming after the last Seq: the
+// pages together are exactly AuditSince, for any page size.
+func TestAuditPagesMatchAuditSince(t *testing.T) {
+	ctx := context.Background()
+	db, _ := openDB(t)
+	for i := range 7 {
+		at := t0.Add(time.Duration(i) * time.Hour)
+		if err := db.Record(ctx, []recovery.AuditRecord{{At: at, Actor: "U1", Reason: fmt.Sprint(i)}}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	since := t0.Add(2 * time.Hour)
+	want, err := db.AuditSince(ctx, since)
+	if err != nil || len(want) != 5 {
+		t.Fatalf("AuditSince = %d, %v; want 5", len(want), err)
+	}
+	for _, size := range []int{1, 2, 5, 100} {
+		var got []recovery.AuditRecord
+		after := uint64(0)
+		for {
+			page, err := db.AuditPage(ctx, since, after, size)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(page) > size {
+				t.Fatalf("page of %d records, want at most %d", len(page), size)
+			}
+			if len(page) == 0 {
+				break
+			}
+			got = append(got, page...)
+			after = page[len(page)-1].Seq
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("pages of %d = %v\nwant %v", size, got, want)
+		}
+	}
+}
