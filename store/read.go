@@ -125,30 +125,18 @@ func (db *DB) Audit(ctx context.Context, executionID string) ([]recovery.AuditRe
 }
 
 // AuditSince returns every audit record with At at or after since, in the order
-// written.
+// written: AuditPage, page after page, so there is one scan of the audit.
 func (db *DB) AuditSince(ctx context.Context, since time.Time) ([]recovery.AuditRecord, error) {
 	var out []recovery.AuditRecord
-	var bads badList
-	defer func() { db.setAside(ctx, bads) }()
-	err := db.view(ctx, func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketAudit).Cursor()
-		n := 0
-		for k, v := c.First(); k != nil; k, v = c.Next() {
-			if n++; n%1024 == 0 && ctx.Err() != nil {
-				return ctx.Err()
-			}
-			r, err := decodeAudit(k, v)
-			if err != nil {
-				bads.add(bucketAudit, k, v, err)
-				continue
-			}
-			if !r.At.Before(since) {
-				out = append(out, r)
-			}
+	var after uint64
+	for {
+		page, err := db.AuditPage(ctx, since, after, MaxAuditPage)
+		if err != nil || len(page) == 0 {
+			return out, err
 		}
-		return nil
-	})
-	return out, err
+		out = append(out, page...)
+		after = page[len(page)-1].Seq
+	}
 }
 
 // Limits of an audit page.
