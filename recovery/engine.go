@@ -423,6 +423,11 @@ func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposal
 		}
 		return Answer{}, Errorf(CodeUnavailable, "could not persist the decision; retry").wrap(err)
 	}
+	if x := d.accepted.Execution; x != nil && x.State == Suppressed {
+		e.mu.Lock()
+		e.noteSuppressed(x.Runbook, x.Reasons[0])
+		e.mu.Unlock()
+	}
 	e.poke()
 	if d.trip != "" {
 		// The engine's state, not the request's: persisted whatever the sender does.

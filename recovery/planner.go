@@ -126,7 +126,7 @@ func (e *Engine) judgeNew(p *Proposal, now time.Time) (out outcome, trip string)
 		return out, ""
 	}
 	if s.Breaker == "" {
-		if why := e.blast.wouldTrip(p.TargetKey, out.decision == DecideAuto, now, &e.cfg); why != "" {
+		if why := e.blast.wouldTrip(p.Targets, out.decision == DecideAuto, now, &e.cfg); why != "" {
 			s.Breaker, trip = why, why
 			out = judge(p, s)
 		}
