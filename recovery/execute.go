@@ -144,7 +144,10 @@ func (e *Engine) closePending(ctx context.Context, id string, to State, actor, r
 }
 
 // Rollback undoes a finished execution's applied actions, restoring what each
-// driver observed before acting.
+// driver observed before acting. It is a person's decision: it runs while
+// paused and after the runbook changed, but not where no driver may be called
+// (mode dry-run, runbook in dry-run: undoCheck), and then says why
+// (CodeConflict, in the trail and thread).
 func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, error) {
 	x, err := e.store.Execution(ctx, id)
 	if err != nil {
@@ -152,6 +155,17 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 	}
 	if err := x.CheckRollBack(); err != nil {
 		return x, err
+	}
+	if refuse, _ := e.undoCheck(&x, e.clock.Now()); refuse != "" {
+		// A person may roll back while paused, or after the runbook changed;
+		// but where no driver may be called, nobody's click calls one.
+		reason := fmt.Sprintf("rollback by %s refused, nothing was undone: %s", actor, refuse)
+		if _, err := e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: x.State,
+			Actor: actor, Reason: reason,
+			Outbox: []Notification{{Kind: NoteStep, Text: "🚫 " + reason}}}); err != nil {
+			return x, err
+		}
+		return x, Errorf(CodeConflict, "not rolled back: %s", refuse)
 	}
 	reason, text := "rollback requested by "+actor, "↩️ Rolling back, requested by "+actor
 	if x.UndoAwaits != "" {
