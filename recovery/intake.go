@@ -135,7 +135,7 @@ func (e *Engine) newPlan(d draft, out outcome, o proposalOpts) Plan {
 	p, rb := d.prop, d.prop.Runbook
 	return Plan{EventID: p.Event.ID, Event: *p.Event, Runbook: rb.Name, RunbookHash: rb.Hash,
 		Actions: p.Actions, Targets: p.Targets, TargetKey: p.TargetKey,
-		Decision: out.decision, Reasons: out.reasons, RequestedBy: o.requestedBy, Safety: rb.Safety,
+		Decision: out.decision, Reasons: out.reasons, RequestedBy: o.requestedBy, Manual: o.manual, Safety: rb.Safety,
 		FourEyes: rb.FourEyes, EstimatedRecoveryTime: rb.EstimatedRecoveryTime, Verify: rb.Verify,
 		VerifyQuery: d.query, AI: o.ai}
 }

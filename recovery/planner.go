@@ -169,7 +169,7 @@ func (e *Engine) recheck(x *Execution, approved bool, now time.Time) string {
 // loaded now (nil: gone); called with e.mu held.
 func (e *Engine) proposalOf(x *Execution) *Proposal {
 	return &Proposal{Event: &x.Event, RunbookName: x.Runbook, Runbook: e.books.Get(x.Runbook), Hash: x.RunbookHash,
-		Plan: x.ID, Actions: x.Actions, Targets: x.Targets, TargetKey: x.TargetKey, Manual: x.Event.Source == "manual", AI: x.AI != nil}
+		Plan: x.ID, Actions: x.Actions, Targets: x.Targets, TargetKey: x.TargetKey, Manual: x.Manual, AI: x.AI != nil}
 }
 
 // rateWindows are the hourly rate limit's execution starts per runbook, oldest
