@@ -227,19 +227,24 @@ func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
 	now := e.clock.Now()
 	e.mu.Lock()
 	e.paused = on
-	reset := !on && e.breaker.Reason != ""
-	if reset {
-		// Resuming is the human decision that closes the blast-radius breaker;
-		// its windows count anew from here, after a restart too.
-		e.breaker = breakerState{ClosedAt: now}
-		e.blast = blastWindows{failing: map[string]time.Time{}}
-		word = "resumed (blast-radius breaker closed)"
-	}
+	open := e.breaker
 	e.mu.Unlock()
-	if reset {
-		if err := e.persistBreaker(ctx); err != nil {
-			return Errorf(CodeUnavailable, "could not persist the breaker reset").wrap(err)
+	if !on && open.Reason != "" {
+		// Resuming is the human decision that closes the blast-radius breaker;
+		// its windows count anew from here, after a restart too. Persisted
+		// first, then closed in memory: a write that failed leaves it open in
+		// both (the store answers a write it took with what the commit did).
+		closed := breakerState{ClosedAt: now}
+		if err := e.putBreaker(ctx, closed); err != nil {
+			return Errorf(CodeUnavailable, "could not persist the breaker reset; it stays open").wrap(err)
 		}
+		e.mu.Lock()
+		if e.breaker.Reason == open.Reason && e.breaker.At.Equal(open.At) {
+			e.breaker = closed
+			e.blast = blastWindows{failing: map[string]time.Time{}}
+		}
+		e.mu.Unlock()
+		word = "resumed (blast-radius breaker closed)"
 	}
 	err := e.store.Record(ctx,
 		[]AuditRecord{{At: now, Actor: actor, Reason: "recoverbot " + word + " by " + actor}},

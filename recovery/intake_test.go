@@ -28,6 +28,7 @@ func (d oneTarget) Undo(context.Context, runbooks.Action, json.RawMessage, Repor
 type acceptStore struct {
 	Store
 	err      error
+	putErr   map[string]error // PutSetting's answer per key
 	accepted []Accepted
 }
 
@@ -48,7 +49,9 @@ func (s *acceptStore) Execution(context.Context, string) (Execution, error) {
 	return Execution{}, ErrNotFound
 }
 
-func (s *acceptStore) PutSetting(context.Context, string, []byte) error { return nil }
+func (s *acceptStore) PutSetting(_ context.Context, key string, _ []byte) error { return s.putErr[key] }
+
+func (s *acceptStore) Record(context.Context, []AuditRecord, []Notification) error { return nil }
 
 func intakeEngine(t *testing.T, edit func(*Config)) (*Engine, *acceptStore) {
 	t.Helper()
@@ -164,5 +167,30 @@ func TestBlastRadiusCountsTheDriversTargets(t *testing.T) {
 	}
 	if got, want := len(e.blast.failing), 1; got != want {
 		t.Errorf("failing targets %d, want %d", got, want)
+	}
+}
+
+// Before the fix, resume closed the breaker in memory and then failed to
+// persist it: memory said closed, the disk open.
+func TestResumeThatCannotPersistTheResetLeavesTheBreakerOpen(t *testing.T) {
+	e, st := intakeEngine(t, nil)
+	e.paused, e.breaker = true, breakerState{Reason: "storm", At: t0admit}
+	e.blast.failing["cache:x"] = t0admit
+	st.putErr = map[string]error{settingBreaker: context.Canceled}
+	if err := e.Resume(context.Background(), "slack:UOPS"); ErrorCode(err) != CodeUnavailable {
+		t.Fatalf("resume: %v, want unavailable", err)
+	}
+	if got := e.Breaker(); got != "storm" {
+		t.Errorf("breaker %q in memory, want still open (\"storm\"), as on disk", got)
+	}
+	if n := len(e.blast.failing); n != 1 {
+		t.Errorf("blast windows reset (%d failing) though the reset was not persisted", n)
+	}
+	st.putErr = nil
+	if err := e.Resume(context.Background(), "slack:UOPS"); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.Breaker(); got != "" {
+		t.Errorf("breaker %q after a resume that persisted, want closed", got)
 	}
 }

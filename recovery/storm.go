@@ -300,9 +300,14 @@ func (e *Engine) trip(reason string, now time.Time) Notification {
 // persistBreaker writes the breaker state so a restart keeps it open.
 func (e *Engine) persistBreaker(ctx context.Context) error {
 	e.mu.Lock()
-	b, _ := json.Marshal(e.breaker)
+	b := e.breaker
 	e.mu.Unlock()
-	return e.store.PutSetting(ctx, settingBreaker, b)
+	return e.putBreaker(ctx, b)
+}
+
+func (e *Engine) putBreaker(ctx context.Context, b breakerState) error {
+	v, _ := json.Marshal(b)
+	return e.store.PutSetting(ctx, settingBreaker, v)
 }
 
 func (e *Engine) loadBreaker(ctx context.Context) error {
