@@ -154,6 +154,7 @@ type Engine struct {
 	fingerprints map[string]string // alert fingerprint → plan awaiting approval
 	events       map[string]*pendingEvent
 	timers       map[string]func() bool // execution id → stop its timer
+	approval     approvalMemo           // NeverAutoGuard's reasons per runbook (guard.go)
 
 	repeats         map[string]int       // open plan → duplicates folded in (this process)
 	repeatNoted     map[string]time.Time // open plan → when its count was last announced

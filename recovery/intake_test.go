@@ -194,3 +194,24 @@ func TestResumeThatCannotPersistTheResetLeavesTheBreakerOpen(t *testing.T) {
 		t.Errorf("breaker %q after a resume that persisted, want closed", got)
 	}
 }
+
+// The never-auto reasons are cached per engine, not in a process-wide map
+// that outlives it (before the fix: a global keyed by runbook pointer, never
+// cleared).
+func TestApprovalMemoBelongsToItsEngine(t *testing.T) {
+	e1, _ := intakeEngine(t, nil)
+	if _, err := e1.Submit(context.Background(), staleCache("e1")); err != nil {
+		t.Fatal(err)
+	}
+	count := func(e *Engine) (n int) {
+		e.approval.m.Range(func(any, any) bool { n++; return true })
+		return n
+	}
+	if n := count(e1); n != 1 {
+		t.Errorf("engine 1 cached %d runbook(s), want 1", n)
+	}
+	e2, _ := intakeEngine(t, nil)
+	if n := count(e2); n != 0 {
+		t.Errorf("a new engine starts with %d cached runbook(s), want none", n)
+	}
+}
