@@ -482,7 +482,7 @@ func pendingUndo(x *Execution) []int {
 	var out []int
 	for j := len(x.Steps) - 1; j >= 0; j-- {
 		s := x.Steps[j]
-		if s.Phase == PhaseApply && len(s.Before) > 0 && !undone[s.Action] {
+		if s.Phase == PhaseApply && len(s.Before) > 0 && !undone[s.Action] && undoable(runbooks.ActionType(s.Type)) {
 			out = append(out, j)
 			undone[s.Action] = true
 		}
@@ -578,14 +578,17 @@ func (e *Engine) finishRollback(ctx context.Context, x *Execution, failures []st
 
 // rollbackPlan says, per action in reverse, what undoing it does. The undo itself
 // restores whatever the driver observed before acting, not a guess made now.
+// undoable says whether an action of type t can be undone at all: the one
+// owner of that rule for the rollback plan shown, what may be rolled back
+// (CheckRollBack, the buttons, /recover status) and what an undo restores.
+// A cleared cache refills on demand; there is nothing to restore.
+func undoable(t runbooks.ActionType) bool { return t != runbooks.CacheClear }
+
 func rollbackPlan(actions []runbooks.Action, targets []string) []string {
 	var out []string
 	for i := len(actions) - 1; i >= 0; i-- {
 		a := actions[i]
-		switch a.Type {
-		case runbooks.CacheClear:
-			continue // a cleared cache refills on demand; nothing to restore
-		default:
+		if undoable(a.Type) {
 			out = append(out, fmt.Sprintf("undo action %d (%s %s): restore the state observed before it ran", i+1, a.Type, targets[i]))
 		}
 	}
