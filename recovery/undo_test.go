@@ -347,3 +347,50 @@ func TestAutomaticUndoChecksTheGuardsAgain(t *testing.T) {
 		})
 	}
 }
+
+// pausingVerifier pauses the engine during its check (a person pausing while
+// verification runs), then answers as v does.
+type pausingVerifier struct {
+	v   recovery.Verifier
+	eng *recovery.Engine
+}
+
+func (p *pausingVerifier) Check(ctx context.Context, q string) (bool, string, error) {
+	if err := p.eng.Pause(ctx, "slack:UOPS"); err != nil {
+		return false, "", err
+	}
+	return p.v.Check(ctx, q)
+}
+
+// The undo after a failed verification is checked again too: paused while
+// verifying, a runbook that opts in to automatic undo still waits for a human.
+func TestFailedVerificationUndoWhilePausedWaitsForAHuman(t *testing.T) {
+	pv := &pausingVerifier{v: &scripted{answers: []answer{{false, "0", nil}}}}
+	eng, db, drv := verifyEngine(t, strings.Replace(restartVerified, "%s", ", autoRollback: true", 1), pv)
+	pv.eng = eng
+	a, err := eng.Submit(context.Background(), restartEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Approve(context.Background(), a.PlanID, "slack:UAPPROVER"); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, eng)
+	x, _ := db.Execution(context.Background(), a.PlanID)
+	if x.State != recovery.VerifyFailed || x.UndoAwaits != recovery.UndoVerifyFailed {
+		t.Fatalf("state %s awaits %q, want VERIFY_FAILED awaiting a human", x.State, x.UndoAwaits)
+	}
+	if calls := drv.Calls(); len(calls) != 1 {
+		t.Errorf("%d driver calls, want the apply only", len(calls))
+	}
+	page, _ := db.Outbox(context.Background(), 0, 1000)
+	var th strings.Builder
+	for _, n := range page {
+		th.WriteString(n.Text + "\n")
+	}
+	for _, want := range []string{"Not rolled back yet: the rollback needs approval", "needs approval: recoverbot is paused"} {
+		if !strings.Contains(th.String(), want) {
+			t.Errorf("the thread does not say %q:\n%s", want, th.String())
+		}
+	}
+}
