@@ -702,13 +702,13 @@ func (h *Handler) clickRefused(ctx context.Context, x *recovery.Execution, user,
 
 // movedText says what happened to a plan someone clicked too late.
 func movedText(x *recovery.Execution, verb string) string {
-	switch x.State {
-	case recovery.Approved, recovery.Executing, recovery.Succeeded, recovery.Verifying, recovery.Verified,
-		recovery.VerifyFailed, recovery.Failed, recovery.RollingBack, recovery.RolledBack, recovery.RollbackFailed:
-		if verb != "approve" && verb != "reject" {
-			return fmt.Sprintf("Plan `%s` is %s now: nothing more was done.", x.ID, x.State)
-		}
+	switch {
+	case x.WasApproved() && verb != "approve" && verb != "reject":
+		return fmt.Sprintf("Plan `%s` is %s now: nothing more was done.", x.ID, x.State)
+	case x.WasApproved():
 		return fmt.Sprintf("Plan `%s` was already approved by %s: it runs once, nothing more was done.", x.ID, Who(x.ApprovedBy))
+	}
+	switch x.State {
 	case recovery.Rejected:
 		return fmt.Sprintf("Plan `%s` was rejected: it will not run, nothing was done.", x.ID)
 	case recovery.Expired:

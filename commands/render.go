@@ -598,7 +598,7 @@ func buttons(x *recovery.Execution, s *Signer) slack.Block {
 		els = append(els,
 			slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger),
 			slack.NewButtonBlockElement(ActionKeep, s.Sign(ActionKeep, x.ID), plain("✋ Keep as is")))
-	case x.CanRollBack() && len(x.Rollback) > 0:
+	case x.CanRollBack(): // the one predicate /recover status and the engine ask too
 		els = append(els, slack.NewButtonBlockElement(ActionRollback, s.Sign(ActionRollback, x.ID), plain("↩️ Roll back")).WithStyle(slack.StyleDanger))
 	}
 	if x.CanMarkFalse() {

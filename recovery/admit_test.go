@@ -34,6 +34,8 @@ func TestAdmitRunsTheGuardsAtTheStartOfARun(t *testing.T) {
 		{"breaker opened since: an auto plan stops", ModeFull, func(e *Engine) { e.breaker.Reason = "storm" }, plan(DecideAuto), "now needs a human's approval"},
 		{"breaker opened since: an approved plan goes on", ModeFull, func(e *Engine) { e.breaker.Reason = "storm" }, plan(DecideApproval), ""},
 		{"restarted in dry-run", ModeDryRun, nil, plan(DecideApproval), "mode dry-run"},
+		// The plan says it was asked for by hand, whatever its event's source says.
+		{"a manual plan never runs unattended", ModeFull, nil, func() *Execution { x := plan(DecideAuto); x.Manual = true; return x }(), "requested by hand"},
 		{"runbook changed", ModeFull, nil, func() *Execution { x := plan(DecideApproval); x.RunbookHash = "old"; return x }(), "changed since"},
 		{"hourly budget spent by others", ModeFull, func(e *Engine) {
 			for i := range rb.Safety.MaxExecutionsPerHour {

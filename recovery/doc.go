@@ -26,7 +26,8 @@
 //     reverse with the state each driver observed before acting. Success may be
 //     verified against Prometheus (verify.go) and may schedule a rollback. Only a
 //     plan that changed something (Execution.Changed) starts a cooldown. An automatic undo
-//     of a never-auto action waits for a human (undo.go).
+//     is checked again (undo.go): paused, a changed runbook or a never-auto action waits
+//     for a human; in dry-run no undo, not even a person's, calls a driver.
 //  7. At start-up, executions caught mid-way become INTERRUPTED and are reported,
 //     never re-run; deadlines and scheduled rollbacks are re-armed, verification
 //     resumes, plans awaiting approval are checked again.

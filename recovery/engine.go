@@ -154,6 +154,7 @@ type Engine struct {
 	fingerprints map[string]string // alert fingerprint → plan awaiting approval
 	events       map[string]*pendingEvent
 	timers       map[string]func() bool // execution id → stop its timer
+	approval     approvalMemo           // NeverAutoGuard's reasons per runbook (guard.go)
 
 	repeats         map[string]int       // open plan → duplicates folded in (this process)
 	repeatNoted     map[string]time.Time // open plan → when its count was last announced
@@ -422,6 +423,11 @@ func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposal
 			}
 		}
 		return Answer{}, Errorf(CodeUnavailable, "could not persist the decision; retry").wrap(err)
+	}
+	if x := d.accepted.Execution; x != nil && x.State == Suppressed {
+		e.mu.Lock()
+		e.noteSuppressed(x.Runbook, x.Reasons[0])
+		e.mu.Unlock()
 	}
 	e.poke()
 	if d.trip != "" {

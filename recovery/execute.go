@@ -144,7 +144,10 @@ func (e *Engine) closePending(ctx context.Context, id string, to State, actor, r
 }
 
 // Rollback undoes a finished execution's applied actions, restoring what each
-// driver observed before acting.
+// driver observed before acting. It is a person's decision: it runs while
+// paused and after the runbook changed, but not where no driver may be called
+// (mode dry-run, runbook in dry-run: undoCheck), and then says why
+// (CodeConflict, in the trail and thread).
 func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, error) {
 	x, err := e.store.Execution(ctx, id)
 	if err != nil {
@@ -152,6 +155,17 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 	}
 	if err := x.CheckRollBack(); err != nil {
 		return x, err
+	}
+	if refuse, _ := e.undoCheck(&x, e.clock.Now()); refuse != "" {
+		// A person may roll back while paused, or after the runbook changed;
+		// but where no driver may be called, nobody's click calls one.
+		reason := fmt.Sprintf("rollback by %s refused, nothing was undone: %s", actor, refuse)
+		if _, err := e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: x.State,
+			Actor: actor, Reason: reason,
+			Outbox: []Notification{{Kind: NoteStep, Text: "🚫 " + reason}}}); err != nil {
+			return x, err
+		}
+		return x, Errorf(CodeConflict, "not rolled back: %s", refuse)
 	}
 	reason, text := "rollback requested by "+actor, "↩️ Rolling back, requested by "+actor
 	if x.UndoAwaits != "" {
@@ -213,19 +227,24 @@ func (e *Engine) setPaused(ctx context.Context, on bool, actor string) error {
 	now := e.clock.Now()
 	e.mu.Lock()
 	e.paused = on
-	reset := !on && e.breaker.Reason != ""
-	if reset {
-		// Resuming is the human decision that closes the blast-radius breaker;
-		// its windows count anew from here, after a restart too.
-		e.breaker = breakerState{ClosedAt: now}
-		e.blast = blastWindows{failing: map[string]time.Time{}}
-		word = "resumed (blast-radius breaker closed)"
-	}
+	open := e.breaker
 	e.mu.Unlock()
-	if reset {
-		if err := e.persistBreaker(ctx); err != nil {
-			return Errorf(CodeUnavailable, "could not persist the breaker reset").wrap(err)
+	if !on && open.Reason != "" {
+		// Resuming is the human decision that closes the blast-radius breaker;
+		// its windows count anew from here, after a restart too. Persisted
+		// first, then closed in memory: a write that failed leaves it open in
+		// both (the store answers a write it took with what the commit did).
+		closed := breakerState{ClosedAt: now}
+		if err := e.putBreaker(ctx, closed); err != nil {
+			return Errorf(CodeUnavailable, "could not persist the breaker reset; it stays open").wrap(err)
 		}
+		e.mu.Lock()
+		if e.breaker.Reason == open.Reason && e.breaker.At.Equal(open.At) {
+			e.breaker = closed
+			e.blast = blastWindows{failing: map[string]time.Time{}}
+		}
+		e.mu.Unlock()
+		word = "resumed (blast-radius breaker closed)"
 	}
 	err := e.store.Record(ctx,
 		[]AuditRecord{{At: now, Actor: actor, Reason: "recoverbot " + word + " by " + actor}},
@@ -463,7 +482,7 @@ func pendingUndo(x *Execution) []int {
 	var out []int
 	for j := len(x.Steps) - 1; j >= 0; j-- {
 		s := x.Steps[j]
-		if s.Phase == PhaseApply && len(s.Before) > 0 && !undone[s.Action] {
+		if s.Phase == PhaseApply && len(s.Before) > 0 && !undone[s.Action] && undoable(runbooks.ActionType(s.Type)) {
 			out = append(out, j)
 			undone[s.Action] = true
 		}
@@ -559,14 +578,17 @@ func (e *Engine) finishRollback(ctx context.Context, x *Execution, failures []st
 
 // rollbackPlan says, per action in reverse, what undoing it does. The undo itself
 // restores whatever the driver observed before acting, not a guess made now.
+// undoable says whether an action of type t can be undone at all: the one
+// owner of that rule for the rollback plan shown, what may be rolled back
+// (CheckRollBack, the buttons, /recover status) and what an undo restores.
+// A cleared cache refills on demand; there is nothing to restore.
+func undoable(t runbooks.ActionType) bool { return t != runbooks.CacheClear }
+
 func rollbackPlan(actions []runbooks.Action, targets []string) []string {
 	var out []string
 	for i := len(actions) - 1; i >= 0; i-- {
 		a := actions[i]
-		switch a.Type {
-		case runbooks.CacheClear:
-			continue // a cleared cache refills on demand; nothing to restore
-		default:
+		if undoable(a.Type) {
 			out = append(out, fmt.Sprintf("undo action %d (%s %s): restore the state observed before it ran", i+1, a.Type, targets[i]))
 		}
 	}

@@ -65,6 +65,8 @@ type Situation struct {
 	CoolingPlan   string    // the plan whose cooldown holds the target
 	CoolingUntil  time.Time // zero: no cooldown
 	RateUsed      int       // starts (and reservations) of the runbook in the last hour, the plan's own left out
+
+	approval *approvalMemo // the engine's cache of NeverAutoGuard's reasons (nil: computed each time)
 }
 
 // Guard is one guardrail. It returns a verdict and a sentence a human can read;
@@ -165,7 +167,7 @@ type NeverAutoGuard struct{}
 
 // Check implements Guard.
 func (NeverAutoGuard) Check(p *Proposal, s *Situation) (Verdict, string, string) {
-	if why := approvalReasons(p.Runbook, s.Mode); why != "" {
+	if why := s.approval.reasons(p.Runbook, s.Mode); why != "" {
 		return NeedApproval, why, ""
 	}
 	return Pass, "", ""
@@ -272,25 +274,31 @@ func needsHuman(a *runbooks.Action) string {
 // lowRisk are the action types the low-risk phase lets run unattended.
 var lowRisk = map[runbooks.ActionType]bool{runbooks.CacheClear: true, runbooks.RateLimit: true}
 
-// approvalMemo caches approvalReasons: it depends only on a loaded (immutable)
-// runbook and the mode, and the planner asks it for every event.
-var approvalMemo sync.Map // approvalKey → string
+// approvalMemo caches the never-auto guard's reasons for one engine: they depend only on a
+// loaded (immutable) runbook and the mode, both fixed for the engine's life,
+// and the planner asks them for every event. It lives and dies with its engine
+// (Situation carries it to the guard), so it holds at most one entry per
+// runbook and mode of that engine.
+type approvalMemo struct{ m sync.Map } // approvalKey → string
 
 type approvalKey struct {
 	rb   *runbooks.Runbook
 	mode Mode
 }
 
-// approvalReasons says why a runbook's plans always need a human: the runbook
-// asks for it, an action is on the never-auto list or marked risk: high, or the
-// low-risk phase excludes it ("" when none applies).
-func approvalReasons(rb *runbooks.Runbook, mode Mode) string {
+// reasons says why a runbook's plans always need a human: the runbook asks
+// for it, an action is on the never-auto list or marked risk: high, or the
+// low-risk phase excludes it ("" when none applies). A nil memo computes.
+func (c *approvalMemo) reasons(rb *runbooks.Runbook, mode Mode) string {
+	if c == nil {
+		return computeApprovalReasons(rb, mode)
+	}
 	k := approvalKey{rb, mode}
-	if why, ok := approvalMemo.Load(k); ok {
+	if why, ok := c.m.Load(k); ok {
 		return why.(string)
 	}
 	why := computeApprovalReasons(rb, mode)
-	approvalMemo.Store(k, why)
+	c.m.Store(k, why)
 	return why
 }
 

@@ -12,14 +12,24 @@ import (
 // decision is an intake decision plus what it reserved in memory, so a commit
 // that failed can take it back (undoDecision). A commit that failed wrote
 // nothing: the store answers a write it took with what the commit did.
+//
+// The blast windows, the breaker's trip and the repeat count are reserved at
+// the decision, under the engine's lock, like the target and the rate slot:
+// applied only after the commit, two concurrent decisions could each miss the
+// other and together pass the breaker's limit. A decision never committed
+// takes them back, so it trips nothing and counts nowhere. The suppressed
+// summary only announces, so it is queued after the commit (submit).
 type decision struct {
 	accepted    Accepted
 	trip        string // the blast-radius breaker opens with this plan: persist it
-	opened      string // target key the plan now holds
-	rate        string // runbook whose hourly slot the plan holds
+	prevBreaker breakerState
+	blast       *blastMark // what the plan added to the blast windows
+	opened      string     // target key the plan now holds
+	rate        string     // runbook whose hourly slot the plan holds
 	fingerprint string
 	reported    string  // target key whose would-do report the plan now is
 	prevReport  *report // the report it replaced
+	repeat      *repeatMark
 }
 
 // decide plans ev and reserves, under the engine's mutex, what the plan holds
@@ -45,31 +55,33 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 		rec.Decision, rec.Reasons, rec.DuplicateOf = DecideDuplicate, out.reasons, out.ref
 		audit.Reason = out.reasons[0]
 		acc := Accepted{Event: rec, Audit: []AuditRecord{audit}, RepeatOf: out.ref}
-		if n := e.noteRepeat(out.ref, now); n != nil {
+		n, mark := e.noteRepeat(out.ref, now)
+		if n != nil {
 			acc.Outbox = []Notification{*n}
 		}
-		return decision{accepted: acc}
+		return decision{accepted: acc, repeat: mark}
 	}
 	var notices []Notification
+	var blast *blastMark
 	if e.breaker.Reason == "" {
-		e.blast.record(d.prop.TargetKey, out.decision == DecideAuto, now, &e.cfg)
+		blast = e.blast.record(d.prop.Targets, out.decision == DecideAuto, now, &e.cfg)
 	}
+	prevBreaker := e.breaker
 	if trip != "" {
 		notices = append(notices, e.trip(trip, now))
 	}
 	x := &Execution{Plan: e.newPlan(d, out, o), CreatedAt: now, UpdatedAt: now}
 	x.ID, x.Rollback = e.ids.New(now), rollbackPlan(x.Actions, x.Targets)
 	dec := e.reserve(x, now)
-	dec.trip = trip
+	dec.trip, dec.prevBreaker, dec.blast = trip, prevBreaker, blast
 	rec.Decision, rec.Reasons, rec.PlanID = x.Decision, x.Reasons, x.ID
 	audit.ExecutionID, audit.To, audit.Reason = x.ID, x.State, strings.Join(x.Reasons, "; ")
 	snap := *x
 	audit.Plan = &snap
 	dec.accepted = Accepted{Event: rec, Execution: x, Audit: []AuditRecord{audit}, Outbox: notices}
-	if x.State == Suppressed {
-		// Not announced one by one: a storm would make one message per target.
-		e.noteSuppressed(x.Runbook, x.Reasons[0])
-	} else {
+	if x.State != Suppressed {
+		// A suppressed plan is not announced one by one (a storm would make
+		// one message per target): submit queues it for the summary once committed.
 		dec.accepted.Outbox = append(dec.accepted.Outbox, Notification{At: now, ExecutionID: x.ID, Kind: NotePlan, State: x.State, Text: e.planText(x)})
 	}
 	if !x.State.Terminal() {
@@ -123,19 +135,30 @@ func (e *Engine) newPlan(d draft, out outcome, o proposalOpts) Plan {
 	p, rb := d.prop, d.prop.Runbook
 	return Plan{EventID: p.Event.ID, Event: *p.Event, Runbook: rb.Name, RunbookHash: rb.Hash,
 		Actions: p.Actions, Targets: p.Targets, TargetKey: p.TargetKey,
-		Decision: out.decision, Reasons: out.reasons, RequestedBy: o.requestedBy, Safety: rb.Safety,
+		Decision: out.decision, Reasons: out.reasons, RequestedBy: o.requestedBy, Manual: o.manual, Safety: rb.Safety,
 		FourEyes: rb.FourEyes, EstimatedRecoveryTime: rb.EstimatedRecoveryTime, Verify: rb.Verify,
 		VerifyQuery: d.query, AI: o.ai}
 }
 
-// undoDecision takes back what decide reserved when its commit failed.
+// undoDecision takes back what decide reserved when its commit failed: a
+// decision never committed holds no target and slot, counts in no window,
+// trips no breaker and adds no repeat.
 func (e *Engine) undoDecision(d decision) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if d.repeat != nil {
+		e.unnoteRepeat(d.repeat)
+	}
 	x := d.accepted.Execution
 	if x == nil {
 		return
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
+	if d.trip != "" && e.breaker.Reason == d.trip && e.breaker.At.Equal(x.CreatedAt) {
+		e.breaker = d.prevBreaker // unless a resume or another trip came since
+	}
+	if d.blast != nil {
+		e.blast.unrecord(d.blast)
+	}
 	if d.opened != "" && e.openTargets[d.opened] == x.ID {
 		delete(e.openTargets, d.opened)
 	}

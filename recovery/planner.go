@@ -104,7 +104,7 @@ func PlanTargetKey(runbook string, targets []string) string {
 // situation is the engine's state for p, taken with e.mu held (read at least).
 func (e *Engine) situation(p *Proposal, now time.Time) *Situation {
 	s := &Situation{Now: now, Mode: e.cfg.Mode, AutoThreshold: e.cfg.AutoThreshold,
-		Paused: e.paused, Breaker: e.breaker.Reason}
+		Paused: e.paused, Breaker: e.breaker.Reason, approval: &e.approval}
 	if id, ok := e.openTargets[p.TargetKey]; ok && id != p.Plan {
 		s.OpenPlan = id
 	}
@@ -126,7 +126,7 @@ func (e *Engine) judgeNew(p *Proposal, now time.Time) (out outcome, trip string)
 		return out, ""
 	}
 	if s.Breaker == "" {
-		if why := e.blast.wouldTrip(p.TargetKey, out.decision == DecideAuto, now, &e.cfg); why != "" {
+		if why := e.blast.wouldTrip(p.Targets, out.decision == DecideAuto, now, &e.cfg); why != "" {
 			s.Breaker, trip = why, why
 			out = judge(p, s)
 		}
@@ -161,9 +161,15 @@ func (e *Engine) foldReport(p *Proposal, out outcome, now time.Time) outcome {
 // limit. approved says a human approved it (or is approving it now). It
 // returns why the plan may not go on, or "".
 func (e *Engine) recheck(x *Execution, approved bool, now time.Time) string {
-	p := &Proposal{Event: &x.Event, RunbookName: x.Runbook, Runbook: e.books.Get(x.Runbook), Hash: x.RunbookHash,
-		Plan: x.ID, Actions: x.Actions, TargetKey: x.TargetKey, Manual: x.Event.Source == "manual", AI: x.AI != nil}
+	p := e.proposalOf(x)
 	return mayProceed(judge(p, e.situation(p, now)), approved)
+}
+
+// proposalOf is an existing plan as the guards see it, with the runbook as
+// loaded now (nil: gone); called with e.mu held.
+func (e *Engine) proposalOf(x *Execution) *Proposal {
+	return &Proposal{Event: &x.Event, RunbookName: x.Runbook, Runbook: e.books.Get(x.Runbook), Hash: x.RunbookHash,
+		Plan: x.ID, Actions: x.Actions, Targets: x.Targets, TargetKey: x.TargetKey, Manual: x.Manual, AI: x.AI != nil}
 }
 
 // rateWindows are the hourly rate limit's execution starts per runbook, oldest

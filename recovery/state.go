@@ -100,6 +100,16 @@ func (e *MoveError) Error() string {
 // CanApprove reports whether the execution awaits a human's approval.
 func (x *Execution) CanApprove() bool { return x.State == PendingApproval }
 
+// approvedStates are the states a plan reaches only through an approval (a
+// human's or the guards' auto), on its way to or after running.
+var approvedStates = map[State]bool{Approved: true, Executing: true, Succeeded: true, Verifying: true,
+	Verified: true, VerifyFailed: true, Failed: true, RollingBack: true, RolledBack: true, RollbackFailed: true}
+
+// WasApproved reports whether the plan was approved and went on from there:
+// a late Approve or Reject click is told who approved it, and that it runs
+// once.
+func (x *Execution) WasApproved() bool { return approvedStates[x.State] }
+
 // settledStates are the states of an execution that acted and then came to
 // rest: VERIFYING and ROLLING_BACK are left out because they end on their own,
 // and a failed verification marks the execution false itself.

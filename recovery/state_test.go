@@ -38,3 +38,18 @@ func TestPredicatesAgreeWithTheStateTable(t *testing.T) {
 		}
 	}
 }
+
+// A cache clear cannot be undone, whatever its driver recorded: no Roll back
+// is offered or accepted for it (the button used to ask len(Rollback) on top
+// of CanRollBack; the rule is now undoable, asked by both).
+func TestCacheClearCannotBeRolledBack(t *testing.T) {
+	x := &Execution{Plan: Plan{ID: "x"}, State: Succeeded,
+		Steps: []Step{{Action: 0, Type: "CACHE_CLEAR", Phase: PhaseApply, Before: json.RawMessage(`{}`)}}}
+	if x.CanRollBack() {
+		t.Error("CanRollBack on a cache clear")
+	}
+	x.Steps = append(x.Steps, Step{Action: 1, Type: "RATE_LIMIT", Phase: PhaseApply, Before: json.RawMessage(`{}`)})
+	if got := pendingUndo(x); len(got) != 1 || got[0] != 1 {
+		t.Errorf("pending undo %v, want only the rate limit's step 1", got)
+	}
+}

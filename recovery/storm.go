@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -26,12 +27,24 @@ type breakerState struct {
 	ClosedAt time.Time `json:"closed_at,omitzero"`
 }
 
-// noteRepeat decides whether a duplicate of plan should announce the count now;
-// called with e.mu held. It returns the notification to add, or nil.
-func (e *Engine) noteRepeat(plan string, now time.Time) *Notification {
-	n := e.repeats[plan] + 1
+// repeatMark is what noteRepeat changed, for unnoteRepeat.
+type repeatMark struct {
+	plan       string
+	noted      bool // it announced the count now
+	prevNoted  time.Time
+	prevSeen   bool
+	prevRepeat bool // the plan had a repeat count before
+}
+
+// noteRepeat counts a duplicate of plan and decides whether it should
+// announce the count now; called with e.mu held. It returns the notification
+// to add, or nil, and what it changed.
+func (e *Engine) noteRepeat(plan string, now time.Time) (*Notification, *repeatMark) {
+	n, had := e.repeats[plan]
+	n++
 	e.repeats[plan] = n
 	last, seen := e.repeatNoted[plan]
+	m := &repeatMark{plan: plan, prevNoted: last, prevSeen: seen, prevRepeat: had}
 	if seen && now.Sub(last) < e.cfg.RepeatNoticeEvery {
 		// Throttled: make sure the count is announced once more when the window
 		// ends, so a storm that stops leaves the final count on the message.
@@ -39,11 +52,33 @@ func (e *Engine) noteRepeat(plan string, now time.Time) *Notification {
 			e.repeatTrailing[plan] = true
 			e.clock.AfterFunc(last.Add(e.cfg.RepeatNoticeEvery).Sub(now), func() { e.trailingRepeat(plan) })
 		}
-		return nil
+		return nil, m
 	}
 	e.repeatNoted[plan] = now
+	m.noted = true
 	return &Notification{At: now, ExecutionID: plan, Kind: NoteRepeats,
-		Text: fmt.Sprintf("🔁 seen %d more time(s) since it was planned", n)}
+		Text: fmt.Sprintf("🔁 seen %d more time(s) since it was planned", n)}, m
+}
+
+// unnoteRepeat takes back a repeat whose record was never committed; called
+// with e.mu held. A trailing announcement it armed finds the count as it was.
+func (e *Engine) unnoteRepeat(m *repeatMark) {
+	n, ok := e.repeats[m.plan]
+	if !ok {
+		return // the plan closed meanwhile: its counters are gone
+	}
+	if n--; n > 0 || m.prevRepeat {
+		e.repeats[m.plan] = n
+	} else {
+		delete(e.repeats, m.plan)
+	}
+	if m.noted {
+		if m.prevSeen {
+			e.repeatNoted[m.plan] = m.prevNoted
+		} else {
+			delete(e.repeatNoted, m.plan)
+		}
+	}
 }
 
 // forgetRepeats drops a closed plan's repeat counters (memory stays bounded).
@@ -129,22 +164,24 @@ type blastWindows struct {
 	failing map[string]time.Time // target → last failure event
 }
 
-// wouldTrip says why the breaker would trip if a plan for target were made
-// now (auto: the guards would run it unattended), or "": when it would make
-// more than BlastMaxTargets distinct targets failing within BlastTargetWindow,
-// or be the (BlastMaxAuto+1)th automatic execution within BlastWindow. It
-// changes nothing (Evaluate calls it too).
-func (b *blastWindows) wouldTrip(target string, auto bool, now time.Time, cfg *Config) string {
+// wouldTrip says why the breaker would trip if a plan touching targets (as
+// their drivers name them, Plan.Targets) were made now (auto: the guards would
+// run it unattended), or "": when it would make more than BlastMaxTargets
+// distinct targets failing within BlastTargetWindow, or be the
+// (BlastMaxAuto+1)th automatic execution within BlastWindow. It changes
+// nothing (Evaluate calls it too).
+func (b *blastWindows) wouldTrip(targets []string, auto bool, now time.Time, cfg *Config) string {
 	cut := now.Add(-cfg.BlastTargetWindow)
-	n, seen := 0, false
-	for k, t := range b.failing {
+	n := 0
+	for _, t := range b.failing {
 		if !t.Before(cut) {
 			n++
-			seen = seen || k == target
 		}
 	}
-	if !seen {
-		n++
+	for i, target := range targets {
+		if t, ok := b.failing[target]; (!ok || t.Before(cut)) && !slices.Contains(targets[:i], target) {
+			n++
+		}
 	}
 	if n > cfg.BlastMaxTargets {
 		return fmt.Sprintf("more than %d distinct targets failing within %s", cfg.BlastMaxTargets, cfg.BlastTargetWindow)
@@ -159,22 +196,59 @@ func (b *blastWindows) autosSince(cut time.Time) int {
 	return len(b.autos) - sort.Search(len(b.autos), func(i int) bool { return b.autos[i].After(cut) })
 }
 
-// record counts a plan made for target at now, dropping what left the windows.
-// The failing set is bounded: past BlastMaxTargets+1 the breaker is open.
-func (b *blastWindows) record(target string, auto bool, now time.Time, cfg *Config) {
+// blastMark is what record added, so a decision never committed can take it
+// back (unrecord).
+type blastMark struct {
+	at   time.Time
+	prev map[string]time.Time // target → its previous failure time; zero: it was not failing
+	auto bool
+}
+
+// record counts a plan made for targets at now, dropping what left the
+// windows. The failing set is bounded: past BlastMaxTargets+1 the breaker is
+// open.
+func (b *blastWindows) record(targets []string, auto bool, now time.Time, cfg *Config) *blastMark {
 	cut := now.Add(-cfg.BlastTargetWindow)
 	for k, t := range b.failing {
 		if t.Before(cut) {
 			delete(b.failing, k)
 		}
 	}
-	if _, ok := b.failing[target]; ok || len(b.failing) <= cfg.BlastMaxTargets {
-		b.failing[target] = now
+	m := &blastMark{at: now, prev: map[string]time.Time{}, auto: auto}
+	for _, target := range targets {
+		prev, ok := b.failing[target]
+		if _, done := m.prev[target]; !done && (ok || len(b.failing) <= cfg.BlastMaxTargets) {
+			m.prev[target] = prev
+			b.failing[target] = now
+		}
 	}
 	i := sort.Search(len(b.autos), func(i int) bool { return b.autos[i].After(now.Add(-cfg.BlastWindow)) })
 	b.autos = b.autos[:copy(b.autos, b.autos[i:])]
 	if auto {
 		b.autos = append(b.autos, now)
+	}
+	return m
+}
+
+// unrecord takes back what record added (m), leaving what came since.
+func (b *blastWindows) unrecord(m *blastMark) {
+	for target, prev := range m.prev {
+		switch t, ok := b.failing[target]; {
+		case !ok || !t.Equal(m.at):
+		case prev.IsZero():
+			delete(b.failing, target)
+		default:
+			b.failing[target] = prev
+		}
+	}
+	if !m.auto {
+		return
+	}
+	for i := len(b.autos) - 1; i >= 0; i-- {
+		if b.autos[i].Equal(m.at) {
+			b.autos = slices.Delete(b.autos, i, i+1)
+			return
+		}
 	}
 }
 
@@ -196,13 +270,24 @@ func (e *Engine) loadBlast(ctx context.Context, now time.Time) error {
 			continue
 		}
 		if r.At.After(now.Add(-e.cfg.BlastTargetWindow)) {
-			e.blast.failing[r.Plan.TargetKey] = r.At
+			for _, t := range blastTargets(&r.Plan.Plan) {
+				e.blast.failing[t] = r.At
+			}
 		}
 		if r.Plan.Decision == DecideAuto && r.At.After(now.Add(-e.cfg.BlastWindow)) {
 			e.blast.autos = append(e.blast.autos, r.At)
 		}
 	}
 	return nil
+}
+
+// blastTargets are what a plan counts as failing: the targets its drivers
+// named. A plan stored before plans recorded them counts its TargetKey.
+func blastTargets(p *Plan) []string {
+	if len(p.Targets) > 0 {
+		return p.Targets
+	}
+	return []string{p.TargetKey}
 }
 
 // trip opens the breaker (called with e.mu held) and returns the loud notice.
@@ -215,9 +300,14 @@ func (e *Engine) trip(reason string, now time.Time) Notification {
 // persistBreaker writes the breaker state so a restart keeps it open.
 func (e *Engine) persistBreaker(ctx context.Context) error {
 	e.mu.Lock()
-	b, _ := json.Marshal(e.breaker)
+	b := e.breaker
 	e.mu.Unlock()
-	return e.store.PutSetting(ctx, settingBreaker, b)
+	return e.putBreaker(ctx, b)
+}
+
+func (e *Engine) putBreaker(ctx context.Context, b breakerState) error {
+	v, _ := json.Marshal(b)
+	return e.store.PutSetting(ctx, settingBreaker, v)
 }
 
 func (e *Engine) loadBreaker(ctx context.Context) error {

@@ -51,6 +51,9 @@ type Plan struct {
 	Targets []string `json:"targets,omitempty"`
 	// RequestedBy is set for manual plans (Slack user id, "cli", …).
 	RequestedBy string `json:"requested_by,omitempty"`
+	// Manual says a person asked for the plan by name (/recover plan, the
+	// CLI): it always needs approval, at planning and at every re-check.
+	Manual bool `json:"manual,omitempty"`
 	// A snapshot of the runbook settings the plan was made under: a runbook edited
 	// later does not change what was approved.
 	Safety                runbooks.Safety `json:"safety"`

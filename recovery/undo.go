@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -45,12 +46,50 @@ func neverAutoUndo(x *Execution) string {
 	return strings.Join(why, "; ")
 }
 
+// undoCheck is the one re-check of an undo against the engine's state now,
+// for an automatic undo and a person's Roll back alike, asked of the same
+// guards as a plan (guard.go). refuse says why no driver may be called at all:
+// the mode is dry-run or the runbook is in dry-run; nothing is undone, whoever
+// asks. ask says why an automatic undo waits for a human: recoverbot is
+// paused (a pause stops the bot acting on its own, not a person), or the
+// runbook is gone or changed since the plan. A person's Roll back is that
+// human decision: the undo restores what each driver observed before acting,
+// whatever the runbook says now.
+func (e *Engine) undoCheck(x *Execution, now time.Time) (refuse, ask string) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	p := e.proposalOf(x)
+	s := e.situation(p, now)
+	var asks []string
+	for _, g := range []Guard{RunbookGuard{}, PausedGuard{}} {
+		if v, why, _ := g.Check(p, s); v != Pass {
+			asks = append(asks, why)
+		}
+	}
+	if p.Runbook != nil || s.Mode == ModeDryRun { // the dry-run guard reads the runbook after the mode
+		if v, why, _ := (DryRunGuard{}).Check(p, s); v == Dry {
+			return why, ""
+		}
+	}
+	return "", strings.Join(asks, "; ")
+}
+
 // autoUndo is the one door of an automatic undo: it moves x to ROLLING_BACK
-// and undoes, or asks for approval (see above). x is the execution as last
+// and undoes, or asks for approval (see above), or, when no driver may be
+// called (undoCheck), undoes nothing and says why. x is the execution as last
 // read; the move is a compare-and-set from its state.
 func (e *Engine) autoUndo(ctx context.Context, x *Execution, trigger UndoTrigger, text string) {
+	refuse, ask := e.undoCheck(x, e.clock.Now())
+	if refuse != "" {
+		e.skipUndo(ctx, x, trigger, refuse)
+		return
+	}
 	if why := undoNeedsApproval(x); why != "" {
-		e.askUndo(ctx, x, trigger, why)
+		ask = strings.Join(slices.DeleteFunc([]string{ask, why + " (runbook " + x.Runbook + " has no safety.autoRollback)"},
+			func(s string) bool { return s == "" }), "; ")
+	}
+	if ask != "" {
+		e.askUndo(ctx, x, trigger, ask)
 		return
 	}
 	reason := string(trigger)
@@ -72,14 +111,30 @@ func (e *Engine) autoUndo(ctx context.Context, x *Execution, trigger UndoTrigger
 	e.undoAll(x.ID, x.Actions, string(trigger), false)
 }
 
+// skipUndo records that an automatic undo was not done because no driver may
+// be called now: the target stays as it is, and nothing stays scheduled.
+func (e *Engine) skipUndo(ctx context.Context, x *Execution, trigger UndoTrigger, why string) {
+	text := fmt.Sprintf("🚫 The %s was not done: %s. Nothing is undone; the target stays as it is.", trigger, why)
+	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{x.State}, To: x.State,
+		Actor: ActorBot, Reason: string(trigger) + " not done, nothing was undone: " + why,
+		Mutate: func(x *Execution) error { x.RollbackAt, x.UndoAwaits = time.Time{}, ""; return nil },
+		Outbox: []Notification{{Kind: NoteState, State: x.State, Text: text}}}); err != nil {
+		if !errors.As(err, new(*MoveError)) {
+			e.log.Error("skip the "+string(trigger), "plan", x.ID, "err", err)
+		}
+		return
+	}
+	e.disarm(x.ID)
+}
+
 // askUndo records that an automatic undo waits for a human until the
 // approval deadline, and arms the timer that ends the wait.
 func (e *Engine) askUndo(ctx context.Context, x *Execution, trigger UndoTrigger, why string) {
 	now := e.clock.Now()
 	deadline := now.Add(e.cfg.ApprovalTimeout)
 	text := fmt.Sprintf("✋ The %s needs approval: %s. Nothing is undone until an approver presses Roll back; "+
-		"Keep as is, or no answer by %s, leaves the target as it is (runbook %s has no safety.autoRollback).",
-		trigger, why, deadline.UTC().Format("15:04:05 MST"), x.Runbook)
+		"Keep as is, or no answer by %s, leaves the target as it is.",
+		trigger, why, deadline.UTC().Format("15:04:05 MST"))
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{x.State}, To: x.State, At: now,
 		Actor: ActorBot, Reason: string(trigger) + " awaits approval: " + why,
 		Mutate: func(x *Execution) error { x.UndoAwaits, x.RollbackAt = trigger, deadline; return nil },

@@ -262,3 +262,135 @@ func TestFailedVerificationUndoOfANeverAutoAction(t *testing.T) {
 		})
 	}
 }
+
+// Before the fix, the automatic undo called the driver while paused, in
+// dry-run mode, or after the runbook changed, and a person's Roll back called
+// it in dry-run mode. The runbook opts in to automatic undo here, so only the
+// re-check can stop it.
+func TestAutomaticUndoChecksTheGuardsAgain(t *testing.T) {
+	optIn := restartRunbook("  autoRollback: true\n")
+	for _, c := range []struct {
+		name   string
+		change func(h *harness)
+		awaits bool   // the undo waits for a human (else: not done at all)
+		said   string // in the thread
+		manual bool   // a person's Roll back then undoes
+	}{
+		{"paused", func(h *harness) {
+			if err := h.eng.Pause(context.Background(), "slack:UOPS"); err != nil {
+				h.t.Fatal(err)
+			}
+		}, true, "The scheduled rollback needs approval: recoverbot is paused", true},
+		{"runbook changed", func(h *harness) {
+			dir := h.t.TempDir()
+			writeFile(h.t, filepath.Join(dir, "rb.yaml"), strings.Replace(optIn, "maxExecutionsPerHour: 5", "maxExecutionsPerHour: 6", 1))
+			books, err := runbooks.Load(dir)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.books = books
+			h.reopen()
+		}, true, "runbook restart-then-revert changed since this plan was made", true},
+		{"restarted in dry-run", func(h *harness) {
+			h.cfg.Mode = recovery.ModeDryRun
+			h.reopen()
+		}, false, "The scheduled rollback was not done: mode dry-run: nothing is executed", false},
+		{"runbook now in dry-run", func(h *harness) {
+			dir := h.t.TempDir()
+			writeFile(h.t, filepath.Join(dir, "rb.yaml"), optIn+"  dryRun: true\n")
+			books, err := runbooks.Load(dir)
+			if err != nil {
+				h.t.Fatal(err)
+			}
+			h.books = books
+			h.reopen()
+		}, false, "runbook restart-then-revert is in dry-run", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h, id := undoHarness(t, optIn)
+			c.change(h)
+			h.clock.Advance(10 * time.Minute)
+			h.idle()
+			x := h.exec(id)
+			if got := h.ops(); got != "apply RESTART_POD" {
+				t.Fatalf("driver calls %s: the automatic undo ran", got)
+			}
+			if x.State != recovery.Succeeded || (x.UndoAwaits != "") != c.awaits {
+				t.Fatalf("state %s awaits %q, want SUCCEEDED, awaiting a human: %v", x.State, x.UndoAwaits, c.awaits)
+			}
+			if th := h.thread(id); !strings.Contains(th, c.said) {
+				t.Errorf("the thread does not say %q:\n%s", c.said, th)
+			}
+			if !c.awaits && !x.RollbackAt.IsZero() {
+				t.Errorf("rollback still scheduled at %s", x.RollbackAt)
+			}
+			_, err := h.eng.Rollback(context.Background(), id, "slack:UAPPROVER")
+			h.idle()
+			if c.manual {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got := h.ops(); got != "apply RESTART_POD,undo RESTART_POD" {
+					t.Errorf("driver calls %s after a person's Roll back, want apply then undo", got)
+				}
+				return
+			}
+			if recovery.ErrorCode(err) != recovery.CodeConflict {
+				t.Errorf("Roll back: %v, want a conflict", err)
+			}
+			if got := h.ops(); got != "apply RESTART_POD" {
+				t.Errorf("driver calls %s: a person's Roll back called a driver where none may be called", got)
+			}
+			if th := h.thread(id); !strings.Contains(th, "rollback by slack:UAPPROVER refused, nothing was undone") {
+				t.Errorf("the thread does not say the Roll back was refused:\n%s", th)
+			}
+		})
+	}
+}
+
+// pausingVerifier pauses the engine during its check (a person pausing while
+// verification runs), then answers as v does.
+type pausingVerifier struct {
+	v   recovery.Verifier
+	eng *recovery.Engine
+}
+
+func (p *pausingVerifier) Check(ctx context.Context, q string) (bool, string, error) {
+	if err := p.eng.Pause(ctx, "slack:UOPS"); err != nil {
+		return false, "", err
+	}
+	return p.v.Check(ctx, q)
+}
+
+// The undo after a failed verification is checked again too: paused while
+// verifying, a runbook that opts in to automatic undo still waits for a human.
+func TestFailedVerificationUndoWhilePausedWaitsForAHuman(t *testing.T) {
+	pv := &pausingVerifier{v: &scripted{answers: []answer{{false, "0", nil}}}}
+	eng, db, drv := verifyEngine(t, strings.Replace(restartVerified, "%s", ", autoRollback: true", 1), pv)
+	pv.eng = eng
+	a, err := eng.Submit(context.Background(), restartEvent())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := eng.Approve(context.Background(), a.PlanID, "slack:UAPPROVER"); err != nil {
+		t.Fatal(err)
+	}
+	settle(t, eng)
+	x, _ := db.Execution(context.Background(), a.PlanID)
+	if x.State != recovery.VerifyFailed || x.UndoAwaits != recovery.UndoVerifyFailed {
+		t.Fatalf("state %s awaits %q, want VERIFY_FAILED awaiting a human", x.State, x.UndoAwaits)
+	}
+	if calls := drv.Calls(); len(calls) != 1 {
+		t.Errorf("%d driver calls, want the apply only", len(calls))
+	}
+	page, _ := db.Outbox(context.Background(), 0, 1000)
+	var th strings.Builder
+	for _, n := range page {
+		th.WriteString(n.Text + "\n")
+	}
+	for _, want := range []string{"Not rolled back yet: the rollback needs approval", "needs approval: recoverbot is paused"} {
+		if !strings.Contains(th.String(), want) {
+			t.Errorf("the thread does not say %q:\n%s", want, th.String())
+		}
+	}
+}

@@ -61,11 +61,30 @@ func (e *Engine) verifyTimes(v *runbooks.Verify) (within, every time.Duration) {
 // unreachable, query invalid) → VERIFY_FAILED "verification unavailable",
 // escalated to a human: neither success nor an automatic rollback on a guess.
 func (e *Engine) verifyLoop(ctx context.Context, id, query string, until time.Time, every time.Duration, v *runbooks.Verify) {
-	var last string
-	var lastErr error
+	last, lastErr, ended := e.poll(ctx, id, query, until, every)
+	if !ended {
+		return
+	}
+	now := e.clock.Now()
+	switch {
+	case lastErr != nil:
+		e.verifyUnavailable(ctx, id, now, lastErr)
+	case v != nil && v.OnVerifyFailure == "escalate":
+		e.verifyEscalated(ctx, id, now, unhealthyReason(last), last)
+	default:
+		e.verifyFailed(ctx, id, now, unhealthyReason(last), last)
+	}
+}
+
+// poll asks the verifier every interval until healthy (then records
+// VERIFIED) or until the window ends. ended says the window ended unhealthy,
+// with the last value and error seen; false: verified, no longer VERIFYING
+// (rolled back, scheduled or by hand), or shutting down (VERIFYING resumes at
+// the next start).
+func (e *Engine) poll(ctx context.Context, id, query string, until time.Time, every time.Duration) (last string, lastErr error, ended bool) {
 	for {
 		if cur, err := e.store.Execution(ctx, id); err != nil || cur.State != Verifying {
-			return // rolled back (scheduled or by hand) while verifying
+			return "", nil, false
 		}
 		cctx, cancel := context.WithTimeoutCause(ctx, max(every, 5*time.Second), errors.New("prometheus query timed out"))
 		healthy, value, err := e.cfg.Verifier.Check(cctx, query)
@@ -73,48 +92,61 @@ func (e *Engine) verifyLoop(ctx context.Context, id, query string, until time.Ti
 		last, lastErr = value, err
 		if err == nil && healthy {
 			e.verified(ctx, id, value)
-			return
+			return "", nil, false
 		}
 		if !e.clock.Now().Before(until) {
-			break
+			return last, lastErr, true
 		}
 		if !e.wait(ctx, every) {
-			return // shutting down: VERIFYING resumes at the next start
+			return "", nil, false
 		}
 	}
-	now := e.clock.Now()
-	if lastErr != nil {
-		reason := verifyUnavailable + ": " + lastErr.Error()
-		if _, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
-			Actor: ActorBot, Reason: reason + "; escalated to a human, not rolled back",
-			Mutate: func(x *Execution) error { x.LastVerify = reason; return nil },
-			Outbox: []Notification{{Kind: NoteState, State: VerifyFailed,
-				Text: "⚠️ " + reason + ". Not counted as a success and not rolled back automatically: a human must decide."}}}); err != nil {
-			e.log.Error("record unavailable verification", "plan", id, "err", err)
-		}
-		return
-	}
+}
+
+func unhealthyReason(last string) string {
 	if last == "" {
 		last = "empty result"
 	}
-	reason := fmt.Sprintf("still unhealthy when the verification window ended; last value seen: %s", last)
-	escalate := v != nil && v.OnVerifyFailure == "escalate"
-	if escalate {
-		if _, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
-			Actor: ActorBot, Reason: reason + "; onVerifyFailure: escalate",
-			Mutate: func(x *Execution) error { x.LastVerify = last; return nil },
-			Outbox: []Notification{{Kind: NoteState, State: VerifyFailed, Text: "🚨 Verification failed: " + reason + ". Escalated: a human must look."}}}); err != nil {
-			e.log.Error("record failed verification", "plan", id, "err", err)
-		}
-		return
+	return fmt.Sprintf("still unhealthy when the verification window ended; last value seen: %s", last)
+}
+
+// verifyUnavailable ends a verification whose last answer was unknown: not a
+// success, not rolled back on a guess; a human decides.
+func (e *Engine) verifyUnavailable(ctx context.Context, id string, now time.Time, lastErr error) {
+	reason := verifyUnavailable + ": " + lastErr.Error()
+	if _, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
+		Actor: ActorBot, Reason: reason + "; escalated to a human, not rolled back",
+		Mutate: func(x *Execution) error { x.LastVerify = reason; return nil },
+		Outbox: []Notification{{Kind: NoteState, State: VerifyFailed,
+			Text: "⚠️ " + reason + ". Not counted as a success and not rolled back automatically: a human must decide."}}}); err != nil {
+		e.log.Error("record unavailable verification", "plan", id, "err", err)
 	}
+}
+
+// verifyEscalated ends a failed verification of a runbook with
+// onVerifyFailure: escalate.
+func (e *Engine) verifyEscalated(ctx context.Context, id string, now time.Time, reason, last string) {
+	if _, err := e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
+		Actor: ActorBot, Reason: reason + "; onVerifyFailure: escalate",
+		Mutate: func(x *Execution) error { x.LastVerify = last; return nil },
+		Outbox: []Notification{{Kind: NoteState, State: VerifyFailed, Text: "🚨 Verification failed: " + reason + ". Escalated: a human must look."}}}); err != nil {
+		e.log.Error("record failed verification", "plan", id, "err", err)
+	}
+}
+
+// verifyFailed marks the execution a false action and hands it to the
+// automatic undo (autoUndo), which may run it, ask a human, or not do it.
+func (e *Engine) verifyFailed(ctx context.Context, id string, now time.Time, reason, last string) {
 	x, err := e.store.Execution(ctx, id)
 	if err != nil {
 		e.log.Error("load execution after failed verification", "plan", id, "err", err)
 		return
 	}
 	next, text := "; rolling back", "❌ Verification failed: "+reason+". Rolling back."
-	if undoNeedsApproval(&x) != "" {
+	switch refuse, ask := e.undoCheck(&x, now); {
+	case refuse != "":
+		next, text = "; not rolled back: "+refuse, "❌ Verification failed: "+reason+". Not rolled back: "+refuse+"."
+	case ask != "" || undoNeedsApproval(&x) != "":
 		next, text = "; the rollback needs approval", "❌ Verification failed: "+reason+". Not rolled back yet: the rollback needs approval."
 	}
 	x, err = e.transition(ctx, Transition{ID: id, From: []State{Verifying}, To: VerifyFailed, At: now,
