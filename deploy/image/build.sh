@@ -41,3 +41,4 @@ cd "$repo/deploy/image"
 GOWORK=off GOFLAGS=-mod=readonly "$go" run . -binary "$work/recoverbot" -version "$version" -commit "$commit" \
   -created "$epoch" -arch "$arch" -name "${IMAGE_NAME:-recoverbot}" -ca-certs "${CA_CERTS:-/etc/ssl/certs/ca-certificates.crt}" \
   -out "$out"
+echo "build.sh: ${IMAGE_NAME:-recoverbot}:$version ($commit) in $out" >&2

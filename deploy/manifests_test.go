@@ -1,0 +1,171 @@
+package deploy
+
+import (
+	"bytes"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/recoverbot/recoverbot/internal/testutil"
+	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+// TestMonitoringExamplesCheck: Alertmanager and Prometheus themselves accept
+// the example receiver and rules (amtool check-config, promtool check rules).
+func TestMonitoringExamplesCheck(t *testing.T) {
+	for _, tc := range []struct {
+		pkg, bin string
+		args     []string
+	}{
+		{"prometheus-alertmanager", "amtool", []string{"check-config", "monitoring/alertmanager.yml"}},
+		{"prometheus", "promtool", []string{"check", "rules", "monitoring/rules.yml"}},
+	} {
+		t.Run(tc.bin+" accepts", func(t *testing.T) {
+			bin := testutil.Binary(t, tc.pkg, tc.bin)
+			out, err := exec.Command(bin, tc.args...).CombinedOutput()
+			if err != nil {
+				t.Fatalf("%s %s: %v\n%s", tc.bin, strings.Join(tc.args, " "), err, out)
+			}
+			if !bytes.Contains(out, []byte("SUCCESS")) {
+				t.Errorf("%s said\n%s\nwant SUCCESS", tc.bin, out)
+			}
+		})
+	}
+}
+
+// TestAlertingRulesMatchRunbooks: the example rules produce each of the six
+// event types monitoring sends (RECOVERY_SIGNAL is the bot's own) exactly
+// once, and the event each alert becomes matches a runbook of deploy/runbooks
+// (the alert's labels and annotations mapped as README "Alertmanager" says,
+// every template filled with 95; bot/alertmanager.go does it for real and its
+// tests check that mapping).
+func TestAlertingRulesMatchRunbooks(t *testing.T) {
+	var rules struct {
+		Groups []struct {
+			Rules []struct {
+				Alert       string
+				Labels      map[string]string
+				Annotations map[string]string
+			}
+		}
+	}
+	b, err := os.ReadFile("monitoring/rules.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &rules); err != nil {
+		t.Fatal(err)
+	}
+	set, err := runbooks.Load("runbooks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	template := regexp.MustCompile(`\{\{.*?\}\}`)
+	seen := map[runbooks.EventType]string{}
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			e := runbooks.Event{Data: map[string]any{}, Context: map[string]any{}}
+			for k, v := range r.Labels {
+				switch k {
+				case "event_type":
+					e.Type = runbooks.EventType(v)
+				case "severity":
+					e.Severity = runbooks.Severity(strings.ToUpper(v))
+				default:
+					e.Context[k] = v
+				}
+			}
+			for k, v := range r.Annotations {
+				v = template.ReplaceAllString(v, "95")
+				switch k {
+				case "confidence":
+					if e.Confidence, err = strconv.ParseFloat(v, 64); err != nil {
+						t.Errorf("%s: confidence %q is not a number", r.Alert, v)
+					}
+				case "summary":
+					e.Summary = v
+				default:
+					if f, err := strconv.ParseFloat(v, 64); err == nil {
+						e.Data[k] = f
+					} else {
+						e.Data[k] = v
+					}
+				}
+			}
+			if first, dup := seen[e.Type]; dup {
+				t.Errorf("%s and %s both send %s", first, r.Alert, e.Type)
+			}
+			seen[e.Type] = r.Alert
+			rb := set.Match(&e)
+			if rb == nil {
+				t.Errorf("%s: its event %+v matches no runbook in deploy/runbooks", r.Alert, e)
+				continue
+			}
+			t.Logf("%s → %s → %s", r.Alert, e.Type, rb.Name)
+		}
+	}
+	var want []runbooks.EventType
+	for _, et := range runbooks.EventTypes {
+		if et != runbooks.RecoverySignal {
+			want = append(want, et)
+		}
+	}
+	slices.Sort(want)
+	if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, want) {
+		t.Errorf("the rules send %q, want each of %q", got, want)
+	}
+}
+
+// TestDeployRunbooksAreTheDefaults: deploy/runbooks is what the user edits, so
+// it is a copy of runbooks/defaults; it differs only in naming the namespace
+// deploy/rbac.yaml grants (in a pod, an unset namespace is the pod's own, where
+// the bot may do nothing). A change to the defaults must be made here too, and
+// the kustomization must list every file.
+func TestDeployRunbooksAreTheDefaults(t *testing.T) {
+	defaults, err := filepath.Glob("../runbooks/defaults/*.yaml")
+	if err != nil || len(defaults) == 0 {
+		t.Fatalf("no default runbooks: %v", err)
+	}
+	kust, err := os.ReadFile("kustomization.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const namespaced = "namespace: prod}  # the namespace deploy/rbac.yaml grants"
+	var files []string
+	for _, d := range defaults {
+		name := filepath.Base(d)
+		files = append(files, "runbooks/"+name)
+		want, err := os.ReadFile(d)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join("runbooks", name))
+		if err != nil {
+			t.Errorf("deploy/runbooks lacks %s: %v", name, err)
+			continue
+		}
+		for _, line := range strings.Split(string(got), "\n") {
+			if strings.Contains(line, "deployment:") && strings.Contains(line, "target:") && !strings.Contains(line, namespaced) {
+				t.Errorf("deploy/runbooks/%s: %q names no namespace", name, strings.TrimSpace(line))
+			}
+		}
+		if normal := strings.ReplaceAll(string(got), ", "+namespaced, "}"); normal != string(want) {
+			t.Errorf("deploy/runbooks/%s differs from runbooks/defaults/%s beyond the namespace", name, name)
+		}
+		if !bytes.Contains(kust, []byte("- runbooks/"+name+"\n")) {
+			t.Errorf("kustomization.yaml's configMapGenerator does not list runbooks/%s", name)
+		}
+	}
+	extra, _ := filepath.Glob("runbooks/*")
+	if len(extra) != len(files) {
+		t.Errorf("deploy/runbooks holds %q, the defaults are %q", extra, files)
+	}
+}
