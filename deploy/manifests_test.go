@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/recoverbot/recoverbot/bot"
 	"github.com/recoverbot/recoverbot/internal/testutil"
 	"github.com/recoverbot/recoverbot/runbooks"
 )
@@ -167,5 +168,94 @@ func TestDeployRunbooksAreTheDefaults(t *testing.T) {
 	extra, _ := filepath.Glob("runbooks/*")
 	if len(extra) != len(files) {
 		t.Errorf("deploy/runbooks holds %q, the defaults are %q", extra, files)
+	}
+}
+
+// TestDeploymentSettingsStartTheBot: the Deployment's environment, with the
+// Secret's two required keys filled in, is a configuration the bot accepts
+// (bot.LoadConfig, as serve calls it), listening on all interfaces, with its
+// data and runbooks on the Deployment's mounts; without the intake token (a
+// Secret missing its key) the bot refuses to start and names it.
+func TestDeploymentSettingsStartTheBot(t *testing.T) {
+	var dep struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Env []struct {
+							Name      string
+							Value     *string
+							ValueFrom struct {
+								SecretKeyRef *struct {
+									Name, Key string
+									Optional  bool
+								} `yaml:"secretKeyRef"`
+							} `yaml:"valueFrom"`
+						}
+						VolumeMounts []struct {
+							Name      string
+							MountPath string `yaml:"mountPath"`
+						} `yaml:"volumeMounts"`
+					}
+				}
+			}
+		}
+	}
+	b, err := os.ReadFile("deployment.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.Unmarshal(b, &dep); err != nil {
+		t.Fatal(err)
+	}
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	secret := map[string]string{ // what README "Install in a cluster" has the user create
+		"intake-token": "intake-0123456789abcdef",
+		"admin-tokens": "ops=admin-0123456789abcdef",
+	}
+	env := map[string]string{}
+	for _, e := range ctr.Env {
+		switch ref := e.ValueFrom.SecretKeyRef; {
+		case e.Value != nil:
+			env[e.Name] = *e.Value
+		case ref != nil:
+			if ref.Name != "recoverbot" {
+				t.Errorf("%s from Secret %q, want recoverbot", e.Name, ref.Name)
+			}
+			if v, ok := secret[ref.Key]; ok {
+				if ref.Optional {
+					t.Errorf("%s (%s) is optional: the bot cannot start without it off loopback", e.Name, ref.Key)
+				}
+				env[e.Name] = v
+			} else if !ref.Optional {
+				t.Errorf("%s requires key %s, which README does not have the user create", e.Name, ref.Key)
+			}
+		}
+	}
+	mounts := map[string]string{}
+	for _, m := range ctr.VolumeMounts {
+		mounts[m.Name] = m.MountPath
+	}
+
+	cfg, err := bot.LoadConfig("", func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatalf("the Deployment's settings: %v", err)
+	}
+	if cfg.Listen != ":8080" {
+		t.Errorf("listen %q, want all interfaces on the Service's port", cfg.Listen)
+	}
+	if filepath.Dir(cfg.Data) != mounts["data"] {
+		t.Errorf("data %s is not on the data volume (%s)", cfg.Data, mounts["data"])
+	}
+	if cfg.Runbooks != mounts["runbooks"] {
+		t.Errorf("runbooks %s, the ConfigMap is mounted at %s", cfg.Runbooks, mounts["runbooks"])
+	}
+	if cfg.Mode != "dry-run" {
+		t.Errorf("mode %s: a new install starts in dry-run", cfg.Mode)
+	}
+
+	delete(env, "RECOVERBOT_INTAKE_TOKEN")
+	if _, err := bot.LoadConfig("", func(k string) string { return env[k] }); err == nil || !strings.Contains(err.Error(), "intake_token") {
+		t.Errorf("without the intake token: %v, want a refusal naming intake_token", err)
 	}
 }
