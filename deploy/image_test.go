@@ -9,15 +9,20 @@ import (
 	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"maps"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/recoverbot/recoverbot/internal/testutil"
 )
 
 // What the image test builds with: fixed, so the labels can be checked.
@@ -34,7 +39,8 @@ const (
 // numeric non-root user with the binary as entrypoint and carries the version
 // and commit, the one layer holds exactly the binary, the CA bundle, passwd,
 // group and /data (so no shell), and the binary is static, built CGO-free with
-// embedded time zone data, and says its version.
+// embedded time zone data, and says its version; then it serves as the
+// Deployment configures it (serveAsDeployed).
 func TestImage(t *testing.T) {
 	if os.Getenv("RECOVERBOT_IMAGE_TEST") != "1" {
 		t.Skip("the image test builds the bot twice (a minute or more cold): run `make test-image`")
@@ -240,6 +246,147 @@ func TestImage(t *testing.T) {
 	}
 	if want := "recoverbot " + testVersion + " (commit " + testCommit + ", go"; !strings.HasPrefix(string(out), want) {
 		t.Errorf("recoverbot version said %q, want %q…", out, want)
+	}
+
+	serveAsDeployed(t, bin)
+}
+
+// serveAsDeployed runs the image's binary with deployment.yaml's environment
+// (the Secret's two keys filled in, the runbooks of deploy/runbooks, the data
+// in a temporary directory; on 127.0.0.1 instead of every interface) and posts
+// what Alertmanager would for every rule of monitoring/rules.yml, addressed to
+// the Service's name: each alert becomes a plan of a runbook, in dry-run. An
+// unauthenticated post and one addressed to another host are refused.
+func serveAsDeployed(t *testing.T, bin string) {
+	env, mounts := deploymentEnv(t)
+	if mounts["runbooks"] != env["RECOVERBOT_RUNBOOKS"] {
+		t.Fatalf("runbooks mounted at %s, read from %s", mounts["runbooks"], env["RECOVERBOT_RUNBOOKS"])
+	}
+	addr := testutil.FreePort(t)
+	runbookDir, err := filepath.Abs("runbooks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env["RECOVERBOT_LISTEN"] = addr
+	env["RECOVERBOT_RUNBOOKS"] = runbookDir
+	env["RECOVERBOT_DATA"] = filepath.Join(t.TempDir(), "recoverbot.db")
+	cmd := exec.Command(bin, "serve")
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	logs := &testutil.SyncBuffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("recoverbot serve after SIGTERM: %v\n%s", err, logs)
+			}
+		case <-time.After(45 * time.Second): // the pod's terminationGracePeriodSeconds
+			_ = cmd.Process.Kill()
+			t.Errorf("recoverbot serve still running 45 s after SIGTERM\n%s", logs)
+		}
+	})
+
+	// /readyz: polled, HTTP offers nothing to wait on.
+	base := "http://" + addr
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				break
+			}
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("recoverbot serve exited: %v\n%s", err, logs)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz not 200 within 30 s (last: %v)\n%s", err, logs)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	type amAlert struct {
+		Status      string            `json:"status"`
+		Labels      map[string]string `json:"labels"`
+		Annotations map[string]string `json:"annotations"`
+		StartsAt    time.Time         `json:"startsAt"`
+		Fingerprint string            `json:"fingerprint"`
+	}
+	alerts := firingAlerts(t)
+	payload := map[string]any{"version": "4", "status": "firing", "receiver": "recoverbot", "groupKey": "{}:{}"}
+	var sent []amAlert
+	for i, a := range alerts {
+		sent = append(sent, amAlert{Status: "firing", Labels: a.Labels, Annotations: a.Annotations,
+			StartsAt: time.Unix(1700000000, 0).UTC(), Fingerprint: fmt.Sprintf("%016x", i+1)})
+	}
+	payload["alerts"] = sent
+	body, err := json.Marshal(payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(host, token string) (*http.Response, []byte) {
+		req, err := http.NewRequest(http.MethodPost, base+"/v1/alertmanager", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = host
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp, b
+	}
+	const service = "recoverbot.recoverbot.svc:8080" // alertmanager.yml's url
+	if resp, b := post(service, ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("no token: %d %s, want 401", resp.StatusCode, b)
+	}
+	if resp, b := post("evil.example:8080", testSecret["intake-token"]); resp.StatusCode != http.StatusForbidden {
+		t.Errorf("another host: %d %s, want 403", resp.StatusCode, b)
+	}
+	resp, b := post(service, testSecret["intake-token"])
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("Alertmanager's post: %d %s\n%s", resp.StatusCode, b, logs)
+	}
+	var answer struct {
+		Results []struct {
+			Fingerprint string   `json:"fingerprint"`
+			PlanID      string   `json:"plan_id"`
+			Decision    string   `json:"decision"`
+			Reasons     []string `json:"reasons"`
+			Error       string   `json:"error"`
+		} `json:"results"`
+	}
+	if err := json.Unmarshal(b, &answer); err != nil {
+		t.Fatalf("%v: %s", err, b)
+	}
+	if len(answer.Results) != len(alerts) {
+		t.Fatalf("%d results for %d alerts: %s", len(answer.Results), len(alerts), b)
+	}
+	for i, r := range answer.Results {
+		if r.PlanID == "" || r.Decision != "dry_run" || r.Error != "" {
+			t.Errorf("%s (%s): plan %q decision %q reasons %q error %q, want a dry-run plan",
+				alerts[i].Name, alerts[i].Labels["event_type"], r.PlanID, r.Decision, r.Reasons, r.Error)
+		}
 	}
 }
 

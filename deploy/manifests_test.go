@@ -45,14 +45,87 @@ func TestMonitoringExamplesCheck(t *testing.T) {
 // TestAlertingRulesMatchRunbooks: the example rules produce each of the six
 // event types monitoring sends (RECOVERY_SIGNAL is the bot's own) exactly
 // once, and the event each alert becomes matches a runbook of deploy/runbooks
-// (the alert's labels and annotations mapped as README "Alertmanager" says,
-// every template filled with 95; bot/alertmanager.go does it for real and its
-// tests check that mapping).
+// (the alert's labels and annotations mapped as README "Alertmanager" says;
+// TestImage posts the same alerts to the real binary's /v1/alertmanager).
 func TestAlertingRulesMatchRunbooks(t *testing.T) {
+	set, err := runbooks.Load("runbooks")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[runbooks.EventType]string{}
+	for _, a := range firingAlerts(t) {
+		e := runbooks.Event{Data: map[string]any{}, Context: map[string]any{}}
+		for k, v := range a.Labels {
+			switch k {
+			case "event_type":
+				e.Type = runbooks.EventType(v)
+			case "severity":
+				e.Severity = runbooks.Severity(strings.ToUpper(v))
+			default:
+				e.Context[k] = v
+			}
+		}
+		for k, v := range a.Annotations {
+			switch k {
+			case "confidence":
+				if e.Confidence, err = strconv.ParseFloat(v, 64); err != nil {
+					t.Errorf("%s: confidence %q is not a number", a.Name, v)
+				}
+			case "summary":
+				e.Summary = v
+			default:
+				if f, err := strconv.ParseFloat(v, 64); err == nil {
+					e.Data[k] = f
+				} else {
+					e.Data[k] = v
+				}
+			}
+		}
+		if first, dup := seen[e.Type]; dup {
+			t.Errorf("%s and %s both send %s", first, a.Name, e.Type)
+		}
+		seen[e.Type] = a.Name
+		rb := set.Match(&e)
+		if rb == nil {
+			t.Errorf("%s: its event %+v matches no runbook in deploy/runbooks", a.Name, e)
+			continue
+		}
+		t.Logf("%s → %s → %s", a.Name, e.Type, rb.Name)
+	}
+	var want []runbooks.EventType
+	for _, et := range runbooks.EventTypes {
+		if et != runbooks.RecoverySignal {
+			want = append(want, et)
+		}
+	}
+	slices.Sort(want)
+	if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, want) {
+		t.Errorf("the rules send %q, want each of %q", got, want)
+	}
+}
+
+// alert is one rule of monitoring/rules.yml firing, as Alertmanager would
+// send it: the rule's labels plus the series' (the expression's "by" labels,
+// with sample values), its annotations with the templates filled in.
+type alert struct {
+	Name        string
+	Labels      map[string]string
+	Annotations map[string]string
+}
+
+// seriesLabels are sample values for the labels the rules' expressions keep.
+var seriesLabels = map[string]string{
+	"service": "api-gateway", "upstream": "payments", "client": "10.1.2.3",
+	"namespace": "prod", "deployment": "api-gateway", "route": "/api/users",
+}
+
+func firingAlerts(t *testing.T) []alert {
+	t.Helper()
 	var rules struct {
 		Groups []struct {
 			Rules []struct {
 				Alert       string
+				Expr        string
 				Labels      map[string]string
 				Annotations map[string]string
 			}
@@ -65,64 +138,103 @@ func TestAlertingRulesMatchRunbooks(t *testing.T) {
 	if err := yaml.Unmarshal(b, &rules); err != nil {
 		t.Fatal(err)
 	}
-	set, err := runbooks.Load("runbooks")
+	by := regexp.MustCompile(`by \(([^)]*)\)`)
+	tmpl := regexp.MustCompile(`\{\{\s*(\$labels\.(\w+)|\$value)[^}]*\}\}`)
+	var out []alert
+	for _, g := range rules.Groups {
+		for _, r := range g.Rules {
+			a := alert{Name: r.Alert, Labels: map[string]string{"alertname": r.Alert}, Annotations: map[string]string{}}
+			for _, m := range by.FindAllStringSubmatch(r.Expr, -1) {
+				for _, l := range strings.Split(m[1], ",") {
+					l = strings.TrimSpace(l)
+					if v, ok := seriesLabels[l]; ok {
+						a.Labels[l] = v
+					} else if l != "le" {
+						t.Fatalf("%s keeps label %q: give it a sample value in seriesLabels", r.Alert, l)
+					}
+				}
+			}
+			maps.Copy(a.Labels, r.Labels)
+			for k, v := range r.Annotations {
+				a.Annotations[k] = tmpl.ReplaceAllStringFunc(v, func(m string) string {
+					if sub := tmpl.FindStringSubmatch(m); sub[2] != "" {
+						return a.Labels[sub[2]]
+					}
+					return "95"
+				})
+			}
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// deploymentEnv is deployment.yaml's container environment with the Secret's
+// two required keys filled in as README "Install in a cluster" creates them,
+// and its volume mounts by volume name.
+func deploymentEnv(t *testing.T) (env, mounts map[string]string) {
+	t.Helper()
+	var dep struct {
+		Spec struct {
+			Template struct {
+				Spec struct {
+					Containers []struct {
+						Env []struct {
+							Name      string
+							Value     *string
+							ValueFrom struct {
+								SecretKeyRef *struct {
+									Name, Key string
+									Optional  bool
+								} `yaml:"secretKeyRef"`
+							} `yaml:"valueFrom"`
+						}
+						VolumeMounts []struct {
+							Name      string
+							MountPath string `yaml:"mountPath"`
+						} `yaml:"volumeMounts"`
+					}
+				}
+			}
+		}
+	}
+	b, err := os.ReadFile("deployment.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	template := regexp.MustCompile(`\{\{.*?\}\}`)
-	seen := map[runbooks.EventType]string{}
-	for _, g := range rules.Groups {
-		for _, r := range g.Rules {
-			e := runbooks.Event{Data: map[string]any{}, Context: map[string]any{}}
-			for k, v := range r.Labels {
-				switch k {
-				case "event_type":
-					e.Type = runbooks.EventType(v)
-				case "severity":
-					e.Severity = runbooks.Severity(strings.ToUpper(v))
-				default:
-					e.Context[k] = v
+	if err := yaml.Unmarshal(b, &dep); err != nil {
+		t.Fatal(err)
+	}
+	ctr := dep.Spec.Template.Spec.Containers[0]
+	env, mounts = map[string]string{}, map[string]string{}
+	for _, e := range ctr.Env {
+		switch ref := e.ValueFrom.SecretKeyRef; {
+		case e.Value != nil:
+			env[e.Name] = *e.Value
+		case ref != nil:
+			if ref.Name != "recoverbot" {
+				t.Errorf("%s from Secret %q, want recoverbot", e.Name, ref.Name)
+			}
+			if v, ok := testSecret[ref.Key]; ok {
+				if ref.Optional {
+					t.Errorf("%s (%s) is optional: the bot cannot start without it off loopback", e.Name, ref.Key)
 				}
+				env[e.Name] = v
+			} else if !ref.Optional {
+				t.Errorf("%s requires key %s, which README does not have the user create", e.Name, ref.Key)
 			}
-			for k, v := range r.Annotations {
-				v = template.ReplaceAllString(v, "95")
-				switch k {
-				case "confidence":
-					if e.Confidence, err = strconv.ParseFloat(v, 64); err != nil {
-						t.Errorf("%s: confidence %q is not a number", r.Alert, v)
-					}
-				case "summary":
-					e.Summary = v
-				default:
-					if f, err := strconv.ParseFloat(v, 64); err == nil {
-						e.Data[k] = f
-					} else {
-						e.Data[k] = v
-					}
-				}
-			}
-			if first, dup := seen[e.Type]; dup {
-				t.Errorf("%s and %s both send %s", first, r.Alert, e.Type)
-			}
-			seen[e.Type] = r.Alert
-			rb := set.Match(&e)
-			if rb == nil {
-				t.Errorf("%s: its event %+v matches no runbook in deploy/runbooks", r.Alert, e)
-				continue
-			}
-			t.Logf("%s → %s → %s", r.Alert, e.Type, rb.Name)
 		}
 	}
-	var want []runbooks.EventType
-	for _, et := range runbooks.EventTypes {
-		if et != runbooks.RecoverySignal {
-			want = append(want, et)
-		}
+	for _, m := range ctr.VolumeMounts {
+		mounts[m.Name] = m.MountPath
 	}
-	slices.Sort(want)
-	if got := slices.Sorted(maps.Keys(seen)); !slices.Equal(got, want) {
-		t.Errorf("the rules send %q, want each of %q", got, want)
-	}
+	return env, mounts
+}
+
+// testSecret is the Secret recoverbot with the keys README has the user create.
+var testSecret = map[string]string{
+	"intake-token": "intake-0123456789abcdef",
+	"admin-tokens": "ops=admin-0123456789abcdef",
 }
 
 // TestDeployRunbooksAreTheDefaults: deploy/runbooks is what the user edits, so
@@ -177,66 +289,7 @@ func TestDeployRunbooksAreTheDefaults(t *testing.T) {
 // data and runbooks on the Deployment's mounts; without the intake token (a
 // Secret missing its key) the bot refuses to start and names it.
 func TestDeploymentSettingsStartTheBot(t *testing.T) {
-	var dep struct {
-		Spec struct {
-			Template struct {
-				Spec struct {
-					Containers []struct {
-						Env []struct {
-							Name      string
-							Value     *string
-							ValueFrom struct {
-								SecretKeyRef *struct {
-									Name, Key string
-									Optional  bool
-								} `yaml:"secretKeyRef"`
-							} `yaml:"valueFrom"`
-						}
-						VolumeMounts []struct {
-							Name      string
-							MountPath string `yaml:"mountPath"`
-						} `yaml:"volumeMounts"`
-					}
-				}
-			}
-		}
-	}
-	b, err := os.ReadFile("deployment.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := yaml.Unmarshal(b, &dep); err != nil {
-		t.Fatal(err)
-	}
-	ctr := dep.Spec.Template.Spec.Containers[0]
-	secret := map[string]string{ // what README "Install in a cluster" has the user create
-		"intake-token": "intake-0123456789abcdef",
-		"admin-tokens": "ops=admin-0123456789abcdef",
-	}
-	env := map[string]string{}
-	for _, e := range ctr.Env {
-		switch ref := e.ValueFrom.SecretKeyRef; {
-		case e.Value != nil:
-			env[e.Name] = *e.Value
-		case ref != nil:
-			if ref.Name != "recoverbot" {
-				t.Errorf("%s from Secret %q, want recoverbot", e.Name, ref.Name)
-			}
-			if v, ok := secret[ref.Key]; ok {
-				if ref.Optional {
-					t.Errorf("%s (%s) is optional: the bot cannot start without it off loopback", e.Name, ref.Key)
-				}
-				env[e.Name] = v
-			} else if !ref.Optional {
-				t.Errorf("%s requires key %s, which README does not have the user create", e.Name, ref.Key)
-			}
-		}
-	}
-	mounts := map[string]string{}
-	for _, m := range ctr.VolumeMounts {
-		mounts[m.Name] = m.MountPath
-	}
-
+	env, mounts := deploymentEnv(t)
 	cfg, err := bot.LoadConfig("", func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatalf("the Deployment's settings: %v", err)
