@@ -252,7 +252,8 @@ func TestImage(t *testing.T) {
 }
 
 // serveAsDeployed runs the image's binary with deployment.yaml's environment
-// (the Secret's two keys filled in, the runbooks of deploy/runbooks, the data
+// (the Secret's two keys filled in, the runbooks of deploy/runbooks laid out
+// as a ConfigMap volume, the data
 // in a temporary directory; on 127.0.0.1 instead of every interface) and posts
 // what Alertmanager would for every rule of monitoring/rules.yml, addressed to
 // the Service's name: each alert becomes a plan of a runbook, in dry-run. An
@@ -263,10 +264,7 @@ func serveAsDeployed(t *testing.T, bin string) {
 		t.Fatalf("runbooks mounted at %s, read from %s", mounts["runbooks"], env["RECOVERBOT_RUNBOOKS"])
 	}
 	addr := testutil.FreePort(t)
-	runbookDir, err := filepath.Abs("runbooks")
-	if err != nil {
-		t.Fatal(err)
-	}
+	runbookDir := configMapVolume(t, "runbooks")
 	env["RECOVERBOT_LISTEN"] = addr
 	env["RECOVERBOT_RUNBOOKS"] = runbookDir
 	env["RECOVERBOT_DATA"] = filepath.Join(t.TempDir(), "recoverbot.db")
@@ -388,6 +386,39 @@ func serveAsDeployed(t *testing.T, bin string) {
 				alerts[i].Name, alerts[i].Labels["event_type"], r.PlanID, r.Decision, r.Reasons, r.Error)
 		}
 	}
+}
+
+// configMapVolume lays out the files of dir as the kubelet mounts a
+// ConfigMap: the files in a timestamped directory, a symlink ..data to it,
+// and a symlink per file through ..data (so that an update is one rename).
+func configMapVolume(t *testing.T, dir string) string {
+	t.Helper()
+	vol := t.TempDir()
+	stamp := filepath.Join(vol, "..2026_01_02_03_04_05.000000001")
+	if err := os.Mkdir(stamp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no files in %s: %v", dir, err)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		name := filepath.Base(f)
+		if err := os.WriteFile(filepath.Join(stamp, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(filepath.Join("..data", name), filepath.Join(vol, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Base(stamp), filepath.Join(vol, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	return vol
 }
 
 // buildImage runs deploy/image/build.sh and returns the digest it printed.
