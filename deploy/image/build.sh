@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds recoverbot's container image into OUT (make image: bin/recoverbot-image.tar)
 # without a Docker daemon or a registry, and prints its digest. The same commit
-# builds the same bytes (the tests build it twice and compare):
+# builds the same bytes with the same Go release and CA bundle (make test-image
+# builds it twice and compares):
 #   - the binary: CGO_ENABLED=0 (static: the image has no libc), -tags timetzdata
 #     (time zone data inside: the image has no /usr/share/zoneinfo), -trimpath (no
 #     build paths), -buildvcs=false (the commit goes in with -X instead, so a
