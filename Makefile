@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        ?= ./...
 
-.PHONY: run build test test-long test-k8s lint bench bench-decide clean
+.PHONY: run build image test test-image test-long test-k8s lint bench bench-decide clean
 
 # Offline, dry-run, embedded runbooks, bbolt under ./data, listening on 127.0.0.1:8080.
 run:
@@ -12,10 +12,21 @@ run:
 build:
 	$(GO) build -o bin/recoverbot .
 
+# The container image, as an OCI tarball (docker load, podman load, kind load
+# image-archive), built without a Docker daemon or a registry; prints its digest.
+# The same commit builds the same digest (deploy/image/build.sh says how).
+image:
+	GO=$(GO) deploy/image/build.sh bin/recoverbot-image.tar
+
 # Unit and integration tests (real bbolt, redis-server, Alertmanager, Prometheus
 # where installed: .ci/run installs them; without them those tests skip and say how).
 test:
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+# The image built twice (the same bytes?) and opened: config, layer contents,
+# and the binary's build settings and `version` (deploy/image_test.go).
+test-image:
+	RECOVERBOT_IMAGE_TEST=1 GO=$(GO) $(GO) test -count=1 -timeout 15m -v -run '^TestImage$$' ./deploy/
 
 # The long tests, against the binary built from this tree (test/long): 50
 # kill -9 restarts of a running scenario, then 60 s of sustained intake load.
@@ -38,6 +49,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 	$(GO) run $(STATICCHECK) $(PKGS)
+	cd deploy/image && GOWORK=off $(GO) vet ./... && GOWORK=off $(GO) run $(STATICCHECK) ./...
 
 # Go benchmarks; the README's figures come from these (Benchmarks section).
 bench:

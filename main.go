@@ -12,11 +12,19 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 
 	"github.com/recoverbot/recoverbot/bot"
 	"github.com/recoverbot/recoverbot/runbooks"
+)
+
+// version and commit are set at build time (-ldflags -X, deploy/image/build.sh);
+// a plain go build says "dev".
+var (
+	version = "dev"
+	commit  = "unknown"
 )
 
 func main() {
@@ -43,6 +51,7 @@ const usage = `usage: recoverbot <command> [flags]
   stats [--window 24h]           auto-heal rate, MTTR, false-action rate beside their targets
   ask "QUESTION"                 ask the AI for a plan (needs ANTHROPIC_API_KEY on the bot); it waits for approval
   whoami                         who the bot takes you for (from your token)
+  version                        the version, commit and Go release it was built from
 
 Commands after "settings" talk to a running bot's admin API (RECOVERBOT_ADMIN_URL,
 default http://<listen>) with the token RECOVERBOT_ADMIN_TOKEN (one of the bot's
@@ -68,6 +77,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	switch cmd {
 	case "validate":
 		return validate(fs.Arg(0), stdout, stderr)
+	case "version":
+		fmt.Fprintf(stdout, "recoverbot %s (commit %s, %s)\n", version, commit, runtime.Version())
+		return 0
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
