@@ -15,7 +15,7 @@ import (
 const (
 	// MaxTextBytes bounds the human text (summary; an alert's description):
 	// text is never a reason to refuse an incident, so longer text is cut
-	// (CutText) at intake, not refused. 16 KiB holds a long stack trace; Slack
+	// (CutText, in BoundEvent), not refused. 16 KiB holds a long stack trace; Slack
 	// shows at most 3000 characters of a section anyway (commands/render.go).
 	MaxTextBytes = 16 << 10
 	// MaxDataDepth bounds the nesting of data and context (the map itself is
@@ -60,11 +60,23 @@ func CutText(s string, max int) string {
 	return ""
 }
 
-// CheckEventBounds refuses an event whose data or context exceeds a bound
-// above, with CodeTooLarge and a sentence naming the field and the bound.
-// ValidateEvent calls it, so every way into the engine goes through it. It
-// allocates nothing unless it refuses: it runs on every event.
-func CheckEventBounds(ev *Event) error {
+// BoundEvent is the one owner of an event's bounds (STYLE §14): every way
+// into the engine calls it (ValidateEvent, so Submit and Evaluate; Resolve;
+// PlanManual and Preview), and the edges do not repeat it. It first cuts the
+// human text, which is never a reason to refuse an incident: a summary longer
+// than MaxTextBytes is cut, marked (CutText), and invalid UTF-8 is replaced.
+// Then it refuses data or context over a bound above, with CodeTooLarge and a
+// sentence naming the field and the bound. It allocates nothing unless it
+// cuts or refuses: it runs on every event.
+func BoundEvent(ev *Event) error {
+	if !utf8.ValidString(ev.Summary) {
+		ev.Summary = strings.ToValidUTF8(ev.Summary, "\uFFFD")
+	}
+	ev.Summary = CutText(ev.Summary, MaxTextBytes)
+	return checkEventBounds(ev)
+}
+
+func checkEventBounds(ev *Event) error {
 	w := boundsWalk{}
 	for _, f := range []struct {
 		name string
