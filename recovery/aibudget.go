@@ -169,7 +169,7 @@ func promptEvent(ev Event, limit int) Event {
 		return ev
 	}
 	out := ev
-	out.Summary = truncateText(ev.Summary, limit/4)
+	out.Summary = CutText(ev.Summary, limit/4)
 	out.Data, out.Context = nil, nil
 	fixed, _ := json.Marshal(out)
 	budget := limit - len(fixed) - 160 // the two maps' braces and the note
@@ -201,12 +201,12 @@ func promptMap(m map[string]any, budget *int) (map[string]any, int) {
 		v := m[k]
 		switch x := v.(type) {
 		case string:
-			v = truncateText(x, maxPromptValue)
+			v = CutText(x, maxPromptValue)
 		case float64, bool, nil:
 		default:
 			j, _ := json.Marshal(x)
 			if len(j) > maxPromptValue {
-				v = truncateText(string(j), maxPromptValue)
+				v = CutText(string(j), maxPromptValue)
 			}
 		}
 		kj, _ := json.Marshal(k)

@@ -42,23 +42,58 @@ const CodeTooLarge Code = "too_large"
 
 // CutText returns s if it holds at most max bytes, else its longest valid
 // UTF-8 prefix that leaves room for a marker saying how much was cut, so
-// whoever reads it knows it is not whole.
+// whoever reads it knows it is not whole. It is the one way text is cut
+// (CutChars is the same for limits counted in characters, as Slack's are).
 func CutText(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}
 	for n := max; n > 0; n-- {
-		marker := fmt.Sprintf("… [cut %d bytes]", len(s)-n)
-		if n+len(marker) > max {
-			continue
-		}
 		for n > 0 && !utf8.RuneStart(s[n]) {
 			n--
 		}
-		return strings.ToValidUTF8(s[:n], "") + fmt.Sprintf("… [cut %d bytes]", len(s)-n)
+		if m := cutMarker(len(s) - n); n+len(m) <= max {
+			return strings.ToValidUTF8(s[:n], "") + m
+		}
 	}
 	return ""
 }
+
+// CutChars is CutText for a limit counted in characters (runes), as Slack
+// counts a header's 150 or a section's 3,000: s if it has at most max, else
+// its prefix and the marker, together at most max characters. Where the
+// marker itself does not fit (max under about 20), the prefix ends in a bare
+// "…".
+func CutChars(s string, max int) string {
+	if len(s) <= max || utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	if max <= 0 {
+		return ""
+	}
+	n := 0 // the byte length of the first k runes
+	for range max {
+		_, size := utf8.DecodeRuneInString(s[n:])
+		n += size
+	}
+	for k := max; k > 0; k-- {
+		if m := cutMarker(len(s) - n); k+utf8.RuneCountInString(m) <= max {
+			return strings.ToValidUTF8(s[:n], "") + m
+		}
+		_, size := utf8.DecodeLastRuneInString(s[:n])
+		n -= size
+	}
+	// The marker does not fit: the first max-1 runes and a bare "…".
+	n = 0
+	for range max - 1 {
+		_, size := utf8.DecodeRuneInString(s[n:])
+		n += size
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// cutMarker ends a cut text: how many bytes of the original are not shown.
+func cutMarker(cut int) string { return fmt.Sprintf("… [cut %d bytes]", cut) }
 
 // BoundEvent is the one owner of an event's bounds (STYLE §14): every way
 // into the engine calls it (ValidateEvent, so Submit and Evaluate; Resolve;
