@@ -126,11 +126,23 @@ func TestRetentionFileStopsGrowing(t *testing.T) {
 	}
 }
 
-// Retention 0 keeps everything: Retain returns at once.
+// Retention 0 keeps everything: Retain returns at once and deletes nothing.
+// A Retain that swept anyway would delete the execution (finished, older than
+// now) and run on; the bound below makes that a failure, not a hang.
 func TestRetainZeroKeepsEverything(t *testing.T) {
 	db, _ := openDB(t)
 	mustAccept(t, db, accepted("ev-1", execution("01A", recovery.Rejected, t0)))
-	db.Retain(context.Background(), store.Retention{Keep: 0}) // returns: nothing to run
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); db.Retain(ctx, store.Retention{Keep: 0}) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Errorf("Retain with Keep 0 still runs after 10s, want it to return at once")
+		cancel()
+		<-done
+	}
 	if _, err := db.Execution(context.Background(), "01A"); err != nil {
 		t.Errorf("Execution after Retain with Keep 0: %v, want kept", err)
 	}
