@@ -159,6 +159,11 @@ func (e *Engine) planProposal(ctx context.Context, base *Event, p AIProposal, re
 	if base.ID != "" {
 		ev.Context["source_event"] = base.ID
 	}
+	// The event's bounds, like every way in (BoundEvent), before the
+	// runbook's own checks of the values it renders.
+	if err := ValidateEvent(&ev); err != nil {
+		return reject("%v", err)
+	}
 	if _, err := runbooks.Render(rb, &ev); err != nil {
 		return reject("%v", err)
 	}

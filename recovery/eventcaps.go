@@ -96,8 +96,8 @@ func CutChars(s string, max int) string {
 func cutMarker(cut int) string { return fmt.Sprintf("… [cut %d bytes]", cut) }
 
 // BoundEvent is the one owner of an event's bounds (STYLE §14): every way
-// into the engine calls it (ValidateEvent, so Submit and Evaluate; Resolve;
-// PlanManual and Preview), and the edges do not repeat it. It first cuts the
+// into the engine calls it (ValidateEvent, so Submit, Evaluate, AI plans,
+// PlanManual and Preview; Resolve), and the edges do not repeat it. It first cuts the
 // human text, which is never a reason to refuse an incident: a summary longer
 // than MaxTextBytes is cut, marked (CutText), and invalid UTF-8 is replaced.
 // Then it refuses data or context over a bound above, with CodeTooLarge and a
