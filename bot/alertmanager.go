@@ -69,9 +69,9 @@ func (a *API) alertEvent(al *amAlert) (recovery.Event, error) {
 	}
 	// Annotations are human text (a description may be a whole stack trace):
 	// never a reason to lose an alert, which Alertmanager does not resend
-	// after a 4xx. Long text is cut, marked; labels are identities and are
-	// held to the bounds as they are (CheckEventBounds below).
-	ev.Summary = recovery.CutText(ev.Summary, recovery.MaxTextBytes)
+	// after a 4xx. The engine cuts a long summary, marked; labels are
+	// identities and are held to the bounds as they are (recovery.BoundEvent,
+	// which Submit and Resolve both call).
 	if s, ok := al.Annotations["confidence"]; ok {
 		c, err := strconv.ParseFloat(s, 64)
 		if err != nil {
@@ -94,11 +94,6 @@ func (a *API) alertEvent(al *amAlert) (recovery.Event, error) {
 		} else {
 			ev.Data[k] = recovery.CutText(v, recovery.MaxDataString)
 		}
-	}
-	// Submit checks the bounds again (ValidateEvent); a resolved alert goes
-	// to Resolve, which does not, and is stored too.
-	if err := recovery.CheckEventBounds(&ev); err != nil {
-		return ev, fmt.Errorf("alert %s: %w", al.Fingerprint, err)
 	}
 	return ev, nil
 }

@@ -1,6 +1,7 @@
 package bot
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -146,6 +147,13 @@ func TestLongTextIsCutNotRefused(t *testing.T) {
 	r = h.do("POST", "/v1/alertmanager", "", payload("a2", "", `,"pod":"`+strings.Repeat("p", 5000)+`"`))
 	if r.status != 422 || !strings.Contains(r.raw, "longer than the limit of 4096 bytes") {
 		t.Errorf("alert with a 5 KB label: %d %.300s, want 422 naming the limit", r.status, r.raw)
+	}
+	// Resolved, the same alert meets the same bounds: Resolve calls
+	// recovery.BoundEvent, the edge no longer checks on its own.
+	resolved := bytes.ReplaceAll(payload("a3", "", `,"pod":"`+strings.Repeat("p", 5000)+`"`), []byte(`"firing"`), []byte(`"resolved"`))
+	r = h.do("POST", "/v1/alertmanager", "", resolved)
+	if r.status != 422 || !strings.Contains(r.raw, "longer than the limit of 4096 bytes") {
+		t.Errorf("resolved alert with a 5 KB label: %d %.300s, want 422 naming the limit", r.status, r.raw)
 	}
 	_ = h.eng.Idle(context.Background())
 }

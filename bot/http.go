@@ -340,10 +340,9 @@ func (ej *eventJSON) event(source string) (recovery.Event, error) {
 	if ej.Confidence == nil {
 		return recovery.Event{}, recovery.Errorf(recovery.CodeInvalid, "confidence is required (a number between 0 and 1)")
 	}
-	// Human text is never a reason to refuse an incident: a long summary is
-	// cut, marked, and the event goes on.
+	// A long summary is cut, marked, by the engine (recovery.BoundEvent).
 	return recovery.Event{ID: ej.ID, Type: runbooks.EventType(ej.Type), Severity: runbooks.Severity(ej.Severity),
-		Summary: recovery.CutText(ej.Summary, recovery.MaxTextBytes), Confidence: *ej.Confidence, Data: ej.Data, Context: ej.Context, Source: source}, nil
+		Summary: ej.Summary, Confidence: *ej.Confidence, Data: ej.Data, Context: ej.Context, Source: source}, nil
 }
 
 func (a *API) postEvent(w http.ResponseWriter, r *http.Request) {

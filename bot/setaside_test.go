@@ -3,6 +3,10 @@ package bot
 import (
 	"context"
 	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -226,5 +230,100 @@ func TestSetAsideAndAuditExportOverHTTP(t *testing.T) {
 	r = h.do("GET", "/v1/audit?since=1h", "ad-tok", nil)
 	if got := strings.Count(r.raw, "\n"); r.status != 200 || got != n {
 		t.Errorf("GET /v1/audit = %d with %d lines, want 200 with %d", r.status, got, n)
+	}
+}
+
+// failingTransport fails the first n round trips as a dropped connection
+// would, then lets requests through.
+type failingTransport struct {
+	mu sync.Mutex
+	n  int
+}
+
+func (f *failingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	f.mu.Lock()
+	fail := f.n > 0
+	if fail {
+		f.n--
+	}
+	f.mu.Unlock()
+	if fail {
+		return nil, errors.New("connect: connection refused")
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
+// A Slack outage (5xx answers, or no connection at all) is a wait, not an
+// attempt: more failures than MaxAttempts dead-letter nothing, and once Slack
+// is back every message is delivered in order (the #12 review: each outage
+// of about seven minutes dead-lettered the approval messages one by one).
+func TestSlackOutageDeadLettersNothing(t *testing.T) {
+	const maxAttempts, failures = 2, 4
+	for _, tc := range []struct {
+		name  string
+		setup func(srv *slacktest.Server) *http.Client
+	}{
+		{"503 answers", func(srv *slacktest.Server) *http.Client {
+			srv.FailNextStatus("chat.postMessage", failures, http.StatusServiceUnavailable)
+			return http.DefaultClient
+		}},
+		{"connection fails", func(*slacktest.Server) *http.Client {
+			return &http.Client{Transport: &failingTransport{n: failures}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			ctx, cancel := context.WithTimeout(context.Background(), slackTimeout)
+			defer cancel()
+			db, err := store.Open(filepath.Join(t.TempDir(), "d.db"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			srv := slacktest.New()
+			t.Cleanup(srv.Close)
+			srv.AddChannel(incident, "incident")
+			client := tc.setup(srv)
+			err = db.Record(ctx, nil, []recovery.Notification{
+				{Kind: "notice", Text: "first"}, {Kind: "notice", Text: "second"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			api := slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL()), slack.OptionHTTPClient(client))
+			runCourier(t, &recovery.Courier{Store: db, MaxAttempts: maxAttempts,
+				Notifier: &SlackNotifier{API: api, Store: db, Engine: noticeSource{}, Channel: incident}})
+			if err := srv.WaitFor(ctx, func(s *slacktest.Server) bool { return len(s.Messages(incident)) == 2 }); err != nil {
+				dl, _ := db.DeadLetters(context.Background())
+				t.Fatalf("messages after the outage: %v (got %+v, dead letters: %+v)", err, srv.Messages(incident), dl)
+			}
+			if got := srv.Messages(incident); got[0].Text != "first" || got[1].Text != "second" {
+				t.Errorf("delivered %q, %q; want first, second", got[0].Text, got[1].Text)
+			}
+			if dl, err := db.DeadLetters(ctx); err != nil || len(dl) != 0 {
+				t.Errorf("DeadLetters = %+v, %v; want none", dl, err)
+			}
+		})
+	}
+}
+
+// Only Slack's answers about a message are attempts; everything that says
+// Slack was not reached, or did not answer, is an outage.
+func TestSlackDown(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"503", slack.StatusCodeError{Code: 503, Status: "503 Service Unavailable"}, true},
+		{"no connection", &url.Error{Op: "Post", URL: "https://slack.com/api/chat.postMessage", Err: errors.New("connection refused")}, true},
+		{"our deadline", fmt.Errorf("post: %w", context.DeadlineExceeded), true},
+		{"404 is an answer", slack.StatusCodeError{Code: 404, Status: "404 Not Found"}, false},
+		{"an answer about the message", slack.SlackErrorResponse{Err: "internal_error"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := slackDown(tc.err); got != tc.want {
+				t.Errorf("slackDown(%v) = %v, want %v", tc.err, got, tc.want)
+			}
+		})
 	}
 }

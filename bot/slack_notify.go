@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"sync"
 	"time"
 
@@ -337,7 +339,10 @@ func (n *SlackNotifier) callTimeout() time.Duration {
 	return 10 * time.Second
 }
 
-// classify turns a Slack 429 into an error the courier waits on.
+// classify turns a Slack 429, a refused token and an outage into errors the
+// courier waits on, and Slack's answers refusing a message for good into
+// Permanent ones. What is left (other answers about the message) counts as an
+// attempt.
 func (n *SlackNotifier) classify(err error) error {
 	var rl *slack.RateLimitedError
 	if errors.As(err, &rl) {
@@ -348,6 +353,9 @@ func (n *SlackNotifier) classify(err error) error {
 		return &rateLimited{err: err, wait: wait}
 	}
 	redacted := fmt.Errorf("slack: %s", commands.Redact(err.Error()))
+	if slackDown(err) {
+		return &unavailable{redacted}
+	}
 	var se slack.SlackErrorResponse
 	if errors.As(err, &se) {
 		switch se.Err {
@@ -379,6 +387,27 @@ var refusedForGood = map[string]bool{
 	"msg_too_long": true, "no_text": true, "invalid_arguments": true, "too_many_attachments": true,
 	"invalid_attachments": true, "restricted_action": true, "cannot_reply_to_message": true,
 }
+
+// slackDown reports whether err says Slack could not be reached or did not
+// answer: no connection, a timeout (ours or the network's) or a 5xx. Such an
+// error says nothing about the message, so it is never an attempt.
+func slackDown(err error) bool {
+	var sc slack.StatusCodeError
+	if errors.As(err, &sc) {
+		return sc.Code >= 500
+	}
+	var ue *url.Error
+	var ne net.Error
+	return errors.As(err, &ue) || errors.As(err, &ne) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, errSlackCallTimeout)
+}
+
+// unavailable is an outage of Slack (see slackDown).
+type unavailable struct{ err error }
+
+func (e *unavailable) Error() string     { return e.err.Error() }
+func (e *unavailable) Unwrap() error     { return e.err }
+func (e *unavailable) Unavailable() bool { return true }
 
 // refused is a Slack answer that will not change on a retry.
 type refused struct{ err error }

@@ -805,13 +805,9 @@ func encodedLen(s string) int {
 }
 
 // cut shortens s to at most n runes, ending in "…" when it cut.
-func cut(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
-		return s
-	}
-	r := []rune(s)
-	return string(r[:n-1]) + "…"
-}
+// cut keeps s within n characters, Slack's unit for text limits, marked when
+// cut (recovery.CutChars: the one way text is cut).
+func cut(s string, n int) string { return recovery.CutChars(s, n) }
 
 func plural(n int) string {
 	if n == 1 {

@@ -92,7 +92,7 @@ func (e *Engine) Ask(ctx context.Context, question, requestedBy string) (Answer,
 		e.log.Warn("AI proposal failed", "err", err)
 		return Answer{}, Errorf(CodeUnavailable, "the AI could not propose a plan: %v", err)
 	}
-	ev := Event{Type: "", Severity: runbooks.Warning, Confidence: 1, Summary: truncateText("asked by "+requestedBy+": "+question, 500), Source: ActorAI}
+	ev := Event{Type: "", Severity: runbooks.Warning, Confidence: 1, Summary: CutText("asked by "+requestedBy+": "+question, 500), Source: ActorAI}
 	return e.planProposal(ctx, &ev, p, requestedBy)
 }
 
@@ -142,7 +142,7 @@ func (e *Engine) planProposal(ctx context.Context, base *Event, p AIProposal, re
 	}
 	rb := e.books.Get(name)
 	if rb == nil {
-		return reject("runbook %q does not exist", truncateText(name, 80))
+		return reject("runbook %q does not exist", CutText(name, 80))
 	}
 	if math.IsNaN(p.Confidence) || p.Confidence < 0 || p.Confidence > 1 {
 		return reject("confidence %v is not between 0 and 1", p.Confidence)
@@ -158,6 +158,11 @@ func (e *Engine) planProposal(ctx context.Context, base *Event, p AIProposal, re
 	ev.ID = "ai_" + e.ids.New(now)
 	if base.ID != "" {
 		ev.Context["source_event"] = base.ID
+	}
+	// The event's bounds, like every way in (BoundEvent), before the
+	// runbook's own checks of the values it renders.
+	if err := ValidateEvent(&ev); err != nil {
+		return reject("%v", err)
 	}
 	if _, err := runbooks.Render(rb, &ev); err != nil {
 		return reject("%v", err)
@@ -189,7 +194,7 @@ func proposalEvent(rb *runbooks.Runbook, base *Event, chosen map[string]any) (Ev
 		v, byAI := chosen[k]
 		switch {
 		case byAI && inEvent && !sameValue(v, given):
-			return ev, nil, fmt.Errorf("parameter %q: the event says %s, the AI may not change it", k, truncateText(fmt.Sprint(given), 80))
+			return ev, nil, fmt.Errorf("parameter %q: the event says %s, the AI may not change it", k, CutText(fmt.Sprint(given), 80))
 		case inEvent:
 			params = append(params, AIParam{Key: k, Value: given, From: FromEvent})
 		case byAI:
@@ -208,7 +213,7 @@ func proposalEvent(rb *runbooks.Runbook, base *Event, chosen map[string]any) (Ev
 	}
 	for k := range chosen {
 		if !seen[k] {
-			return ev, nil, fmt.Errorf("runbook %s declares no parameter %q", rb.Name, truncateText(k, 80))
+			return ev, nil, fmt.Errorf("runbook %s declares no parameter %q", rb.Name, CutText(k, 80))
 		}
 	}
 	return ev, params, nil
@@ -253,7 +258,7 @@ func (e *Engine) explain(id string) {
 		e.log.Warn("AI explanation failed", "plan", id, "err", err)
 		return
 	}
-	text = truncateText(strings.TrimSpace(text), 1500)
+	text = CutText(strings.TrimSpace(text), 1500)
 	if text == "" {
 		return
 	}
@@ -267,18 +272,6 @@ func (e *Engine) explain(id string) {
 		}
 	}
 }
-
-func truncateText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
 
 // aiNote is what an AI plan's text says about the AI: its confidence and
 // rationale, what of the runbook's trigger it is outside of, and where each

@@ -160,7 +160,7 @@ func foldKey(ev *Event) string {
 const maxPromptValue = 512
 
 // promptEvent is ev as the AI is shown it: at most max bytes of JSON. The
-// summary is cut to a quarter of it, each value to maxPromptValue (a nested
+// summary is cut to a quarter of it, measured as JSON (cutEncoded), each value to maxPromptValue (a nested
 // value becomes its cut JSON text), and keys that no longer fit are left
 // out, in key order, with a note saying how many. The plan is still made
 // from the whole event; only the prompt is cut.
@@ -169,10 +169,10 @@ func promptEvent(ev Event, limit int) Event {
 		return ev
 	}
 	out := ev
-	out.Summary = truncateText(ev.Summary, limit/4)
+	out.Summary = cutEncoded(ev.Summary, limit/4)
 	out.Data, out.Context = nil, nil
 	fixed, _ := json.Marshal(out)
-	budget := limit - len(fixed) - 160 // the two maps' braces and the note
+	budget := max(0, limit-len(fixed)-160) // the two maps' braces and the note
 	var left int
 	out.Data, left = promptMap(ev.Data, &budget)
 	var left2 int
@@ -184,6 +184,27 @@ func promptEvent(ev Event, limit int) Event {
 		out.Context["_trimmed"] = fmt.Sprintf("%d more keys not shown: the event is cut to %d bytes for the AI", n, limit)
 	}
 	return out
+}
+
+// cutEncoded is CutText(s, n) for the largest n whose JSON encoding (quotes
+// included) is at most limit bytes. json.Marshal writes <, > and & and most
+// control characters as six-byte \u escapes, so a cut by raw bytes can be six
+// times over: 1024 '<' are 6 KiB of JSON.
+func cutEncoded(s string, limit int) string {
+	size := func(t string) int { b, _ := json.Marshal(t); return len(b) }
+	if size(s) <= limit {
+		return s
+	}
+	lo, hi := 0, min(len(s), limit) // CutText(s, lo) fits; no n > hi does
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		if size(CutText(s, mid)) <= limit {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	return CutText(s, lo)
 }
 
 func promptMap(m map[string]any, budget *int) (map[string]any, int) {
@@ -201,12 +222,12 @@ func promptMap(m map[string]any, budget *int) (map[string]any, int) {
 		v := m[k]
 		switch x := v.(type) {
 		case string:
-			v = truncateText(x, maxPromptValue)
+			v = CutText(x, maxPromptValue)
 		case float64, bool, nil:
 		default:
 			j, _ := json.Marshal(x)
 			if len(j) > maxPromptValue {
-				v = truncateText(string(j), maxPromptValue)
+				v = CutText(string(j), maxPromptValue)
 			}
 		}
 		kj, _ := json.Marshal(k)

@@ -8,7 +8,6 @@ import (
 	"math"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/recoverbot/recoverbot/runbooks"
 )
@@ -468,7 +467,8 @@ func actorOf(ev *Event) string {
 }
 
 // ValidateEvent refuses an event that can never be planned, with a sentence
-// naming the field.
+// naming the field, after BoundEvent has cut its human text and checked its
+// bounds (so it may change ev.Summary).
 func ValidateEvent(ev *Event) error {
 	switch {
 	case ev.Type == "":
@@ -484,10 +484,8 @@ func ValidateEvent(ev *Event) error {
 	case ev.ID == "." || ev.ID == "..":
 		// Accepted, it could never be read back: GET /v1/events/.. is a path.
 		return Errorf(CodeInvalid, "id must not be %q", ev.ID)
-	case len(ev.Summary) > MaxTextBytes || !utf8.ValidString(ev.Summary):
-		return Errorf(CodeInvalid, "summary must be valid UTF-8 of at most %d bytes (the intake cuts longer text: CutText)", MaxTextBytes)
 	}
-	return CheckEventBounds(ev) // recovery/eventcaps.go
+	return BoundEvent(ev) // recovery/eventcaps.go
 }
 
 func printable(s string) bool {
@@ -505,6 +503,9 @@ func printable(s string) bool {
 func (e *Engine) Resolve(ctx context.Context, ev Event) (Answer, error) {
 	if len(ev.ID) == 0 || len(ev.ID) > 128 || !printable(ev.ID) {
 		return Answer{}, Errorf(CodeInvalid, "a resolved alert needs an id of at most 128 printable characters")
+	}
+	if err := BoundEvent(&ev); err != nil {
+		return Answer{}, err
 	}
 	if rec, err := e.store.EventRecord(ctx, ev.ID); err == nil {
 		return answerOf(rec, true), nil
@@ -546,6 +547,9 @@ func (e *Engine) PlanManual(ctx context.Context, runbook string, values map[stri
 	ev := manualEvent(rb, values, requestedBy)
 	now := e.clock.Now()
 	ev.ID = "manual_" + e.ids.New(now)
+	if err := ValidateEvent(&ev); err != nil {
+		return Answer{}, err
+	}
 	return e.submit(ctx, ev, now, proposalOpts{manual: true, requestedBy: requestedBy, runbook: rb})
 }
 
@@ -557,6 +561,9 @@ func (e *Engine) Preview(runbook string, values map[string]any, requestedBy stri
 		return Plan{}, Errorf(CodeNotFound, "no runbook named %q", runbook)
 	}
 	ev := manualEvent(rb, values, requestedBy)
+	if err := ValidateEvent(&ev); err != nil {
+		return Plan{}, err
+	}
 	return e.evaluate(&ev, proposalOpts{manual: true, requestedBy: requestedBy, runbook: rb}), nil
 }
 

@@ -15,7 +15,7 @@ import (
 const (
 	// MaxTextBytes bounds the human text (summary; an alert's description):
 	// text is never a reason to refuse an incident, so longer text is cut
-	// (CutText) at intake, not refused. 16 KiB holds a long stack trace; Slack
+	// (CutText, in BoundEvent), not refused. 16 KiB holds a long stack trace; Slack
 	// shows at most 3000 characters of a section anyway (commands/render.go).
 	MaxTextBytes = 16 << 10
 	// MaxDataDepth bounds the nesting of data and context (the map itself is
@@ -42,29 +42,76 @@ const CodeTooLarge Code = "too_large"
 
 // CutText returns s if it holds at most max bytes, else its longest valid
 // UTF-8 prefix that leaves room for a marker saying how much was cut, so
-// whoever reads it knows it is not whole.
+// whoever reads it knows it is not whole. It is the one way text is cut
+// (CutChars is the same for limits counted in characters, as Slack's are).
 func CutText(s string, max int) string {
 	if len(s) <= max {
 		return s
 	}
 	for n := max; n > 0; n-- {
-		marker := fmt.Sprintf("… [cut %d bytes]", len(s)-n)
-		if n+len(marker) > max {
-			continue
-		}
 		for n > 0 && !utf8.RuneStart(s[n]) {
 			n--
 		}
-		return strings.ToValidUTF8(s[:n], "") + fmt.Sprintf("… [cut %d bytes]", len(s)-n)
+		if m := cutMarker(len(s) - n); n+len(m) <= max {
+			return strings.ToValidUTF8(s[:n], "") + m
+		}
 	}
 	return ""
 }
 
-// CheckEventBounds refuses an event whose data or context exceeds a bound
-// above, with CodeTooLarge and a sentence naming the field and the bound.
-// ValidateEvent calls it, so every way into the engine goes through it. It
-// allocates nothing unless it refuses: it runs on every event.
-func CheckEventBounds(ev *Event) error {
+// CutChars is CutText for a limit counted in characters (runes), as Slack
+// counts a header's 150 or a section's 3,000: s if it has at most max, else
+// its prefix and the marker, together at most max characters. Where the
+// marker itself does not fit (max under about 20), the prefix ends in a bare
+// "…".
+func CutChars(s string, max int) string {
+	if len(s) <= max || utf8.RuneCountInString(s) <= max {
+		return s
+	}
+	if max <= 0 {
+		return ""
+	}
+	n := 0 // the byte length of the first k runes
+	for range max {
+		_, size := utf8.DecodeRuneInString(s[n:])
+		n += size
+	}
+	for k := max; k > 0; k-- {
+		if m := cutMarker(len(s) - n); k+utf8.RuneCountInString(m) <= max {
+			return strings.ToValidUTF8(s[:n], "") + m
+		}
+		_, size := utf8.DecodeLastRuneInString(s[:n])
+		n -= size
+	}
+	// The marker does not fit: the first max-1 runes and a bare "…".
+	n = 0
+	for range max - 1 {
+		_, size := utf8.DecodeRuneInString(s[n:])
+		n += size
+	}
+	return strings.ToValidUTF8(s[:n], "") + "…"
+}
+
+// cutMarker ends a cut text: how many bytes of the original are not shown.
+func cutMarker(cut int) string { return fmt.Sprintf("… [cut %d bytes]", cut) }
+
+// BoundEvent is the one owner of an event's bounds (STYLE §14): every way
+// into the engine calls it (ValidateEvent, so Submit, Evaluate, AI plans,
+// PlanManual and Preview; Resolve), and the edges do not repeat it. It first cuts the
+// human text, which is never a reason to refuse an incident: a summary longer
+// than MaxTextBytes is cut, marked (CutText), and invalid UTF-8 is replaced.
+// Then it refuses data or context over a bound above, with CodeTooLarge and a
+// sentence naming the field and the bound. It allocates nothing unless it
+// cuts or refuses: it runs on every event.
+func BoundEvent(ev *Event) error {
+	if !utf8.ValidString(ev.Summary) {
+		ev.Summary = strings.ToValidUTF8(ev.Summary, "\uFFFD")
+	}
+	ev.Summary = CutText(ev.Summary, MaxTextBytes)
+	return checkEventBounds(ev)
+}
+
+func checkEventBounds(ev *Event) error {
 	w := boundsWalk{}
 	for _, f := range []struct {
 		name string

@@ -17,9 +17,12 @@ import (
 // A notification the notifier refuses for good (its error is Permanent), or
 // that failed MaxAttempts times in a row, is dead-lettered (Store.DeadLetter:
 // kept, with the reason, out of the outbox), logged and reported to
-// OnDeadLetter, so it never blocks the ones behind it. Waits the notifier asks
-// for (RetryAfter: a 429, a refused token) are not attempts: when all of Slack
-// is unavailable nothing is given up.
+// OnDeadLetter, so it never blocks the ones behind it. Only the peer's answers
+// about the notification itself are attempts. Waits the notifier asks for
+// (RetryAfter: a 429, a refused token) and outages (Unavailable: no
+// connection, a timeout, a 5xx) are not: the courier waits (backoff) and
+// retries the same notification, so when all of Slack is unavailable nothing
+// is given up, however long it lasts.
 type Courier struct {
 	Store    Store
 	Notifier Notifier
@@ -40,6 +43,11 @@ const DefaultMaxAttempts = 20
 
 // RetryAfter is implemented by notifier errors that know when to retry.
 type RetryAfter interface{ RetryAfter() time.Duration }
+
+// Unavailable is implemented by notifier errors that say the peer could not
+// be reached or did not answer (a transport error, a timeout, a 5xx): they say
+// nothing about the notification, so they never count towards MaxAttempts.
+type Unavailable interface{ Unavailable() bool }
 
 // Permanent is implemented by notifier errors that say whether a retry of the
 // same notification can ever succeed (Slack's invalid_blocks, msg_too_long,
@@ -72,7 +80,9 @@ func (c *Courier) Run(ctx context.Context) {
 			if asked {
 				wait = ra.RetryAfter()
 			}
-			if failed != nil && !asked {
+			var u Unavailable
+			down := errors.As(err, &u) && u.Unavailable()
+			if failed != nil && !asked && !down {
 				if failed.Seq != failedSeq {
 					failedSeq, attempts = failed.Seq, 0
 				}

@@ -55,12 +55,32 @@ func (db *DB) Sweep(ctx context.Context, cutoff time.Time, settingsOf []string) 
 	var cur sweepCursor
 	total := 0
 	for {
-		n, err := db.sweep(ctx, cutoff, settingsOf, &cur)
+		n, found, err := db.sweep(ctx, cutoff, settingsOf, &cur)
 		total += n
-		if err != nil || n == 0 && cur.events == nil {
+		// Done when the scan is through, or when a round found candidates
+		// and deleted none of them: the next round would find the same ones
+		// (the #12 review: 256 of them looped forever). A round that found
+		// nothing but has events left to scan goes on: its cursor moved.
+		if err != nil || n == 0 && (cur.events == nil || found > 0) {
 			return total, err
 		}
 	}
+}
+
+// sweptExecution and sweptAudit are what retention reads of a record, the
+// same in the read and in the write transaction: a record the read took for a
+// candidate is decoded alike in the write, so a part the sweep does not need
+// (one that no longer decodes in full, say) never keeps it from being deleted.
+type sweptExecution struct {
+	State     recovery.State `json:"state"`
+	CreatedAt time.Time      `json:"created_at"`
+	UpdatedAt time.Time      `json:"updated_at"`
+	EventID   string         `json:"event_id"`
+}
+
+type sweptAudit struct {
+	At          time.Time `json:"at"`
+	ExecutionID string    `json:"execution_id"`
 }
 
 type sweepPlan struct {
@@ -71,7 +91,9 @@ type sweepPlan struct {
 
 func (p *sweepPlan) n() int { return len(p.execs) + len(p.events) + len(p.audit) }
 
-func (db *DB) sweep(ctx context.Context, cutoff time.Time, settingsOf []string, cur *sweepCursor) (int, error) {
+// sweep runs one round: it returns how many records it deleted and how many
+// candidates it found for deletion.
+func (db *DB) sweep(ctx context.Context, cutoff time.Time, settingsOf []string, cur *sweepCursor) (int, int, error) {
 	var p sweepPlan
 	var bads badList
 	err := db.view(ctx, func(tx *bolt.Tx) error {
@@ -80,11 +102,7 @@ func (db *DB) sweep(ctx context.Context, cutoff time.Time, settingsOf []string, 
 		// cutoff was updated after it too.
 		c := tx.Bucket(bucketExecutions).Cursor()
 		for k, v := c.First(); k != nil && p.n() < SweepBatch; k, v = c.Next() {
-			var e struct {
-				State     recovery.State `json:"state"`
-				CreatedAt time.Time      `json:"created_at"`
-				UpdatedAt time.Time      `json:"updated_at"`
-			}
+			var e sweptExecution
 			if err := json.Unmarshal(v, &e); err != nil {
 				bads.add(bucketExecutions, k, v, err)
 				continue
@@ -100,10 +118,7 @@ func (db *DB) sweep(ctx context.Context, cutoff time.Time, settingsOf []string, 
 		execs := tx.Bucket(bucketExecutions)
 		c = tx.Bucket(bucketAudit).Cursor()
 		for k, v := c.First(); k != nil && p.n() < SweepBatch; k, v = c.Next() {
-			var r struct {
-				At          time.Time `json:"at"`
-				ExecutionID string    `json:"execution_id"`
-			}
+			var r sweptAudit
 			if err := json.Unmarshal(v, &r); err != nil {
 				bads.add(bucketAudit, k, v, err)
 				continue
@@ -143,12 +158,13 @@ func (db *DB) sweep(ctx context.Context, cutoff time.Time, settingsOf []string, 
 	})
 	db.setAside(ctx, bads)
 	if err != nil || p.n() == 0 {
-		return 0, err
+		return 0, 0, err
 	}
 
-	var deleted int // read after submit answers
+	var deleted int   // read after submit answers
+	var wbads badList // changed since the read, and no longer decodable
 	err = db.submit(ctx, func(tx *bolt.Tx) error {
-		deleted = 0
+		deleted, wbads = 0, wbads[:0]
 		execs, open := tx.Bucket(bucketExecutions), tx.Bucket(bucketOpen)
 		events, audit, idx := tx.Bucket(bucketEvents), tx.Bucket(bucketAudit), tx.Bucket(bucketAuditIdx)
 		for _, id := range p.execs {
@@ -156,8 +172,12 @@ func (db *DB) sweep(ctx context.Context, cutoff time.Time, settingsOf []string, 
 			if v == nil || open.Get(id) != nil {
 				continue // gone, or reopened (a rollback) since the read
 			}
-			var e recovery.Execution
-			if err := json.Unmarshal(v, &e); err != nil || !e.State.Terminal() || !e.UpdatedAt.Before(cutoff) {
+			var e sweptExecution
+			if err := json.Unmarshal(v, &e); err != nil {
+				wbads.add(bucketExecutions, id, bytes.Clone(v), err)
+				continue
+			}
+			if !e.State.Terminal() || !e.UpdatedAt.Before(cutoff) {
 				continue
 			}
 			// Its audit trail, through the index (deleting after the scan:
@@ -201,10 +221,12 @@ func (db *DB) sweep(ctx context.Context, cutoff time.Time, settingsOf []string, 
 			if v == nil {
 				continue
 			}
-			var r struct {
-				ExecutionID string `json:"execution_id"`
+			var r sweptAudit
+			if err := json.Unmarshal(v, &r); err != nil {
+				wbads.add(bucketAudit, k, bytes.Clone(v), err)
+				continue
 			}
-			if json.Unmarshal(v, &r) != nil || r.ExecutionID != "" && execs.Get([]byte(r.ExecutionID)) != nil {
+			if r.ExecutionID != "" && execs.Get([]byte(r.ExecutionID)) != nil {
 				continue
 			}
 			if err := audit.Delete(k); err != nil {
@@ -229,9 +251,10 @@ func (db *DB) sweep(ctx context.Context, cutoff time.Time, settingsOf []string, 
 		return nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("store: retention sweep: %w", err)
+		return 0, p.n(), fmt.Errorf("store: retention sweep: %w", err)
 	}
-	return deleted, nil
+	db.setAside(ctx, wbads)
+	return deleted, p.n(), nil
 }
 
 // Retain runs the retention sweep every r.Every until ctx ends or the store

@@ -11,6 +11,7 @@ import (
 
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/store"
+	bolt "go.etcd.io/bbolt"
 )
 
 // Months of steady load with retention: finished executions, their audit and
@@ -125,11 +126,23 @@ func TestRetentionFileStopsGrowing(t *testing.T) {
 	}
 }
 
-// Retention 0 keeps everything: Retain returns at once.
+// Retention 0 keeps everything: Retain returns at once and deletes nothing.
+// A Retain that swept anyway would delete the execution (finished, older than
+// now) and run on; the bound below makes that a failure, not a hang.
 func TestRetainZeroKeepsEverything(t *testing.T) {
 	db, _ := openDB(t)
 	mustAccept(t, db, accepted("ev-1", execution("01A", recovery.Rejected, t0)))
-	db.Retain(context.Background(), store.Retention{Keep: 0}) // returns: nothing to run
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); db.Retain(ctx, store.Retention{Keep: 0}) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Errorf("Retain with Keep 0 still runs after 10s, want it to return at once")
+		cancel()
+		<-done
+	}
 	if _, err := db.Execution(context.Background(), "01A"); err != nil {
 		t.Errorf("Execution after Retain with Keep 0: %v, want kept", err)
 	}
@@ -171,5 +184,56 @@ func TestAuditPagesMatchAuditSince(t *testing.T) {
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("pages of %d = %v\nwant %v", size, got, want)
 		}
+	}
+}
+
+// Finished executions whose parts retention does not read no longer decode in
+// full (here their actions are not a list): more of them than a batch are
+// still deleted, and Sweep returns (the #12 review: the write transaction
+// decoded them in full, deleted none of them, and every round found the same
+// 256 again, forever).
+func TestSweepEndsOnRecordsItCannotDecodeInFull(t *testing.T) {
+	db, path := openDB(t)
+	// A recent event, kept: the event scan has somewhere to resume from.
+	recent := accepted("ev-recent", nil)
+	recent.Event.ReceivedAt = t0.Add(48 * time.Hour)
+	recent.Audit[0].At = recent.Event.ReceivedAt
+	mustAccept(t, db, recent)
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	const n = store.SweepBatch + 44
+	b, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := t0.Format(time.RFC3339Nano)
+	err = b.Update(func(tx *bolt.Tx) error {
+		for i := range n {
+			v := fmt.Sprintf(`{"id":"01X%04d","state":"SUCCEEDED","created_at":%q,"updated_at":%q,"actions":"not a list"}`, i, at, at)
+			if err := tx.Bucket([]byte("executions")).Put(fmt.Appendf(nil, "01X%04d", i), []byte(v)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if cerr := b.Close(); err != nil || cerr != nil {
+		t.Fatal(err, cerr)
+	}
+	db, err = store.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+
+	// A deadline only so that a regression fails instead of hanging.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got, err := db.Sweep(ctx, t0.Add(24*time.Hour), nil)
+	if err != nil || got != n {
+		t.Fatalf("Sweep = %d, %v; want all %d deleted", got, err, n)
+	}
+	if _, err := db.Execution(context.Background(), "01X0000"); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("Execution 01X0000 after the sweep: %v, want ErrNotFound", err)
 	}
 }

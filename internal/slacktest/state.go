@@ -264,6 +264,17 @@ func (s *Server) FailNextWith(method string, n int, code string) {
 	}
 }
 
+// FailNextStatus makes the next n calls of method answer HTTP status with an
+// HTML body, as Slack's edge does in an outage (a 503): slack-go turns it into
+// slack.StatusCodeError.
+func (s *Server) FailNextStatus(method string, n int, status int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for range n {
+		s.faults[method] = append(s.faults[method], fault{status: status})
+	}
+}
+
 func (s *Server) messageLocked(channel, ts string) *message {
 	for _, m := range s.messages[channel] {
 		if m.TS == ts {

@@ -80,6 +80,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, f.status, map[string]any{"ok": false, "error": f.code})
 			return
 		}
+		if f.code == "" {
+			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.WriteHeader(f.status)
+			_, _ = io.WriteString(w, "<html><body>Service Unavailable</body></html>")
+			return
+		}
 		writeJSON(w, f.status, map[string]any{"ok": false, "error": f.code})
 		return
 	}

@@ -217,3 +217,42 @@ func TestTheEventIsCutToThePromptCap(t *testing.T) {
 		t.Errorf("stored event has %d data keys (%v), want all 111", len(rec.Event.Data), err)
 	}
 }
+
+// The cap holds for text that JSON escapes: '<', '>', '&' and control
+// characters cost six bytes each once encoded (the #12 review: 1024 '<' made a
+// 6 KiB event in the prompt against a 4 KiB cap).
+func TestThePromptCapHoldsForEscapedText(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		char string
+	}{
+		{"angle brackets", "<"},
+		{"control characters", "\x01"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			const limit = 4096
+			e := newBudgetEnv(t, recovery.AIBudget{PromptBytes: limit})
+			ev := unmatched
+			ev.Summary = strings.Repeat(tc.char, 4000)
+			ev.Data = map[string]any{"a": strings.Repeat(tc.char, 400), "b": strings.Repeat(tc.char, 400)}
+			e.submit(t, ev)
+			e.settle(t)
+			if e.fake.count() != 1 {
+				t.Fatalf("%d AI calls, want 1", e.fake.count())
+			}
+			content := e.fake.requests[0]["messages"].([]any)[0].(map[string]any)["content"].(string)
+			var prompt struct {
+				Event json.RawMessage `json:"event"`
+			}
+			if err := json.Unmarshal([]byte(content), &prompt); err != nil {
+				t.Fatal(err)
+			}
+			if len(prompt.Event) > limit {
+				t.Errorf("the event in the prompt is %d bytes, want at most %d", len(prompt.Event), limit)
+			}
+			if !strings.Contains(string(prompt.Event), "[cut ") {
+				t.Errorf("the prompt's summary is not marked as cut: %.200s", prompt.Event)
+			}
+		})
+	}
+}

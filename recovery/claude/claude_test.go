@@ -206,6 +206,7 @@ func TestRejectedProposals(t *testing.T) {
 		{"invented runbook", toolAnswer(`{"runbook":"delete-the-database","context":{},"confidence":0.9,"rationale":"x"}`), `runbook "delete-the-database" does not exist`},
 		{"undeclared parameter", toolAnswer(`{"runbook":"failover-upstream-degraded","context":{"upstream":"payments","backup_service":"dr","namespace":"kube-system"},"confidence":0.9,"rationale":"x"}`), `declares no parameter "namespace"`},
 		{"value failing validation", toolAnswer(`{"runbook":"clear-cache-on-stale-data","context":{"route":"*"},"confidence":0.9,"rationale":"x"}`), `value "*" contains the character '*'`},
+		{"value over the event bounds", toolAnswer(`{"runbook":"clear-cache-on-stale-data","context":{"route":"/` + strings.Repeat("a", recovery.MaxDataString) + `"},"confidence":0.9,"rationale":"x"}`), "longer than the limit of 4096 bytes"},
 		{"confidence out of range", toolAnswer(`{"runbook":"clear-cache-on-stale-data","context":{"route":"/a"},"confidence":7,"rationale":"x"}`), "not between 0 and 1"},
 		{"malformed JSON", func(w http.ResponseWriter) {
 			io.WriteString(w, `{"content":[{"type":"tool_use","name":"propose_runbook","input":`)
