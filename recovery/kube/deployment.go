@@ -360,16 +360,30 @@ func (d *Driver) applyEnv(ctx context.Context, o op, report recovery.Reporter) (
 	if err != nil {
 		return nil, err
 	}
-	containers := dep.Spec.Template.Spec.Containers
-	if len(containers) == 0 {
+	if len(dep.Spec.Template.Spec.Containers) == 0 {
 		return nil, fmt.Errorf("deployment %s has no containers", o.Ref())
 	}
-	es := &envState{Name: o.Env}
-	same := true // every container already holds the final value
-	for _, c := range containers {
+	es, same, err := readEnv(dep, o)
+	if err != nil {
+		return nil, err
+	}
+	if same {
+		report(fmt.Sprintf("deployment %s: %s is already %s on every container: nothing changed", o.Ref(), o.Env, o.Steps[len(o.Steps)-1]))
+		return nil, nil
+	}
+	from := expectedFrom(o, es, report)
+	return d.stepEnv(ctx, o, dep, es, from, report)
+}
+
+// readEnv records each container's current value of o.Env; same is true when
+// every container already holds the final value.
+func readEnv(dep *appsv1.Deployment, o op) (es *envState, same bool, err error) {
+	es = &envState{Name: o.Env}
+	same = true
+	for _, c := range dep.Spec.Template.Spec.Containers {
 		j, err := envAt(c, o.Env)
 		if err != nil {
-			return nil, fmt.Errorf("deployment %s: %w", o.Ref(), err)
+			return nil, false, fmt.Errorf("deployment %s: %w", o.Ref(), err)
 		}
 		ce := containerEnv{Container: c.Name}
 		if j >= 0 {
@@ -380,22 +394,30 @@ func (d *Driver) applyEnv(ctx context.Context, o op, report recovery.Reporter) (
 		same = same && j >= 0 && c.Env[j].Value == o.Steps[len(o.Steps)-1]
 		es.Containers = append(es.Containers, ce)
 	}
-	if same {
-		report(fmt.Sprintf("deployment %s: %s is already %s on every container: nothing changed", o.Ref(), o.Env, o.Steps[len(o.Steps)-1]))
-		return nil, nil
+	return es, same, nil
+}
+
+// expectedFrom returns the value the first report line starts from: o.From if
+// the runbook gave one (noting each container that held something else), else
+// the containers' previous value.
+func expectedFrom(o op, es *envState, report recovery.Reporter) string {
+	if o.From == "" {
+		return commonPrevious(es.Containers)
 	}
-	from := o.From
-	if from == "" {
-		from = commonPrevious(es.Containers)
-	} else {
-		for _, ce := range es.Containers {
-			if ce.Previous == nil || *ce.Previous != from {
-				report(fmt.Sprintf("note: container %s had %s %s, the runbook expected %s",
-					ce.Container, o.Env, describe(deref(ce.Previous), ce.Previous != nil), from))
-			}
+	for _, ce := range es.Containers {
+		if ce.Previous == nil || *ce.Previous != o.From {
+			report(fmt.Sprintf("note: container %s had %s %s, the runbook expected %s",
+				ce.Container, o.Env, describe(deref(ce.Previous), ce.Previous != nil), o.From))
 		}
 	}
-	var st *before // nil until the first patch went through
+	return o.From
+}
+
+// stepEnv writes o.Steps in order, one patch each, reporting every step and
+// waiting o.Interval between steps. The state is nil until the first patch
+// went through; after that a failure returns it with the error.
+func (d *Driver) stepEnv(ctx context.Context, o op, dep *appsv1.Deployment, es *envState, from string, report recovery.Reporter) (*before, error) {
+	var st *before
 	for k, value := range o.Steps {
 		body, err := setEnvPatch(dep, o.Env, value)
 		if err != nil { // someone switched a container to valueFrom between steps
