@@ -480,24 +480,55 @@ func (d *Driver) undoEnv(ctx context.Context, st before, report recovery.Reporte
 		return err
 	}
 	es := st.Env
-	type found struct {
-		index, at int // container index, entry index (-1: absent)
+	where, restored, err := findEnv(dep, st)
+	if err != nil {
+		report(err.Error())
+		return err
 	}
-	var where []found
-	restored := string(dep.UID) == st.UID
+	if restored {
+		report(fmt.Sprintf("deployment %s: %s is already back to its previous state: nothing to undo", st.ref(), es.Name))
+		return nil
+	}
+	if err := d.checkDeployment(dep, st); err != nil {
+		report(err.Error())
+		return err
+	}
+	ops, done, err := restoreEnvPatch(dep, st, where)
+	if err != nil {
+		report(err.Error())
+		return err
+	}
+	gen := dep.Generation
+	if dep, err = d.patchDeployment(ctx, st.Namespace, st.Name, types.JSONPatchType, mustJSON(ops)); err != nil {
+		return d.undoRefused(ctx, st, gen, err, report)
+	}
+	d.wrote(st.UID, dep.Generation)
+	report(fmt.Sprintf("deployment %s: %s restored: %s", st.ref(), es.Name, strings.Join(done, ", ")))
+	return nil
+}
+
+// envSlot is where a recorded container's variable is now.
+type envSlot struct {
+	index, at int // container index (-1: gone), entry index (-1: absent)
+}
+
+// findEnv locates each container of st.Env in dep, in the recorded order;
+// restored is true when dep is the same deployment and every container holds
+// its previous value again.
+func findEnv(dep *appsv1.Deployment, st before) (where []envSlot, restored bool, err error) {
+	es := st.Env
+	restored = string(dep.UID) == st.UID
 	for _, ce := range es.Containers {
 		i := containerIndex(dep, ce.Container)
 		at := -1
 		if i >= 0 {
 			j, err := envAt(dep.Spec.Template.Spec.Containers[i], es.Name)
 			if err != nil {
-				err := changed("deployment", st, err.Error())
-				report(err.Error())
-				return err
+				return nil, false, changed("deployment", st, err.Error())
 			}
 			at = j
 		}
-		where = append(where, found{i, at})
+		where = append(where, envSlot{i, at})
 		if i < 0 {
 			restored = false
 			continue
@@ -509,22 +540,20 @@ func (d *Driver) undoEnv(ctx context.Context, st before, report recovery.Reporte
 			restored = restored && at >= 0 && c.Env[at].Value == *ce.Previous
 		}
 	}
-	if restored {
-		report(fmt.Sprintf("deployment %s: %s is already back to its previous state: nothing to undo", st.ref(), es.Name))
-		return nil
-	}
-	if err := d.checkDeployment(dep, st); err != nil {
-		report(err.Error())
-		return err
-	}
-	ops := []jsonOp{{Op: "test", Path: "/metadata/generation", Value: dep.Generation}}
-	var done []string
+	return where, restored, nil
+}
+
+// restoreEnvPatch builds the JSON patch that puts back every container's
+// previous value, testing the generation, each container's name and the
+// value we wrote; done lists each container's outcome for the report. It
+// refuses when a container is gone or its value is no longer ours.
+func restoreEnvPatch(dep *appsv1.Deployment, st before, where []envSlot) (ops []jsonOp, done []string, err error) {
+	es := st.Env
+	ops = []jsonOp{{Op: "test", Path: "/metadata/generation", Value: dep.Generation}}
 	for n, ce := range es.Containers {
 		i, at := where[n].index, where[n].at
 		if i < 0 {
-			err := changed("deployment", st, fmt.Sprintf("container %s is gone", ce.Container))
-			report(err.Error())
-			return err
+			return nil, nil, changed("deployment", st, fmt.Sprintf("container %s is gone", ce.Container))
 		}
 		c := dep.Spec.Template.Spec.Containers[i]
 		if at < 0 || c.Env[at].Value != ce.Wrote {
@@ -532,10 +561,8 @@ func (d *Driver) undoEnv(ctx context.Context, st before, report recovery.Reporte
 			if at >= 0 {
 				cur = c.Env[at].Value
 			}
-			err := changed("deployment", st, fmt.Sprintf("%s in container %s is %s, we set %q",
+			return nil, nil, changed("deployment", st, fmt.Sprintf("%s in container %s is %s, we set %q",
 				es.Name, ce.Container, describe(cur, at >= 0), ce.Wrote))
-			report(err.Error())
-			return err
 		}
 		entry := containerPath(i, "env", strconv.Itoa(at))
 		ops = append(ops,
@@ -549,13 +576,7 @@ func (d *Driver) undoEnv(ctx context.Context, st before, report recovery.Reporte
 			done = append(done, c.Name+" "+*ce.Previous)
 		}
 	}
-	gen := dep.Generation
-	if dep, err = d.patchDeployment(ctx, st.Namespace, st.Name, types.JSONPatchType, mustJSON(ops)); err != nil {
-		return d.undoRefused(ctx, st, gen, err, report)
-	}
-	d.wrote(st.UID, dep.Generation)
-	report(fmt.Sprintf("deployment %s: %s restored: %s", st.ref(), es.Name, strings.Join(done, ", ")))
-	return nil
+	return ops, done, nil
 }
 
 func containerIndex(dep *appsv1.Deployment, name string) int {
