@@ -360,16 +360,30 @@ func (d *Driver) applyEnv(ctx context.Context, o op, report recovery.Reporter) (
 	if err != nil {
 		return nil, err
 	}
-	containers := dep.Spec.Template.Spec.Containers
-	if len(containers) == 0 {
+	if len(dep.Spec.Template.Spec.Containers) == 0 {
 		return nil, fmt.Errorf("deployment %s has no containers", o.Ref())
 	}
-	es := &envState{Name: o.Env}
-	same := true // every container already holds the final value
-	for _, c := range containers {
+	es, same, err := readEnv(dep, o)
+	if err != nil {
+		return nil, err
+	}
+	if same {
+		report(fmt.Sprintf("deployment %s: %s is already %s on every container: nothing changed", o.Ref(), o.Env, o.Steps[len(o.Steps)-1]))
+		return nil, nil
+	}
+	from := expectedFrom(o, es, report)
+	return d.stepEnv(ctx, o, dep, es, from, report)
+}
+
+// readEnv records each container's current value of o.Env; same is true when
+// every container already holds the final value.
+func readEnv(dep *appsv1.Deployment, o op) (es *envState, same bool, err error) {
+	es = &envState{Name: o.Env}
+	same = true
+	for _, c := range dep.Spec.Template.Spec.Containers {
 		j, err := envAt(c, o.Env)
 		if err != nil {
-			return nil, fmt.Errorf("deployment %s: %w", o.Ref(), err)
+			return nil, false, fmt.Errorf("deployment %s: %w", o.Ref(), err)
 		}
 		ce := containerEnv{Container: c.Name}
 		if j >= 0 {
@@ -380,22 +394,30 @@ func (d *Driver) applyEnv(ctx context.Context, o op, report recovery.Reporter) (
 		same = same && j >= 0 && c.Env[j].Value == o.Steps[len(o.Steps)-1]
 		es.Containers = append(es.Containers, ce)
 	}
-	if same {
-		report(fmt.Sprintf("deployment %s: %s is already %s on every container: nothing changed", o.Ref(), o.Env, o.Steps[len(o.Steps)-1]))
-		return nil, nil
+	return es, same, nil
+}
+
+// expectedFrom returns the value the first report line starts from: o.From if
+// the runbook gave one (noting each container that held something else), else
+// the containers' previous value.
+func expectedFrom(o op, es *envState, report recovery.Reporter) string {
+	if o.From == "" {
+		return commonPrevious(es.Containers)
 	}
-	from := o.From
-	if from == "" {
-		from = commonPrevious(es.Containers)
-	} else {
-		for _, ce := range es.Containers {
-			if ce.Previous == nil || *ce.Previous != from {
-				report(fmt.Sprintf("note: container %s had %s %s, the runbook expected %s",
-					ce.Container, o.Env, describe(deref(ce.Previous), ce.Previous != nil), from))
-			}
+	for _, ce := range es.Containers {
+		if ce.Previous == nil || *ce.Previous != o.From {
+			report(fmt.Sprintf("note: container %s had %s %s, the runbook expected %s",
+				ce.Container, o.Env, describe(deref(ce.Previous), ce.Previous != nil), o.From))
 		}
 	}
-	var st *before // nil until the first patch went through
+	return o.From
+}
+
+// stepEnv writes o.Steps in order, one patch each, reporting every step and
+// waiting o.Interval between steps. The state is nil until the first patch
+// went through; after that a failure returns it with the error.
+func (d *Driver) stepEnv(ctx context.Context, o op, dep *appsv1.Deployment, es *envState, from string, report recovery.Reporter) (*before, error) {
+	var st *before
 	for k, value := range o.Steps {
 		body, err := setEnvPatch(dep, o.Env, value)
 		if err != nil { // someone switched a container to valueFrom between steps
@@ -458,24 +480,55 @@ func (d *Driver) undoEnv(ctx context.Context, st before, report recovery.Reporte
 		return err
 	}
 	es := st.Env
-	type found struct {
-		index, at int // container index, entry index (-1: absent)
+	where, restored, err := findEnv(dep, st)
+	if err != nil {
+		report(err.Error())
+		return err
 	}
-	var where []found
-	restored := string(dep.UID) == st.UID
+	if restored {
+		report(fmt.Sprintf("deployment %s: %s is already back to its previous state: nothing to undo", st.ref(), es.Name))
+		return nil
+	}
+	if err := d.checkDeployment(dep, st); err != nil {
+		report(err.Error())
+		return err
+	}
+	ops, done, err := restoreEnvPatch(dep, st, where)
+	if err != nil {
+		report(err.Error())
+		return err
+	}
+	gen := dep.Generation
+	if dep, err = d.patchDeployment(ctx, st.Namespace, st.Name, types.JSONPatchType, mustJSON(ops)); err != nil {
+		return d.undoRefused(ctx, st, gen, err, report)
+	}
+	d.wrote(st.UID, dep.Generation)
+	report(fmt.Sprintf("deployment %s: %s restored: %s", st.ref(), es.Name, strings.Join(done, ", ")))
+	return nil
+}
+
+// envSlot is where a recorded container's variable is now.
+type envSlot struct {
+	index, at int // container index (-1: gone), entry index (-1: absent)
+}
+
+// findEnv locates each container of st.Env in dep, in the recorded order;
+// restored is true when dep is the same deployment and every container holds
+// its previous value again.
+func findEnv(dep *appsv1.Deployment, st before) (where []envSlot, restored bool, err error) {
+	es := st.Env
+	restored = string(dep.UID) == st.UID
 	for _, ce := range es.Containers {
 		i := containerIndex(dep, ce.Container)
 		at := -1
 		if i >= 0 {
 			j, err := envAt(dep.Spec.Template.Spec.Containers[i], es.Name)
 			if err != nil {
-				err := changed("deployment", st, err.Error())
-				report(err.Error())
-				return err
+				return nil, false, changed("deployment", st, err.Error())
 			}
 			at = j
 		}
-		where = append(where, found{i, at})
+		where = append(where, envSlot{i, at})
 		if i < 0 {
 			restored = false
 			continue
@@ -487,22 +540,20 @@ func (d *Driver) undoEnv(ctx context.Context, st before, report recovery.Reporte
 			restored = restored && at >= 0 && c.Env[at].Value == *ce.Previous
 		}
 	}
-	if restored {
-		report(fmt.Sprintf("deployment %s: %s is already back to its previous state: nothing to undo", st.ref(), es.Name))
-		return nil
-	}
-	if err := d.checkDeployment(dep, st); err != nil {
-		report(err.Error())
-		return err
-	}
-	ops := []jsonOp{{Op: "test", Path: "/metadata/generation", Value: dep.Generation}}
-	var done []string
+	return where, restored, nil
+}
+
+// restoreEnvPatch builds the JSON patch that puts back every container's
+// previous value, testing the generation, each container's name and the
+// value we wrote; done lists each container's outcome for the report. It
+// refuses when a container is gone or its value is no longer ours.
+func restoreEnvPatch(dep *appsv1.Deployment, st before, where []envSlot) (ops []jsonOp, done []string, err error) {
+	es := st.Env
+	ops = []jsonOp{{Op: "test", Path: "/metadata/generation", Value: dep.Generation}}
 	for n, ce := range es.Containers {
 		i, at := where[n].index, where[n].at
 		if i < 0 {
-			err := changed("deployment", st, fmt.Sprintf("container %s is gone", ce.Container))
-			report(err.Error())
-			return err
+			return nil, nil, changed("deployment", st, fmt.Sprintf("container %s is gone", ce.Container))
 		}
 		c := dep.Spec.Template.Spec.Containers[i]
 		if at < 0 || c.Env[at].Value != ce.Wrote {
@@ -510,10 +561,8 @@ func (d *Driver) undoEnv(ctx context.Context, st before, report recovery.Reporte
 			if at >= 0 {
 				cur = c.Env[at].Value
 			}
-			err := changed("deployment", st, fmt.Sprintf("%s in container %s is %s, we set %q",
+			return nil, nil, changed("deployment", st, fmt.Sprintf("%s in container %s is %s, we set %q",
 				es.Name, ce.Container, describe(cur, at >= 0), ce.Wrote))
-			report(err.Error())
-			return err
 		}
 		entry := containerPath(i, "env", strconv.Itoa(at))
 		ops = append(ops,
@@ -527,13 +576,7 @@ func (d *Driver) undoEnv(ctx context.Context, st before, report recovery.Reporte
 			done = append(done, c.Name+" "+*ce.Previous)
 		}
 	}
-	gen := dep.Generation
-	if dep, err = d.patchDeployment(ctx, st.Namespace, st.Name, types.JSONPatchType, mustJSON(ops)); err != nil {
-		return d.undoRefused(ctx, st, gen, err, report)
-	}
-	d.wrote(st.UID, dep.Generation)
-	report(fmt.Sprintf("deployment %s: %s restored: %s", st.ref(), es.Name, strings.Join(done, ", ")))
-	return nil
+	return ops, done, nil
 }
 
 func containerIndex(dep *appsv1.Deployment, name string) int {

@@ -87,85 +87,105 @@ func Parse(a runbooks.Action, namespace string) (Op, error) {
 	if err := CheckName("namespace", o.Namespace, validation.IsDNS1123Label); err != nil {
 		return Op{}, err
 	}
+	var err error
 	switch a.Type {
 	case runbooks.RestartPod:
-		o.Kind = Restart
-		if err := o.deployment(a); err != nil {
-			return Op{}, err
-		}
-		t, err := seconds(a, "drainTimeout", DefaultDrainTimeout)
-		if err != nil {
-			return Op{}, err
-		}
-		if t <= 0 {
-			return Op{}, fmt.Errorf("parameters.drainTimeout must be positive, got %v", a.Parameters["drainTimeout"])
-		}
-		o.Timeout = t
+		err = o.restart(a)
 	case runbooks.ScaleResource:
-		if err := o.deployment(a); err != nil {
-			return Op{}, err
-		}
-		if a.Resource == "replicas" {
-			o.Kind = Replicas
-			n, err := wholeNumber(a, "to")
-			if err != nil {
-				return Op{}, err
-			}
-			if n < 0 || n > math.MaxInt32 {
-				return Op{}, fmt.Errorf("parameters.to: %v replicas is out of range", n)
-			}
-			o.Replicas = int32(n)
-			return o, nil
-		}
-		o.Kind = Env
-		if msgs := validation.IsCIdentifier(a.Resource); len(msgs) > 0 {
-			return Op{}, fmt.Errorf("resource %q is neither \"replicas\" nor an environment variable name: %s",
-				a.Resource, strings.Join(msgs, "; "))
-		}
-		o.Env = a.Resource
-		if err := o.envSteps(a); err != nil {
-			return Op{}, err
-		}
+		err = o.scale(a)
 	case runbooks.Failover:
-		o.Kind = Selector
-		o.Name = a.Target.Service
-		if o.Name == "" {
-			return Op{}, errors.New("the kubernetes driver handles FAILOVER only with target.service set")
-		}
-		if err := CheckName("service", o.Name, validation.IsDNS1123Subdomain); err != nil {
-			return Op{}, err
-		}
-		o.Key = DefaultSelectorKey
-		if k, ok := a.Parameters["selectorKey"]; ok {
-			s, isString := k.(string)
-			if !isString {
-				return Op{}, fmt.Errorf("parameters.selectorKey must be a string, got %T", k)
-			}
-			o.Key = s
-		}
-		if msgs := validation.IsQualifiedName(o.Key); len(msgs) > 0 {
-			return Op{}, fmt.Errorf("parameters.selectorKey %q: %s", o.Key, strings.Join(msgs, "; "))
-		}
-		for _, p := range []struct {
-			key string
-			dst *string
-		}{{"from", &o.FromValue}, {"to", &o.ToValue}} {
-			s, ok := a.String(p.key)
-			if !ok || s == "" {
-				return Op{}, fmt.Errorf("parameters.%s must be a non-empty string (the %s label value)", p.key, o.Key)
-			}
-			if msgs := validation.IsValidLabelValue(s); len(msgs) > 0 {
-				return Op{}, fmt.Errorf("parameters.%s %q is not a label value: %s", p.key, s, strings.Join(msgs, "; "))
-			}
-			*p.dst = s
-		}
-		if o.FromValue == o.ToValue {
-			return Op{}, fmt.Errorf("parameters.from and parameters.to are both %q", o.FromValue)
-		}
+		err = o.failover(a)
 	default:
-		return Op{}, fmt.Errorf("the kubernetes driver does not handle %s", a.Type)
+		err = fmt.Errorf("the kubernetes driver does not handle %s", a.Type)
+	}
+	if err != nil {
+		return Op{}, err
 	}
 	return o, nil
+}
+
+// restart reads a RESTART_POD: the deployment and its rollout wait.
+func (o *Op) restart(a runbooks.Action) error {
+	o.Kind = Restart
+	if err := o.deployment(a); err != nil {
+		return err
+	}
+	t, err := seconds(a, "drainTimeout", DefaultDrainTimeout)
+	if err != nil {
+		return err
+	}
+	if t <= 0 {
+		return fmt.Errorf("parameters.drainTimeout must be positive, got %v", a.Parameters["drainTimeout"])
+	}
+	o.Timeout = t
+	return nil
+}
+
+// scale reads a SCALE_RESOURCE: replicas, or else an environment variable.
+func (o *Op) scale(a runbooks.Action) error {
+	if err := o.deployment(a); err != nil {
+		return err
+	}
+	if a.Resource == "replicas" {
+		o.Kind = Replicas
+		n, err := wholeNumber(a, "to")
+		if err != nil {
+			return err
+		}
+		if n < 0 || n > math.MaxInt32 {
+			return fmt.Errorf("parameters.to: %v replicas is out of range", n)
+		}
+		o.Replicas = int32(n)
+		return nil
+	}
+	o.Kind = Env
+	if msgs := validation.IsCIdentifier(a.Resource); len(msgs) > 0 {
+		return fmt.Errorf("resource %q is neither \"replicas\" nor an environment variable name: %s",
+			a.Resource, strings.Join(msgs, "; "))
+	}
+	o.Env = a.Resource
+	return o.envSteps(a)
+}
+
+// failover reads a FAILOVER: the service, the selector key and the two label
+// values it switches between.
+func (o *Op) failover(a runbooks.Action) error {
+	o.Kind = Selector
+	o.Name = a.Target.Service
+	if o.Name == "" {
+		return errors.New("the kubernetes driver handles FAILOVER only with target.service set")
+	}
+	if err := CheckName("service", o.Name, validation.IsDNS1123Subdomain); err != nil {
+		return err
+	}
+	o.Key = DefaultSelectorKey
+	if k, ok := a.Parameters["selectorKey"]; ok {
+		s, isString := k.(string)
+		if !isString {
+			return fmt.Errorf("parameters.selectorKey must be a string, got %T", k)
+		}
+		o.Key = s
+	}
+	if msgs := validation.IsQualifiedName(o.Key); len(msgs) > 0 {
+		return fmt.Errorf("parameters.selectorKey %q: %s", o.Key, strings.Join(msgs, "; "))
+	}
+	for _, p := range []struct {
+		key string
+		dst *string
+	}{{"from", &o.FromValue}, {"to", &o.ToValue}} {
+		s, ok := a.String(p.key)
+		if !ok || s == "" {
+			return fmt.Errorf("parameters.%s must be a non-empty string (the %s label value)", p.key, o.Key)
+		}
+		if msgs := validation.IsValidLabelValue(s); len(msgs) > 0 {
+			return fmt.Errorf("parameters.%s %q is not a label value: %s", p.key, s, strings.Join(msgs, "; "))
+		}
+		*p.dst = s
+	}
+	if o.FromValue == o.ToValue {
+		return fmt.Errorf("parameters.from and parameters.to are both %q", o.FromValue)
+	}
+	return nil
 }
 
 // deployment sets the deployment name from target.deployment or
