@@ -326,7 +326,7 @@ func (st *before) validate(t runbooks.ActionType) error {
 	if st.V != stateVersion {
 		return fmt.Errorf("state of %s has version %d, this driver reads %d", t, st.V, stateVersion)
 	}
-	if err := kubeop.CheckName("namespace", st.Namespace, validation.IsDNS1123Label); err != nil {
+	if err := kubeop.CheckName("namespace", st.Namespace, kubeop.DNSLabel); err != nil {
 		return err
 	}
 	want := map[string]runbooks.ActionType{kindRestart: runbooks.RestartPod, kindReplicas: runbooks.ScaleResource,
@@ -348,7 +348,7 @@ func (st *before) validate(t runbooks.ActionType) error {
 	if !ok {
 		return fmt.Errorf("state of %s %s is incomplete", t, st.ref())
 	}
-	return kubeop.CheckName(what, st.Name, validation.IsDNS1123Subdomain)
+	return kubeop.CheckName(what, st.Name, kubeop.DNSSubdomain)
 }
 
 // changed builds the report line and error for a target someone else changed.
