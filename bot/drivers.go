@@ -22,6 +22,7 @@ import (
 	"github.com/recoverbot/recoverbot/recovery/kube"
 	"github.com/recoverbot/recoverbot/recovery/kube/kubeop"
 	"github.com/recoverbot/recoverbot/recovery/logdriver"
+	"github.com/recoverbot/recoverbot/recovery/promcheck"
 	"github.com/recoverbot/recoverbot/recovery/rediscache"
 	"github.com/recoverbot/recoverbot/runbooks"
 )
@@ -197,7 +198,7 @@ func checkVerifyQueries(ctx context.Context, books *runbooks.Set, validate func(
 		}
 		switch {
 		case err == nil:
-		case strings.Contains(err.Error(), "unreachable"):
+		case errors.Is(err, promcheck.ErrUnreachable):
 			log.Warn("could not check a verify query: Prometheus is unreachable", "runbook", rb.Name, "err", err)
 		default:
 			errs = append(errs, fmt.Errorf("%s: verify.prometheus: %w", rb.Source, err))

@@ -20,6 +20,11 @@ import (
 
 var _ recovery.Verifier = (*Client)(nil)
 
+// ErrUnreachable is wrapped by every error of a call that never got an answer
+// from Prometheus (connection refused, timeout): the answer is unknown, which
+// start-up treats as a warning and verification as "unavailable".
+var ErrUnreachable = errors.New("prometheus unreachable")
+
 // Client queries one Prometheus server.
 type Client struct {
 	base *url.URL
@@ -68,7 +73,7 @@ func (c *Client) post(ctx context.Context, path string, form url.Values) (json.R
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("prometheus unreachable: %w", err)
+		return nil, fmt.Errorf("%w: %w", ErrUnreachable, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
