@@ -68,7 +68,9 @@ func TestVerifyQueriesAtStartUp(t *testing.T) {
 		t.Errorf("Prometheus unreachable: got %v, want only a warning", err)
 	}
 	// The same words without the sentinel are a refusal: nothing parses the text.
-	refused := func(context.Context, string) error { return errors.New("prometheus said: unreachable is not a function") }
+	refused := func(context.Context, string) error {
+		return errors.New("prometheus said: unreachable is not a function")
+	}
 	if err := checkVerifyQueries(context.Background(), books, refused, quiet); err == nil || !strings.Contains(err.Error(), "rb.yaml") {
 		t.Errorf("query refused: got %v, want an error naming rb.yaml", err)
 	}
