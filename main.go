@@ -28,6 +28,11 @@ var (
 )
 
 func main() {
+	// A misspelt RECOVERBOT_* variable would be ignored silently; stop first.
+	if err := bot.CheckEnv(os.Environ()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
