@@ -101,7 +101,8 @@ func printReadable(cmd string, resp []byte, now time.Time, w io.Writer) error {
 		if err := json.Unmarshal(resp, &v); err != nil {
 			return err
 		}
-		fmt.Fprint(tw, v.Text)
+		fmt.Fprint(w, v.Text) // already laid out by the bot
+		return nil
 	}
 	return tw.Flush()
 }
