@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/recoverbot/recoverbot/bot"
 	"github.com/recoverbot/recoverbot/runbooks"
@@ -28,6 +30,11 @@ var (
 )
 
 func main() {
+	// A misspelt RECOVERBOT_* variable would be ignored silently; stop first.
+	if err := bot.CheckEnv(os.Environ()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
@@ -39,16 +46,16 @@ const usage = `usage: recoverbot <command> [flags]
   serve [--config FILE]          run the bot (intake, admin API, Slack when configured)
   validate [DIR]                 check a runbook directory (default: the embedded runbooks)
   settings                       list every setting and its environment variable
-  executions [--state S] [--runbook R] [--limit N]
-  show ID                        one execution with its audit trail
+  executions [--state S] [--runbook R] [--limit N] [-o json]
+  show ID [-o json]              one execution with its audit trail
   event ID                       one accepted event and what was decided for it
   approve ID | reject ID | rollback ID
   false ID                       mark an execution as a false action
   pause | resume
-  audit [--since 24h]            the audit trail as JSON lines
+  audit [--since 24h] [-o json]  the audit trail (-o json: as JSON lines)
   quarantine                     store records set aside because they cannot be decoded
   deadletters                    notifications given up on (refused by Slack, or too many tries)
-  stats [--window 24h]           auto-heal rate, MTTR, false-action rate beside their targets
+  stats [--window 24h] [-o json] auto-heal rate, MTTR, false-action rate beside their targets
   ask "QUESTION"                 ask the AI for a plan (needs ANTHROPIC_API_KEY on the bot); it waits for approval
   whoami                         who the bot takes you for (from your token)
   version                        the version, commit and Go release it was built from
@@ -57,6 +64,10 @@ Commands after "settings" talk to a running bot's admin API (RECOVERBOT_ADMIN_UR
 default http://<listen>) with the token RECOVERBOT_ADMIN_TOKEN (one of the bot's
 RECOVERBOT_ADMIN_TOKENS); you act as that token's owner. Without admin tokens on the
 bot, loopback callers are the local operator ("local").
+
+executions, show, audit and stats print tables for people; -o json prints the
+admin API's JSON. Exit status: 0 done, 1 the bot could not be reached or refused,
+2 a usage error. <command> --help prints the command's usage.
 `
 
 // run is the whole program; main only wires the process to it. It parses the
@@ -71,7 +82,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", getenv("RECOVERBOT_CONFIG"), "config file (YAML)")
 	f := adminFlags(cmd, fs)
-	if err := fs.Parse(args); err != nil {
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: recoverbot %s\n", commandUsage(cmd))
+		fs.PrintDefaults()
+	}
+	for _, a := range args {
+		if a == "--" {
+			break
+		}
+		if a == "-h" || a == "-help" || a == "--help" {
+			fs.SetOutput(stdout) // asked for: the usage is the answer, exit 0
+			fs.Usage()
+			return 0
+		}
+	}
+	// Flags may follow the id (show ID -o json): parse around each positional.
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return 2
+		}
+		if fs.NArg() == 0 {
+			break
+		}
+		pos, args = append(pos, fs.Arg(0)), fs.Args()[1:]
+	}
+	_ = fs.Parse(append([]string{"--"}, pos...)) // fs.Args() are the positionals
+	if f.output != nil && *f.output != "" && *f.output != "json" {
+		fmt.Fprintf(stderr, "recoverbot %s: -o %q: the only other output is json\n", cmd, *f.output)
 		return 2
 	}
 	switch cmd {
@@ -117,6 +155,24 @@ func serve(ctx context.Context, cfg bot.Config, getenv func(string) string, stde
 type flags struct {
 	state, runbook, since *string
 	limit                 *int
+	output                *string // -o: "" (for people) or "json"
+}
+
+// commandUsage is cmd's line of usage (one owner: the usage text), or cmd.
+func commandUsage(cmd string) string {
+	for _, line := range strings.Split(usage, "\n") {
+		if !strings.HasPrefix(line, "  ") {
+			continue
+		}
+		line = strings.TrimSpace(line)
+		words, _, _ := strings.Cut(line, "  ")
+		for _, w := range strings.Fields(words) {
+			if w == cmd {
+				return line
+			}
+		}
+	}
+	return cmd
 }
 
 func adminFlags(cmd string, fs *flag.FlagSet) flags {
@@ -130,6 +186,9 @@ func adminFlags(cmd string, fs *flag.FlagSet) flags {
 		f.since = fs.String("since", "24h", "records since a duration ago or an RFC 3339 time")
 	case "stats":
 		f.since = fs.String("window", "24h", "the window before now")
+	}
+	if readableCommands[cmd] {
+		f.output = fs.String("o", "", "output: json for the admin API's JSON (default: a table or text for people)")
 	}
 	return f
 }
@@ -145,6 +204,14 @@ func admin(ctx context.Context, cfg bot.Config, cmd string, fs *flag.FlagSet, f 
 	if err != nil {
 		fmt.Fprintf(stderr, "recoverbot %s: %v\n", cmd, err)
 		return 1
+	}
+	if f.output != nil && *f.output == "" {
+		var b bytes.Buffer
+		if err := printReadable(cmd, resp, time.Now(), &b); err == nil {
+			_, _ = stdout.Write(b.Bytes())
+			return 0
+		}
+		// An answer of a shape this CLI does not know: print it as it came.
 	}
 	printAnswer(cmd, resp, stdout)
 	return 0
@@ -213,19 +280,12 @@ func adminRequest(cmd string, fs *flag.FlagSet, f flags, stderr io.Writer) (meth
 	return method, path, q, body, 0
 }
 
-// printAnswer prints an admin API answer: the audit as the JSON lines it is,
-// stats as their text, any other JSON indented, anything else as it came.
+// printAnswer prints an admin API answer as JSON: the audit as the JSON lines
+// it is, any other JSON indented, anything else as it came.
 func printAnswer(cmd string, resp []byte, stdout io.Writer) {
 	if cmd == "audit" {
 		_, _ = stdout.Write(resp) // already JSON lines
 		return
-	}
-	if cmd == "stats" {
-		var v struct{ Text string }
-		if json.Unmarshal(resp, &v) == nil {
-			fmt.Fprint(stdout, v.Text)
-			return
-		}
 	}
 	var v any
 	if json.Unmarshal(resp, &v) == nil {

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -104,6 +105,29 @@ func TestServeAndDriveWithTheCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, ans.PlanID) {
 		t.Fatalf("executions: %d %s", code, out)
 	}
+	// For people: a header and aligned columns, like kubectl get.
+	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 ||
+		!regexp.MustCompile(`^ID +STATE +RUNBOOK +DECISION +EVENT +AGE$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^`+ans.PlanID+` +PENDING_APPROVAL +restart-pod-memory-leak +approval +`+ans.EventID+` +\d+s$`).MatchString(lines[1]) {
+		t.Errorf("executions table:\n%s", out)
+	}
+	// -o json: the admin API's JSON, as the CLI has always printed it.
+	code, out, _ = cli(t, env, "executions", "--state", "PENDING_APPROVAL", "-o", "json")
+	var list struct {
+		Executions []struct{ ID string } `json:"executions"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.Executions) != 1 || list.Executions[0].ID != ans.PlanID {
+		t.Errorf("executions -o json: %d %v %s", code, err, out)
+	}
+	code, out, _ = cli(t, env, "show", ans.PlanID)
+	for _, want := range []string{"ID:", ans.PlanID, "State:", "PENDING_APPROVAL", "Targets:", "deployment/", "Audit:", "ACTOR"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("show: %d, want %q in:\n%s", code, want, out)
+		}
+	}
+	if code, out, _ := cli(t, env, "show", ans.PlanID, "-o", "json"); code != 0 || !json.Valid([]byte(out)) || !strings.Contains(out, `"execution": {`) {
+		t.Errorf("show -o json: %d %s", code, out)
+	}
 	if code, _, errs := cli(t, env, "approve", ans.PlanID); code != 0 {
 		t.Fatalf("approve: %d %s", code, errs)
 	}
@@ -112,6 +136,11 @@ func TestServeAndDriveWithTheCLI(t *testing.T) {
 		t.Fatalf("second approve: %d %q, want a refusal naming the state", code, errs)
 	}
 	code, out, _ = cli(t, env, "audit", "--since", "1h")
+	if code != 0 || !regexp.MustCompile(`(?m)^AGE +EXECUTION +ACTOR +MOVE +REASON$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^\d+s +`+ans.PlanID+` +slack:UE2E +PENDING_APPROVAL→APPROVED `).MatchString(out) {
+		t.Errorf("audit table: %d\n%s", code, out)
+	}
+	code, out, _ = cli(t, env, "audit", "--since", "1h", "-o", "json")
 	if code != 0 || !strings.Contains(out, `"actor":"slack:UE2E"`) {
 		t.Fatalf("audit: %d %s", code, out)
 	}
@@ -125,6 +154,12 @@ func TestServeAndDriveWithTheCLI(t *testing.T) {
 	}
 	if code, out, errs := cli(t, env, "stats", "--window", "1h"); code != 0 || !strings.Contains(out, "auto-heal rate") || !strings.Contains(out, "1 incidents") {
 		t.Fatalf("stats: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := cli(t, env, "stats", "--window", "1h", "-o", "json"); code != 0 || !json.Valid([]byte(out)) || !strings.Contains(out, `"stats": {`) {
+		t.Fatalf("stats -o json: %d %s %s", code, out, errs)
+	}
+	if code, _, errs := cli(t, env, "executions", "-o", "yaml"); code != 2 || !strings.Contains(errs, "yaml") {
+		t.Errorf("executions -o yaml: %d %s, want 2 (usage)", code, errs)
 	}
 	if code, _, errs := cli(t, env, "ask", "payments", "is", "slow"); code != 1 || !strings.Contains(errs, "AI planning is off") {
 		t.Fatalf("ask without ANTHROPIC_API_KEY: %d %s", code, errs)
@@ -233,5 +268,47 @@ func TestServeRefusesShortTokens(t *testing.T) {
 		if code != 1 || !strings.Contains(errs, "at least 16 characters") || strings.Contains(errs, "=adm") {
 			t.Errorf("serve with %v: %d %q, want 1 naming the 16-character minimum", env, code, errs)
 		}
+	}
+}
+
+// Scripts can tell "asked wrong" (2) from "the bot is not there or said no" (1);
+// --help is an answer (0) on every command.
+func TestCLIExitCodesAndHelp(t *testing.T) {
+	for _, cmd := range []string{"serve", "validate", "settings", "executions", "show", "event", "approve", "reject",
+		"rollback", "false", "pause", "resume", "audit", "quarantine", "deadletters", "stats", "ask", "whoami", "version"} {
+		t.Run(cmd+" --help prints the usage and exits 0", func(t *testing.T) {
+			code, out, errs := cli(t, nil, cmd, "--help")
+			if code != 0 || !strings.HasPrefix(out, "usage: recoverbot ") || !strings.Contains(out, cmd) || errs != "" {
+				t.Errorf("got %d %q %q, want 0 and the usage on stdout", code, out, errs)
+			}
+		})
+	}
+	if code, out, _ := cli(t, nil, "executions", "-h"); code != 0 || !strings.Contains(out, "-o string") || !strings.Contains(out, "--state S") {
+		t.Errorf("executions -h: %d %s, want its flags", code, out)
+	}
+	// A port nothing listens on: the address of a closed listener.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := "http://" + ln.Addr().String()
+	ln.Close()
+	for _, c := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"unknown command is a usage error", []string{"nope"}, 2},
+		{"unknown flag is a usage error", []string{"executions", "--nope"}, 2},
+		{"missing id is a usage error", []string{"show"}, 2},
+		{"bad output is a usage error", []string{"audit", "-o", "xml"}, 2},
+		{"bot not reachable is 1", []string{"executions"}, 1},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			code, _, errs := cli(t, map[string]string{"RECOVERBOT_ADMIN_URL": down}, c.args...)
+			if code != c.want {
+				t.Errorf("got %d (%s), want %d", code, errs, c.want)
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -146,6 +147,69 @@ func key(f reflect.StructField) string {
 		return strings.ToLower(b.String())
 	}
 	return k
+}
+
+// otherEnv are RECOVERBOT_* variables that are not settings but are read
+// elsewhere: the config file flag's default, and the knobs of the test and
+// long-run suites. CheckEnv accepts them.
+var otherEnv = []string{
+	"RECOVERBOT_CONFIG",
+	"RECOVERBOT_TEST_REDIS_URL", "RECOVERBOT_TEST_KUBECONFIG", "RECOVERBOT_TEST_KUBECONFIG_ADMIN", "RECOVERBOT_TEST_LOG",
+	"RECOVERBOT_REQUIRE_INTEGRATION", "RECOVERBOT_REQUIRE_K8S", "RECOVERBOT_IMAGE_TEST",
+	"RECOVERBOT_LONG", "RECOVERBOT_LONG_SEED", "RECOVERBOT_CRASHES", "RECOVERBOT_LOAD_RATE", "RECOVERBOT_LOAD_SECONDS",
+}
+
+// KnownEnv lists every RECOVERBOT_* variable the program or its tests read:
+// the settings (from Config, the one owner) and otherEnv.
+func KnownEnv() []string {
+	var out []string
+	for _, s := range Settings() {
+		out = append(out, s[1])
+	}
+	return append(out, otherEnv...)
+}
+
+// CheckEnv fails on a RECOVERBOT_* variable nobody reads, naming it and the
+// closest known one: a misspelt setting would otherwise be ignored silently
+// (a misspelt RECOVERBOT_MODE=full leaves the bot in dry-run). environ is os.Environ's form.
+func CheckEnv(environ []string) error {
+	known := KnownEnv()
+	var errs []error
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if !strings.HasPrefix(name, "RECOVERBOT_") || slices.Contains(known, name) {
+			continue
+		}
+		best, bestD := "", -1
+		for _, k := range known {
+			if d := editDistance(name, k); bestD < 0 || d < bestD {
+				best, bestD = k, d
+			}
+		}
+		errs = append(errs, fmt.Errorf("%s is not a setting (did you mean %s? `recoverbot settings` lists them all)", name, best))
+	}
+	return errors.Join(errs...)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur := make([]int, len(b)+1)
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev = cur
+	}
+	return prev[len(b)]
 }
 
 func (c *Config) applyEnv(getenv func(string) string) error {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -231,5 +232,57 @@ func TestExampleConfigLoads(t *testing.T) {
 	}
 	if c.SlackChannel != "C0123456789" || c.AIModel != claude.DefaultModel || c.AITimeout != 5*time.Second || c.BlastMaxAuto != 10 {
 		t.Errorf("example values: %+v", c)
+	}
+}
+
+func TestCheckEnvNamesTheMisspeltVariableAndTheClosestSetting(t *testing.T) {
+	misspelt := "RECOVERBOT_" + "MDOE" // split so the every-variable test below does not find it
+	err := CheckEnv([]string{"HOME=/root", "RECOVERBOT_MODE=dry-run", misspelt + "=full"})
+	if err == nil {
+		t.Fatal("got no error for a misspelt setting")
+	}
+	for _, want := range []string{misspelt, "did you mean RECOVERBOT_MODE?"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("got %q, want it to contain %q", err, want)
+		}
+	}
+}
+
+// Every RECOVERBOT_* variable the repository mentions (README, code, tests,
+// Makefile) is accepted: a new one must be added to Config or otherEnv.
+func TestCheckEnvAcceptsEveryVariableTheRepositoryMentions(t *testing.T) {
+	re := regexp.MustCompile(`RECOVERBOT_[A-Z0-9_]*[A-Z0-9]`)
+	seen := map[string]bool{}
+	err := filepath.WalkDir("..", func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == ".git" || d.Name() == "testdata") {
+			return filepath.SkipDir
+		}
+		if d.IsDir() || !(strings.HasSuffix(p, ".go") || strings.HasSuffix(p, ".md") || d.Name() == "Makefile" || strings.HasSuffix(p, ".yaml") || strings.HasSuffix(p, ".sh")) {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		for _, m := range re.FindAllString(string(b), -1) {
+			seen[m] = true
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !seen["RECOVERBOT_MODE"] || !seen["RECOVERBOT_ADMIN_URL"] || !seen["RECOVERBOT_TEST_REDIS_URL"] {
+		t.Fatalf("the scan found too little: %v", seen)
+	}
+	var env []string
+	for name := range seen {
+		env = append(env, name+"=x")
+	}
+	if err := CheckEnv(env); err != nil {
+		t.Errorf("got %v, want every mentioned variable accepted", err)
 	}
 }

@@ -158,7 +158,7 @@ type Engine struct {
 	repeats         map[string]int       // open plan → duplicates folded in (this process)
 	repeatNoted     map[string]time.Time // open plan → when its count was last announced
 	repeatTrailing  map[string]bool      // open plan → a final announcement is scheduled
-	suppressedBatch map[string]int       // "runbook: reason" → plans since the last summary
+	suppressedBatch suppressedBatch      // plans suppressed since the last summary (storm.go)
 }
 
 // orDefault sets *v to d when it is the zero value.
@@ -197,7 +197,7 @@ func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine 
 		rate: rateWindows{}, blast: blastWindows{failing: map[string]time.Time{}}, fingerprints: map[string]string{},
 		events: map[string]*pendingEvent{}, timers: map[string]func() bool{},
 		repeats: map[string]int{}, repeatNoted: map[string]time.Time{}, repeatTrailing: map[string]bool{},
-		suppressedBatch: map[string]int{},
+		suppressedBatch: suppressedBatch{counts: map[string]int{}},
 	}
 	e.aiGate = newAIGate(cfg.AIBudget)
 	e.locks.init()
@@ -425,7 +425,7 @@ func (e *Engine) submit(ctx context.Context, ev Event, now time.Time, o proposal
 	}
 	if x := d.accepted.Execution; x != nil && x.State == Suppressed {
 		e.mu.Lock()
-		e.noteSuppressed(x.Runbook, x.Reasons[0])
+		e.noteSuppressed(x)
 		e.mu.Unlock()
 	}
 	e.poke()

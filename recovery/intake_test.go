@@ -137,15 +137,15 @@ func TestDecisionNeverCommittedLeavesNoTrace(t *testing.T) {
 		if _, err := e.Submit(context.Background(), staleCache("e1")); err == nil {
 			t.Fatal("submit succeeded, want the store's error")
 		}
-		if len(e.suppressedBatch) != 0 {
-			t.Errorf("summary batch %v for a plan never committed", e.suppressedBatch)
+		if len(e.suppressedBatch.counts) != 0 {
+			t.Errorf("summary batch %v for a plan never committed", e.suppressedBatch.counts)
 		}
 		st.err = nil
 		if _, err := e.Submit(context.Background(), staleCache("e2")); err != nil {
 			t.Fatal(err)
 		}
-		if n := len(e.suppressedBatch); n != 1 {
-			t.Errorf("summary batch %v after a committed suppressed plan, want it", e.suppressedBatch)
+		if n := len(e.suppressedBatch.counts); n != 1 {
+			t.Errorf("summary batch %v after a committed suppressed plan, want it", e.suppressedBatch.counts)
 		}
 	})
 }

@@ -114,14 +114,42 @@ func (e *Engine) trailingRepeat(plan string) {
 	}
 }
 
+// suppressedListMax bounds the plans a suppression summary names one by one:
+// a storm of thousands must still fit one readable message (the rest are
+// counted as "+N more"; every plan is in the audit trail and `recoverbot
+// executions --state SUPPRESSED`).
+const suppressedListMax = 10
+
+// suppressedBatch is what the next suppression summary says: counts per
+// "runbook: reason", and the first suppressedListMax plans, each naming what
+// was not done (event type, targets) and the plan id to look it up.
+type suppressedBatch struct {
+	counts map[string]int
+	lines  []string
+	more   int
+}
+
 // noteSuppressed queues a suppressed plan for the next summary; called with
 // e.mu held. The first one in a quiet period arms the flush timer.
-func (e *Engine) noteSuppressed(runbook, reason string) {
-	key := runbook + ": " + reason
-	if len(e.suppressedBatch) == 0 {
+func (e *Engine) noteSuppressed(x *Execution) {
+	b := &e.suppressedBatch
+	if len(b.counts) == 0 {
 		e.clock.AfterFunc(e.cfg.SuppressSummaryEvery, e.flushSuppressed)
 	}
-	e.suppressedBatch[key]++
+	reason := ""
+	if len(x.Reasons) > 0 {
+		reason = x.Reasons[0]
+	}
+	b.counts[x.Runbook+": "+reason]++
+	if len(b.lines) == suppressedListMax {
+		b.more++
+		return
+	}
+	targets := "no target"
+	if len(x.Targets) > 0 {
+		targets = strings.Join(x.Targets, ", ")
+	}
+	b.lines = append(b.lines, fmt.Sprintf("%s on %s not done: %s, plan %s", x.Event.Type, targets, x.Runbook, x.ID))
 }
 
 // flushSuppressed posts one summary of the plans suppressed since the last one.
@@ -129,14 +157,14 @@ func (e *Engine) noteSuppressed(runbook, reason string) {
 func (e *Engine) flushSuppressed() {
 	e.mu.Lock()
 	batch := e.suppressedBatch
-	e.suppressedBatch = map[string]int{}
+	e.suppressedBatch = suppressedBatch{counts: map[string]int{}}
 	e.mu.Unlock()
-	if len(batch) == 0 {
+	if len(batch.counts) == 0 {
 		return
 	}
-	keys := make([]string, 0, len(batch))
+	keys := make([]string, 0, len(batch.counts))
 	total := 0
-	for k, n := range batch {
+	for k, n := range batch.counts {
 		keys = append(keys, k)
 		total += n
 	}
@@ -144,7 +172,13 @@ func (e *Engine) flushSuppressed() {
 	var b strings.Builder
 	fmt.Fprintf(&b, "🚫 %d plan(s) suppressed in the last %s:", total, e.cfg.SuppressSummaryEvery)
 	for _, k := range keys {
-		fmt.Fprintf(&b, "\n• %d × %s", batch[k], k)
+		fmt.Fprintf(&b, "\n• %d × %s", batch.counts[k], k)
+	}
+	for _, l := range batch.lines {
+		fmt.Fprintf(&b, "\n  – %s", l)
+	}
+	if batch.more > 0 {
+		fmt.Fprintf(&b, "\n  +%d more (recoverbot executions --state SUPPRESSED)", batch.more)
 	}
 	now := e.clock.Now()
 	if err := e.store.Record(e.ctx, nil, []Notification{{At: now, Kind: NoteNotice, Text: b.String()}}); err != nil {

@@ -104,6 +104,35 @@ func TestStormAcrossFiftyTargetsIsRateLimitedAndSummarized(t *testing.T) {
 	if len(k["notice"]) != 1 || !strings.Contains(k["notice"][0].Text, "40 × apply-rate-limit-abuse: hourly rate limit reached") {
 		t.Fatalf("notices %+v, want one summary of the 40 suppressed plans", k["notice"])
 	}
+	// The summary names what was not done, plan by plan, up to a bound.
+	text := k["notice"][0].Text
+	byID := map[string]recovery.Execution{}
+	for _, x := range xs {
+		if x.State == recovery.Suppressed {
+			byID[x.ID] = x
+		}
+	}
+	var named int
+	for _, line := range strings.Split(text, "\n") {
+		if !strings.HasPrefix(line, "  – ") {
+			continue
+		}
+		named++
+		_, id, ok := strings.Cut(line, ", plan ")
+		id, _, _ = strings.Cut(id, " ")
+		x, found := byID[id]
+		if !ok || !found {
+			t.Errorf("line %q names no suppressed plan", line)
+			continue
+		}
+		want := fmt.Sprintf("RATE_LIMIT_BREACH on %s not done: apply-rate-limit-abuse", strings.Join(x.Targets, ", "))
+		if len(x.Targets) == 0 || !strings.Contains(line, want) {
+			t.Errorf("line %q, want it to contain %q", line, want)
+		}
+	}
+	if named != 10 || !strings.Contains(text, "\n  +30 more") {
+		t.Errorf("summary %q names %d plans, want 10 and \"+30 more\"", text, named)
+	}
 	if len(k["plan"]) != 10 {
 		t.Errorf("%d plan messages, want 10 (the executed ones)", len(k["plan"]))
 	}
