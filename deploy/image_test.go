@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,14 +41,16 @@ const (
 // and commit, the one layer holds exactly the binary, the CA bundle, passwd,
 // group and /data (so no shell), and the binary is static, built CGO-free with
 // embedded time zone data, and says its version; then it serves as the
-// Deployment configures it (serveAsDeployed).
+// Deployment configures it (serveAsDeployed); last, twice more with
+// build.sh's own defaults (testDefaults).
 func TestImage(t *testing.T) {
 	if os.Getenv("RECOVERBOT_IMAGE_TEST") != "1" {
-		t.Skip("the image test builds the bot twice (a minute or more cold): run `make test-image`")
+		t.Skip("the image test builds the bot four times (a minute or more cold): run `make test-image`")
 	}
 	dir := t.TempDir()
 	a, b := filepath.Join(dir, "a.tar"), filepath.Join(dir, "b.tar")
-	digestA, digestB := buildImage(t, a), buildImage(t, b)
+	fixed := []string{"VERSION=" + testVersion, "COMMIT=" + testCommit, "SOURCE_DATE_EPOCH=" + testEpoch}
+	digestA, digestB := buildImage(t, a, fixed), buildImage(t, b, fixed)
 	if digestA != digestB {
 		t.Errorf("same commit, two digests: %s and %s", digestA, digestB)
 	}
@@ -249,6 +252,8 @@ func TestImage(t *testing.T) {
 	}
 
 	serveAsDeployed(t, bin)
+
+	t.Run("build.sh's defaults", testDefaults)
 }
 
 // serveAsDeployed runs the image's binary with deployment.yaml's environment
@@ -421,11 +426,84 @@ func configMapVolume(t *testing.T, dir string) string {
 	return vol
 }
 
-// buildImage runs deploy/image/build.sh and returns the digest it printed.
-func buildImage(t *testing.T, out string) string {
+// testDefaults (in TestImage, which make test-image runs): build.sh with
+// nothing set, as make image runs it, labels
+// the image with its own defaults: the revision is `git rev-parse HEAD` (with
+// "-dirty" when tracked files have changes), the version `git describe
+// --tags --always --dirty`, created the commit's time (%ct); and two such
+// builds of one tree are the same image.
+func testDefaults(t *testing.T) {
+	git := func(args ...string) string {
+		out, err := exec.Command("git", args...).Output()
+		if err != nil {
+			t.Fatalf("git %q: %v", args, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	revision := git("rev-parse", "HEAD")
+	if git("status", "--porcelain", "--untracked-files=no") != "" {
+		revision += "-dirty"
+	}
+	epoch, err := strconv.ParseInt(git("log", "-1", "--format=%ct"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"org.opencontainers.image.version":  git("describe", "--tags", "--always", "--dirty"),
+		"org.opencontainers.image.revision": revision,
+		"org.opencontainers.image.created":  time.Unix(epoch, 0).UTC().Format(time.RFC3339),
+	}
+
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a.tar"), filepath.Join(dir, "b.tar")
+	digestA, digestB := buildImage(t, a, nil), buildImage(t, b, nil)
+	if digestA != digestB {
+		t.Errorf("one tree built twice with build.sh's defaults: two digests %s and %s", digestA, digestB)
+	}
+	entries := untar(t, func() io.Reader {
+		f, err := os.Open(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { f.Close() })
+		return f
+	}())
+	var index struct {
+		Manifests []descriptor `json:"manifests"`
+	}
+	decode(t, entries, "index.json", &index)
+	if len(index.Manifests) != 1 {
+		t.Fatalf("index.json lists %d manifests, want 1", len(index.Manifests))
+	}
+	var manifest struct {
+		Config descriptor `json:"config"`
+	}
+	decode(t, entries, blob(index.Manifests[0].Digest), &manifest)
+	var config struct {
+		Config struct{ Labels map[string]string } `json:"config"`
+	}
+	decode(t, entries, blob(manifest.Config.Digest), &config)
+	for k, w := range want {
+		if got := config.Config.Labels[k]; got != w {
+			t.Errorf("label %s = %q, want %q (build.sh's default)", k, got, w)
+		}
+	}
+}
+
+// buildImage runs deploy/image/build.sh with env (KEY=value) over this
+// process's environment, less any VERSION, COMMIT or SOURCE_DATE_EPOCH of its
+// own (so that nil means build.sh's defaults), and returns the digest it printed.
+func buildImage(t *testing.T, out string, env []string) string {
 	t.Helper()
 	cmd := exec.Command("image/build.sh", out)
-	cmd.Env = append(os.Environ(), "VERSION="+testVersion, "COMMIT="+testCommit, "SOURCE_DATE_EPOCH="+testEpoch)
+	for _, kv := range os.Environ() {
+		switch k, _, _ := strings.Cut(kv, "="); k {
+		case "VERSION", "COMMIT", "SOURCE_DATE_EPOCH":
+		default:
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()
