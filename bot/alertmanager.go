@@ -3,6 +3,7 @@ package bot
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"strconv"
 	"strings"
@@ -47,6 +48,8 @@ type amResult struct {
 //   - confidence: annotation confidence, else the configured default;
 //   - summary: annotation summary, else description;
 //   - context: every other label; data: every other annotation (numbers parsed);
+//   - labels: every label as sent, for the silence while it is remediated
+//     (recovery/silence.go; recovery/amsilence validates them for a matcher);
 //   - id: am_<fingerprint>_<startsAt unix>_<status>, so a re-delivered alert is a
 //     no-op; the fingerprint is the dedup key of the alert's plan.
 func (a *API) alertEvent(al *amAlert) (recovery.Event, error) {
@@ -59,10 +62,11 @@ func (a *API) alertEvent(al *amAlert) (recovery.Event, error) {
 		Severity:    runbooks.Severity(strings.ToUpper(al.Labels["severity"])),
 		Summary:     al.Annotations["summary"],
 		Confidence:  a.AlertmanagerConfidence,
-		Source:      "alertmanager",
+		Source:      recovery.SourceAlertmanager,
 		Fingerprint: al.Fingerprint,
 		Context:     map[string]any{},
 		Data:        map[string]any{},
+		Labels:      maps.Clone(al.Labels),
 	}
 	if ev.Summary == "" {
 		ev.Summary = al.Annotations["description"]

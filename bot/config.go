@@ -49,6 +49,8 @@ type Config struct {
 	GatewayURL             string        `yaml:"gateway_url" help:"HTTP gateway admin API for CIRCUIT_BREAKER, RATE_LIMIT, route FAILOVER"`
 	PrometheusURL          string        `yaml:"prometheus_url" help:"Prometheus for verify queries; empty: verification is skipped (and said so)"`
 	SignalWebhook          string        `yaml:"signal_webhook" help:"URL that receives a RECOVERY_SIGNAL event (JSON POST) for each verified recovery"`
+	AlertmanagerURL        string        `yaml:"alertmanager_url" help:"Alertmanager (API v2) where an alert is silenced while its execution runs; empty: no silences"`
+	SilenceMax             time.Duration `yaml:"silence_max" help:"a silence while remediating ends at the latest this long after the execution started, even if the bot dies (1m..24h)"`
 	AIModel                string        `yaml:"ai_model" help:"Claude model for AI planning (only used when ANTHROPIC_API_KEY is set)"`
 	AITimeout              time.Duration `yaml:"ai_timeout" help:"bound on each AI call: a slow, failing or rate-limited AI never delays a plan"`
 	AIMaxConcurrent        int           `yaml:"ai_max_concurrent" help:"AI calls in flight at once; an unmatched event over the cap is not sent (counted in /metrics)"`
@@ -93,6 +95,7 @@ func DefaultConfig() Config {
 		AIPromptBytes:          ab.PromptBytes,
 		BlastMaxAuto:           d.BlastMaxAuto,
 		BlastMaxTargets:        d.BlastMaxTargets,
+		SilenceMax:             d.SilenceMax,
 	}
 }
 
@@ -308,10 +311,14 @@ func (c *Config) Validate() error {
 	if c.LockWait <= 0 {
 		bad("lock_wait", "must be positive")
 	}
+	if c.SilenceMax < MinSilenceMax || c.SilenceMax > MaxSilenceMax {
+		bad("silence_max", "%s is outside %s..%s", c.SilenceMax, MinSilenceMax, MaxSilenceMax)
+	}
 	if c.Drivers != "real" && c.Drivers != "log" {
 		bad("drivers", "%q is not real or log", c.Drivers)
 	}
-	for k, u := range map[string]string{"gateway_url": c.GatewayURL, "prometheus_url": c.PrometheusURL, "signal_webhook": c.SignalWebhook} {
+	for k, u := range map[string]string{"gateway_url": c.GatewayURL, "prometheus_url": c.PrometheusURL, "signal_webhook": c.SignalWebhook,
+		"alertmanager_url": c.AlertmanagerURL} {
 		if u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			bad(k, "%q is not an http(s) URL", u)
 		}
@@ -404,7 +411,8 @@ func (c *Config) SlackOptions(getenv func(string) string, log *slog.Logger) Slac
 func (c *Config) Engine() recovery.Config {
 	return recovery.Config{Mode: recovery.Mode(c.Mode), AutoThreshold: c.AutoThreshold,
 		ApprovalTimeout: c.ApprovalTimeout, DefaultCooldown: c.DefaultCooldown, LockWait: c.LockWait,
-		AITimeout: c.AITimeout, BlastMaxAuto: c.BlastMaxAuto, BlastMaxTargets: c.BlastMaxTargets,
+		SilenceMax: c.SilenceMax,
+		AITimeout:  c.AITimeout, BlastMaxAuto: c.BlastMaxAuto, BlastMaxTargets: c.BlastMaxTargets,
 		AIBudget: recovery.AIBudget{MaxConcurrent: c.AIMaxConcurrent, PerMinute: c.AIPerMinute,
 			FoldWindow: c.AIFoldWindow, PromptBytes: c.AIPromptBytes}}
 }
@@ -436,6 +444,14 @@ func (c *Config) Advisor(getenv func(string) string) (adv recovery.Advisor, endp
 // characters of a random token are beyond guessing over HTTP; shorter ones
 // ("adm", "secret") are placeholders that ended up in production.
 const MinTokenLen = 16
+
+// The range of silence_max: under a minute a silence would end before most
+// remediations do; a day is the cap, so a silence whose expiry failed, or
+// whose bot died, never hides an incident longer than that.
+const (
+	MinSilenceMax = time.Minute
+	MaxSilenceMax = 24 * time.Hour
+)
 
 // AdminToken is one credential of the admin API and whom it belongs to.
 type AdminToken struct {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/recovery/amsilence"
 	"github.com/recoverbot/recoverbot/recovery/promcheck"
 	"github.com/recoverbot/recoverbot/runbooks"
 	"github.com/recoverbot/recoverbot/store"
@@ -205,6 +206,14 @@ func engineConfig(ctx context.Context, cfg Config, books *runbooks.Set, o Option
 	}
 	if cfg.SignalWebhook != "" {
 		ecfg.OnRecovery = signalWebhook(cfg.SignalWebhook, log)
+	}
+	if cfg.AlertmanagerURL != "" {
+		sc, err := amsilence.New(cfg.AlertmanagerURL, nil)
+		if err != nil {
+			return ecfg, err
+		}
+		ecfg.Silencer = sc
+		log.Info("silences while remediating on: an execution for an Alertmanager alert silences it until it ends", "max", cfg.SilenceMax)
 	}
 	advisor, endpoint, err := cfg.Advisor(o.Getenv)
 	if err != nil {

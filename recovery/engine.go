@@ -37,6 +37,10 @@ type Config struct {
 	Advisor   Advisor
 	AITimeout time.Duration
 	AIBudget  AIBudget // zero fields: DefaultAIBudget's (aibudget.go)
+	// Silencer, when set, silences an alert in Alertmanager while its
+	// execution runs, for at most SilenceMax (silence.go).
+	Silencer   Silencer
+	SilenceMax time.Duration
 
 	// Storms: a plan's repeat count is announced at most this often, and
 	// suppressed plans are summarized in one message at most this often.
@@ -54,7 +58,7 @@ type Config struct {
 // DefaultConfig returns the documented defaults: dry-run mode, 0.80, 5 minutes.
 func DefaultConfig() Config {
 	return Config{Mode: ModeDryRun, AutoThreshold: 0.80, ApprovalTimeout: 5 * time.Minute,
-		DefaultCooldown: 5 * time.Minute, LockWait: 30 * time.Second,
+		DefaultCooldown: 5 * time.Minute, LockWait: 30 * time.Second, SilenceMax: DefaultSilenceMax,
 		RepeatNoticeEvery: 5 * time.Second, SuppressSummaryEvery: 10 * time.Second,
 		BlastMaxAuto: 10, BlastWindow: time.Hour, BlastMaxTargets: 20, BlastTargetWindow: 5 * time.Minute}
 }
@@ -134,6 +138,7 @@ type Engine struct {
 	work    tracker
 	wake    chan struct{} // pokes the outbox courier
 	aiGate  *aiGate       // bounds AI calls (aibudget.go)
+	silence silenceWork   // expiries in flight (silence.go)
 
 	// ctx is the engine's own lifetime: executions run on it, never on a request's.
 	ctx    context.Context
@@ -176,6 +181,7 @@ func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine 
 	orDefault(&cfg.AutoThreshold, d.AutoThreshold)
 	orDefault(&cfg.ApprovalTimeout, d.ApprovalTimeout)
 	orDefault(&cfg.LockWait, d.LockWait)
+	orDefault(&cfg.SilenceMax, d.SilenceMax)
 	orDefault(&cfg.RepeatNoticeEvery, d.RepeatNoticeEvery)
 	orDefault(&cfg.SuppressSummaryEvery, d.SuppressSummaryEvery)
 	orDefault(&cfg.BlastMaxAuto, d.BlastMaxAuto)
@@ -200,6 +206,7 @@ func New(cfg Config, store Store, books *runbooks.Set, drivers Drivers) *Engine 
 		suppressedBatch: suppressedBatch{counts: map[string]int{}},
 	}
 	e.aiGate = newAIGate(cfg.AIBudget)
+	e.silence.expiring = map[string]bool{}
 	e.locks.init()
 	e.work.init()
 	return e
@@ -255,6 +262,11 @@ func (e *Engine) Start(ctx context.Context) error {
 			if !x.RollbackAt.IsZero() && CanMove(x.State, RollingBack) && x.State != Interrupted {
 				timers = append(timers, func() { e.arm(x.ID, x.RollbackAt, e.scheduledRollback) })
 			}
+		}
+		if x.Silence.pending() && x.State != Verifying {
+			// Only a verification resumes: whatever else held a silence
+			// ended, or was interrupted, while the bot was down.
+			e.endSilence(x.ID, true)
 		}
 	}
 	for i := range pending {

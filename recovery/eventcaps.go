@@ -25,12 +25,14 @@ const (
 	// again (encoding/json stops at 10,000).
 	MaxDataDepth = 8
 	// MaxDataKeys bounds the object keys of data and context together, at
-	// every level: a runbook matches a handful; 256 is a generous alert.
+	// every level, and an alert's labels: a runbook matches a handful; 256 is
+	// a generous alert (its labels are counted twice, as context and labels).
 	MaxDataKeys = 256
-	// MaxDataString bounds one key or string value of data and context:
+	// MaxDataString bounds one key or string value of data, context and
+	// labels:
 	// identifiers, URLs and queries fit; logs do not belong in an event.
 	MaxDataString = 4 << 10
-	// MaxDataBytes bounds data and context together, counted as the bytes of
+	// MaxDataBytes bounds data, context and labels together, counted as the bytes of
 	// every key and string value plus 8 for each other value (number, bool,
 	// null, object, array).
 	MaxDataBytes = 64 << 10
@@ -100,7 +102,7 @@ func cutMarker(cut int) string { return fmt.Sprintf("… [cut %d bytes]", cut) }
 // PlanManual and Preview; Resolve), and the edges do not repeat it. It first cuts the
 // human text, which is never a reason to refuse an incident: a summary longer
 // than MaxTextBytes is cut, marked (CutText), and invalid UTF-8 is replaced.
-// Then it refuses data or context over a bound above, with CodeTooLarge and a
+// Then it refuses data, context or labels over a bound above, with CodeTooLarge and a
 // sentence naming the field and the bound. It allocates nothing unless it
 // cuts or refuses: it runs on every event.
 func BoundEvent(ev *Event) error {
@@ -125,7 +127,26 @@ func checkEventBounds(ev *Event) error {
 			return over.err()
 		}
 	}
+	for k, v := range ev.Labels {
+		if over := w.label(k, v); over != nil {
+			over.path = append(over.path, "labels."+shortKey(k))
+			return over.err()
+		}
+	}
 	return nil
+}
+
+// label counts one label as a key and its string value, with the keys and
+// bytes of data and context (the walk's value does the same for a map).
+func (w *boundsWalk) label(k, v string) *overBound {
+	w.keys++
+	if w.keys > MaxDataKeys {
+		return &overBound{format: "data, context and labels hold more than %[2]d keys (the limit; counted up to %[1]s)", args: []any{MaxDataKeys}}
+	}
+	if over := w.str("key", k); over != nil {
+		return over
+	}
+	return w.str("value", v)
 }
 
 type boundsWalk struct{ keys, bytes int }

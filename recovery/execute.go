@@ -24,6 +24,10 @@ func (e *Engine) transition(ctx context.Context, t Transition) (Execution, error
 	if o := e.cfg.Observer; err == nil && o != nil && !(len(t.From) == 1 && t.From[0] == t.To) {
 		o.Moved(t.To) // a real move, not an annotation
 	}
+	if err == nil && x.Silence.pending() && !e.silenceHeld(&x) {
+		// Every move passes here: the one place a silence ends (silence.go).
+		e.endSilence(x.ID, false)
+	}
 	return x, err
 }
 
@@ -293,6 +297,7 @@ func (e *Engine) run(id string) {
 		log.Error("start execution", "err", err)
 		return
 	}
+	e.startSilence(&x) // in the background: Alertmanager never delays the actions
 	for i, a := range x.Actions {
 		if err := e.applyOne(ctx, id, i, a, len(x.Actions)); err != nil {
 			e.fail(ctx, id, i, a, err)

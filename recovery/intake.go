@@ -76,6 +76,9 @@ func (e *Engine) decide(ev *Event, now time.Time, o proposalOpts) decision {
 	dec.trip, dec.prevBreaker, dec.blast = trip, prevBreaker, blast
 	rec.Decision, rec.Reasons, rec.PlanID = x.Decision, x.Reasons, x.ID
 	audit.ExecutionID, audit.To, audit.Reason = x.ID, x.State, strings.Join(x.Reasons, "; ")
+	if x.State == DryRun && e.silences(x) {
+		audit.Reason += "; no Alertmanager silence: a dry run changes nothing"
+	}
 	snap := *x
 	audit.Plan = &snap
 	dec.accepted = Accepted{Event: rec, Execution: x, Audit: []AuditRecord{audit}, Outbox: notices}

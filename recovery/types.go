@@ -128,6 +128,9 @@ type Execution struct {
 	// Explanation is an optional AI-written note on the failure and the plan,
 	// added after the plan was posted (it never delays it).
 	Explanation string `json:"explanation,omitempty"`
+	// Silence is the Alertmanager silence of the alert while the bot works
+	// on it (silence.go).
+	Silence *SilenceRef `json:"silence,omitempty"`
 }
 
 // AuditRecord is one line of the append-only audit trail.

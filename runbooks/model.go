@@ -85,6 +85,11 @@ type Event struct {
 	Source string `json:"source,omitempty"`
 	// Fingerprint is the sender's dedup identity (Alertmanager's alert fingerprint).
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// Labels are an Alertmanager alert's labels as sent, every one (event_type
+	// and severity too, in their own spelling): the silence of the alert
+	// while it is remediated matches them exactly. Set only by the
+	// Alertmanager intake; held to the event's bounds with data and context.
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // Lookup finds a condition or template key in the event's data, then its context.

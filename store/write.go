@@ -92,7 +92,7 @@ func (db *DB) Accept(ctx context.Context, a recovery.Accepted) error {
 			return fmt.Errorf("store: accept %s: dedup: %w", eventID, err)
 		}
 	}
-	open := a.Execution != nil && isOpen(a.Execution)
+	open := a.Execution != nil && a.Execution.Open()
 
 	return db.submit(ctx, func(tx *bolt.Tx) error {
 		// Preconditions: nothing is written unless all hold.
@@ -285,7 +285,7 @@ func (db *DB) Transition(ctx context.Context, t recovery.Transition) (recovery.E
 			}
 		}
 
-		if err := putExecution(tx, t.ID, execJSON, isOpen(&e)); err != nil {
+		if err := putExecution(tx, t.ID, execJSON, e.Open()); err != nil {
 			return dirty(err)
 		}
 		if _, err := appendAudit(tx, encoded{owner: t.ID, json: audit}); err != nil {
@@ -345,17 +345,6 @@ func (db *DB) PutSetting(ctx context.Context, key string, value []byte) error {
 	return db.submit(ctx, func(tx *bolt.Tx) error {
 		return dirty(tx.Bucket(bucketSettings).Put([]byte(key), value))
 	})
-}
-
-// isOpen says whether start-up must resume e: a worker or timer may still move
-// it, or a scheduled rollback is pending.
-func isOpen(e *recovery.Execution) bool {
-	if !e.State.Terminal() {
-		return true
-	}
-	// A scheduled rollback (rollbackAfterMinutes, or the end of a time-boxed
-	// action) must survive a restart in every state that can still roll back.
-	return !e.RollbackAt.IsZero() && recovery.CanMove(e.State, recovery.RollingBack)
 }
 
 // encoded is a record marshalled with Seq 0, and the execution it belongs to.
