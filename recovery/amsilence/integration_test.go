@@ -43,6 +43,10 @@ actions:
 safety:
   requiresApproval: false
   maxExecutionsPerHour: 100
+verify:
+  prometheus: 'pg_pool_free > 0'
+  within: 1m
+  every: 1s
 `
 
 // startAlertmanager runs the real Alertmanager on loopback until the test
@@ -160,14 +164,23 @@ func (d gatedUndo) Undo(ctx context.Context, a runbooks.Action, before json.RawM
 	return d.Driver.Undo(ctx, a, before, r)
 }
 
+// gatedVerifier answers healthy once its gate opens.
+type gatedVerifier struct{ g *gate }
+
+func (v gatedVerifier) Check(context.Context, string) (bool, string, error) {
+	v.g.hold()
+	return true, "1", nil
+}
+
 type bot struct {
 	eng *recovery.Engine
 	db  *store.DB
 }
 
 // startBot opens the store at path and starts an engine in full mode with
-// the pool runbook, the given drivers and silencer.
-func startBot(t *testing.T, path string, drivers recovery.DriverMap, s recovery.Silencer, mode recovery.Mode) *bot {
+// the pool runbook, the given drivers and silencer (without a Verifier,
+// verification is skipped: SUCCEEDED ends the execution).
+func startBot(t *testing.T, path string, drivers recovery.DriverMap, s recovery.Silencer, mode recovery.Mode, opts ...func(*recovery.Config)) *bot {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "rb.yaml"), []byte(poolRunbook), 0o600); err != nil {
@@ -183,6 +196,9 @@ func startBot(t *testing.T, path string, drivers recovery.DriverMap, s recovery.
 	}
 	cfg := recovery.DefaultConfig()
 	cfg.Mode, cfg.Silencer = mode, s
+	for _, o := range opts {
+		o(&cfg)
+	}
 	eng := recovery.New(cfg, db, books, drivers)
 	if err := eng.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -320,6 +336,24 @@ func TestSilenceWhileRemediating(t *testing.T) {
 		expiredSilence(t, b, amURL, plan)
 		if x := b.exec(t, plan); x.State != recovery.Succeeded {
 			t.Errorf("state %s, want SUCCEEDED", x.State)
+		}
+	})
+
+	t.Run("verification: silenced while VERIFYING, expired once VERIFIED", func(t *testing.T) {
+		verify := newGate()
+		defer verify.release()
+		b := startBot(t, filepath.Join(t.TempDir(), "bot.db"), logdriver.New(nil).All(), client, recovery.ModeFull,
+			func(c *recovery.Config) { c.Verifier = gatedVerifier{verify} })
+		plan := b.submitAlert(t, alertLabels)
+		verify.waitEntered(t)
+		activeSilence(t, b, amURL, plan)
+		if x := b.exec(t, plan); x.State != recovery.Verifying {
+			t.Fatalf("state %s while the check is held, want VERIFYING", x.State)
+		}
+		verify.release()
+		expiredSilence(t, b, amURL, plan)
+		if x := b.exec(t, plan); x.State != recovery.Verified {
+			t.Errorf("state %s, want VERIFIED", x.State)
 		}
 	})
 
