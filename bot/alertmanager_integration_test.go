@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -98,8 +99,7 @@ receivers:
 	post := func(endsAt time.Time) {
 		t.Helper()
 		alert := map[string]any{
-			"labels": map[string]string{"alertname": "MemoryHigh", "event_type": "CAPACITY_WARNING",
-				"severity": "warning", "resourceType": "MEMORY"},
+			"labels":      alertLabels,
 			"annotations": map[string]string{"summary": "api-gateway memory at 95%", "confidence": "0.9", "utilization": "95"},
 			"startsAt":    startsAt.Format(time.RFC3339),
 		}
@@ -155,6 +155,10 @@ receivers:
 	if len(xs) != 1 || xs[0].State != recovery.PendingApproval || xs[0].Runbook != "restart-pod-memory-leak" {
 		t.Fatalf("executions %+v: want exactly one restart-pod plan awaiting approval", xs)
 	}
+	// Every label, as sent, is kept for the silence while it is remediated.
+	if got := xs[0].Event.Labels; !maps.Equal(got, alertLabels) {
+		t.Errorf("event labels %v, want the alert's %v", got, alertLabels)
+	}
 
 	post(time.Now().Add(-time.Second)) // endsAt in the past: the alert resolves
 	wait("resolved", 1)
@@ -170,5 +174,8 @@ receivers:
 		t.Errorf("%d executions, want 1: a resolved alert never starts a runbook", len(all))
 	}
 }
+
+var alertLabels = map[string]string{"alertname": "MemoryHigh", "event_type": "CAPACITY_WARNING",
+	"severity": "warning", "resourceType": "MEMORY"}
 
 var startsAt = time.Now().Add(-time.Minute).Truncate(time.Second)

@@ -312,7 +312,7 @@ func (c *Config) Validate() error {
 		bad("lock_wait", "must be positive")
 	}
 	if c.SilenceMax < MinSilenceMax || c.SilenceMax > MaxSilenceMax {
-		bad("silence_max", "%s is outside %s..%s", c.SilenceMax, MinSilenceMax, MaxSilenceMax)
+		bad("silence_max", "%s is outside 1m..24h", c.SilenceMax)
 	}
 	if c.Drivers != "real" && c.Drivers != "log" {
 		bad("drivers", "%q is not real or log", c.Drivers)
@@ -411,8 +411,7 @@ func (c *Config) SlackOptions(getenv func(string) string, log *slog.Logger) Slac
 func (c *Config) Engine() recovery.Config {
 	return recovery.Config{Mode: recovery.Mode(c.Mode), AutoThreshold: c.AutoThreshold,
 		ApprovalTimeout: c.ApprovalTimeout, DefaultCooldown: c.DefaultCooldown, LockWait: c.LockWait,
-		SilenceMax: c.SilenceMax,
-		AITimeout:  c.AITimeout, BlastMaxAuto: c.BlastMaxAuto, BlastMaxTargets: c.BlastMaxTargets,
+		SilenceMax: c.SilenceMax, AITimeout: c.AITimeout, BlastMaxAuto: c.BlastMaxAuto, BlastMaxTargets: c.BlastMaxTargets,
 		AIBudget: recovery.AIBudget{MaxConcurrent: c.AIMaxConcurrent, PerMinute: c.AIPerMinute,
 			FoldWindow: c.AIFoldWindow, PromptBytes: c.AIPromptBytes}}
 }

@@ -62,6 +62,15 @@ func TestConfigAIAndBreakerSettings(t *testing.T) {
 	if got, want := d.Engine().AIBudget, recovery.DefaultAIBudget(); got != want {
 		t.Errorf("default AI budget %+v, want %+v", got, want)
 	}
+	if got, want := d.Engine().SilenceMax, recovery.DefaultSilenceMax; got != want {
+		t.Errorf("default silence_max %s, want %s", got, want)
+	}
+	for _, ok := range []string{"1m", "24h"} {
+		c, err := LoadConfig("", env("RECOVERBOT_SILENCE_MAX", ok, "RECOVERBOT_ALERTMANAGER_URL", "http://alertmanager:9093"))
+		if want, _ := time.ParseDuration(ok); err != nil || c.Engine().SilenceMax != want {
+			t.Errorf("RECOVERBOT_SILENCE_MAX=%s: %v, %v; want the engine's maximum %s", ok, c.Engine().SilenceMax, err, want)
+		}
+	}
 
 	for _, bad := range []struct {
 		env  func(string) string
@@ -78,6 +87,9 @@ func TestConfigAIAndBreakerSettings(t *testing.T) {
 		{env("RECOVERBOT_AI_PER_MINUTE", "-1"), "config ai_per_minute (RECOVERBOT_AI_PER_MINUTE): -1 is outside 1..10000"},
 		{env("RECOVERBOT_AI_FOLD_WINDOW", "0s"), "config ai_fold_window (RECOVERBOT_AI_FOLD_WINDOW): 0s is outside 1s..24h"},
 		{env("RECOVERBOT_AI_PROMPT_BYTES", "100"), "config ai_prompt_bytes (RECOVERBOT_AI_PROMPT_BYTES): 100 is outside 1024..1048576"},
+		{env("RECOVERBOT_SILENCE_MAX", "25h"), "config silence_max (RECOVERBOT_SILENCE_MAX): 25h0m0s is outside 1m..24h"},
+		{env("RECOVERBOT_SILENCE_MAX", "59s"), "config silence_max (RECOVERBOT_SILENCE_MAX): 59s is outside 1m..24h"},
+		{env("RECOVERBOT_ALERTMANAGER_URL", "alertmanager:9093"), `config alertmanager_url (RECOVERBOT_ALERTMANAGER_URL): "alertmanager:9093" is not an http(s) URL`},
 	} {
 		if _, err := LoadConfig("", bad.env); err == nil || !strings.Contains(err.Error(), bad.want) {
 			t.Errorf("err %v, want %q", err, bad.want)
