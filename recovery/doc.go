@@ -25,10 +25,13 @@
 //     written before and after the call; a failure undoes the applied actions in
 //     reverse with the state each driver observed before acting. Success may be
 //     verified against Prometheus (verify.go) and may schedule a rollback. Only a
-//     plan that changed something (Execution.Changed) starts a cooldown. An automatic undo
-//     is checked again (undo.go): paused, a changed runbook or a never-auto action waits
-//     for a human; in dry-run no undo, not even a person's, calls a driver.
+//     plan that changed something (Execution.Changed) starts a cooldown. An
+//     automatic undo is checked again (undo.go): paused, a changed runbook or a
+//     never-auto action waits for a human; in dry-run no undo, not even a
+//     person's, calls a driver. An alert's execution silences it in
+//     Alertmanager while the bot works on it, for a bounded time (silence.go).
 //  7. At start-up, executions caught mid-way become INTERRUPTED and are reported,
 //     never re-run; deadlines and scheduled rollbacks are re-armed, verification
-//     resumes, plans awaiting approval are checked again.
+//     resumes, plans awaiting approval are checked again, silences the bot no
+//     longer works under are expired.
 package recovery

@@ -38,7 +38,7 @@ const DefaultSilenceMax = time.Hour
 // retried: the remediation is under way, and a late silence is worth little).
 const silenceTimeout = 5 * time.Second
 
-var errSilenceTimeout = errors.New("Alertmanager did not answer within 5s")
+var errSilenceTimeout = errors.New("no answer from Alertmanager within 5s")
 
 var silenceRetries = []time.Duration{time.Second, 3 * time.Second}
 

@@ -129,10 +129,10 @@ func (c *Client) Silence(ctx context.Context, x *recovery.Execution, startsAt, e
 		return "", err
 	}
 	if status != http.StatusOK {
-		return "", fmt.Errorf("Alertmanager refused the silence: %d %s", status, answer)
+		return "", fmt.Errorf("silence refused by Alertmanager: %d %s", status, answer)
 	}
 	if err := json.Unmarshal(answer, &out); err != nil || out.SilenceID == "" {
-		return "", fmt.Errorf("Alertmanager answered without a silence id: %s", answer)
+		return "", fmt.Errorf("no silence id in Alertmanager's answer: %s", answer)
 	}
 	return out.SilenceID, nil
 }
@@ -149,7 +149,7 @@ func (c *Client) Expire(ctx context.Context, id string) error {
 	case bytes.Contains(answer, []byte("already expired")):
 		return nil // Alertmanager 0.25 answers 500 for it
 	}
-	return fmt.Errorf("Alertmanager did not expire silence %s: %d %s", id, status, answer)
+	return fmt.Errorf("expiry of silence %s refused by Alertmanager: %d %s", id, status, answer)
 }
 
 // call sends one request; the answer's body is cut to what an error may show.
@@ -173,7 +173,7 @@ func (c *Client) call(ctx context.Context, method, path string, body []byte) (in
 		if cause := context.Cause(ctx); cause != nil && ctx.Err() != nil {
 			err = cause
 		}
-		return 0, nil, fmt.Errorf("Alertmanager at %s unreachable: %w", c.base.Redacted(), err)
+		return 0, nil, fmt.Errorf("cannot reach Alertmanager at %s: %w", c.base.Redacted(), err)
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
