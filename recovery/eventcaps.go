@@ -25,16 +25,17 @@ const (
 	// again (encoding/json stops at 10,000).
 	MaxDataDepth = 8
 	// MaxDataKeys bounds the object keys of data and context together, at
-	// every level, and an alert's labels: a runbook matches a handful; 256 is
-	// a generous alert (its labels are counted twice, as context and labels).
+	// every level, with an alert's labels: a runbook matches a handful; 256
+	// is a generous alert (most of its labels count twice: in context, and
+	// as labels).
 	MaxDataKeys = 256
 	// MaxDataString bounds one key or string value of data, context and
-	// labels:
-	// identifiers, URLs and queries fit; logs do not belong in an event.
+	// labels: identifiers, URLs and queries fit; logs do not belong in an
+	// event.
 	MaxDataString = 4 << 10
-	// MaxDataBytes bounds data, context and labels together, counted as the bytes of
-	// every key and string value plus 8 for each other value (number, bool,
-	// null, object, array).
+	// MaxDataBytes bounds data, context and labels together, counted as the
+	// bytes of every key and string value plus 8 for each other value
+	// (number, bool, null, object, array).
 	MaxDataBytes = 64 << 10
 )
 
