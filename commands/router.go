@@ -172,7 +172,7 @@ func (r *Router) onClick(c *slacker.InteractionContext) {
 		MessageTS: cb.Container.MessageTs,
 		ActionID:  a.ActionID, BlockID: a.BlockID, Value: a.Value,
 		TriggerID: cb.TriggerID, ResponseURL: cb.ResponseURL,
-		Home:      cb.Container.Type == "view" && cb.View.Type == slack.VTHomeTab,
+		Home: cb.Container.Type == "view" && cb.View.Type == slack.VTHomeTab,
 	}
 	replyIn := click.Channel
 	if click.Home {
