@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -107,16 +108,20 @@ func TestServeAndDriveWithTheCLI(t *testing.T) {
 	}
 	// For people: a header and aligned columns, like kubectl get.
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 2 ||
-		!regexp.MustCompile(`^ID +STATE +RUNBOOK +DECISION +EVENT +AGE$`).MatchString(lines[0]) ||
-		!regexp.MustCompile(`^`+ans.PlanID+` +PENDING_APPROVAL +restart-pod-memory-leak +approval +`+ans.EventID+` +\d+s$`).MatchString(lines[1]) {
+		!regexp.MustCompile(`^ID +STATE +RUNBOOK +DECISION +TARGETS +EVENT +AGE$`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^`+ans.PlanID+` +PENDING_APPROVAL +restart-pod-memory-leak +approval +deployment/default/api-gateway +`+ans.EventID+` +\d+s$`).MatchString(lines[1]) {
 		t.Errorf("executions table:\n%s", out)
 	}
 	// -o json: the admin API's JSON, as the CLI has always printed it.
 	code, out, _ = cli(t, env, "executions", "--state", "PENDING_APPROVAL", "-o", "json")
 	var list struct {
-		Executions []struct{ ID string } `json:"executions"`
+		Executions []struct {
+			ID      string
+			Targets []string
+		} `json:"executions"`
 	}
-	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.Executions) != 1 || list.Executions[0].ID != ans.PlanID {
+	if err := json.Unmarshal([]byte(out), &list); code != 0 || err != nil || len(list.Executions) != 1 || list.Executions[0].ID != ans.PlanID ||
+		!slices.Equal(list.Executions[0].Targets, []string{"deployment/default/api-gateway"}) {
 		t.Errorf("executions -o json: %d %v %s", code, err, out)
 	}
 	code, out, _ = cli(t, env, "show", ans.PlanID)

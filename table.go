@@ -28,21 +28,23 @@ func printReadable(cmd string, resp []byte, now time.Time, w io.Writer) error {
 	case "executions":
 		var v struct {
 			Executions []struct {
-				ID        string `json:"id"`
-				State     string `json:"state"`
-				Runbook   string `json:"runbook"`
-				Decision  string `json:"decision"`
-				EventID   string `json:"event_id"`
-				CreatedAt string `json:"created_at"`
+				ID        string   `json:"id"`
+				State     string   `json:"state"`
+				Runbook   string   `json:"runbook"`
+				Decision  string   `json:"decision"`
+				Targets   []string `json:"targets"`
+				EventID   string   `json:"event_id"`
+				CreatedAt string   `json:"created_at"`
 			}
 		}
 		if err := decodeExecutions(resp, &v.Executions); err != nil {
 			return err
 		}
-		fmt.Fprintln(tw, "ID\tSTATE\tRUNBOOK\tDECISION\tEVENT\tAGE")
+		fmt.Fprintln(tw, "ID\tSTATE\tRUNBOOK\tDECISION\tTARGETS\tEVENT\tAGE")
 		for _, x := range v.Executions {
 			created, _ := time.Parse(time.RFC3339Nano, x.CreatedAt)
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", x.ID, x.State, x.Runbook, dash(x.Decision), dash(x.EventID), age(now, created))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", x.ID, x.State, x.Runbook, dash(x.Decision),
+				targetsCell(x.Targets), dash(x.EventID), age(now, created))
 		}
 		if len(v.Executions) == 0 {
 			fmt.Fprintln(tw, "(none)")
@@ -141,6 +143,25 @@ func auditTable(tw io.Writer, recs []recovery.AuditRecord, now time.Time, withEx
 	if len(recs) == 0 {
 		fmt.Fprintln(tw, "(none)")
 	}
+}
+
+// maxTargetsCell bounds the TARGETS column so one plan touching many
+// targets does not push the rest of the row off the screen; `show` lists
+// them all.
+const maxTargetsCell = 60
+
+// targetsCell is a plan's targets, comma-separated, cut with "…" when long
+// (recovery.CutChars: the one way text is cut); "-" when it has none.
+// Tabs and newlines, which would break the columns, become spaces.
+func targetsCell(targets []string) string {
+	s := strings.Join(targets, ",")
+	s = strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
+	return dash(recovery.CutChars(s, maxTargetsCell))
 }
 
 func dash(s string) string {

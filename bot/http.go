@@ -401,19 +401,22 @@ func (a *API) listExecutions(w http.ResponseWriter, r *http.Request) {
 }
 
 type executionSummary struct {
-	ID        string            `json:"id"`
-	Runbook   string            `json:"runbook"`
-	State     recovery.State    `json:"state"`
-	Decision  recovery.Decision `json:"decision"`
-	Reasons   []string          `json:"reasons"`
-	EventID   string            `json:"event_id"`
-	CreatedAt string            `json:"created_at"`
-	UpdatedAt string            `json:"updated_at"`
+	ID       string            `json:"id"`
+	Runbook  string            `json:"runbook"`
+	State    recovery.State    `json:"state"`
+	Decision recovery.Decision `json:"decision"`
+	Reasons  []string          `json:"reasons"`
+	// Targets are what each action touches as its driver names it
+	// (namespace resolved: deployment/default/api-gateway), in action order.
+	Targets   []string `json:"targets"`
+	EventID   string   `json:"event_id"`
+	CreatedAt string   `json:"created_at"`
+	UpdatedAt string   `json:"updated_at"`
 }
 
 func summarize(x *recovery.Execution) executionSummary {
 	return executionSummary{ID: x.ID, Runbook: x.Runbook, State: x.State, Decision: x.Decision,
-		Reasons: x.Reasons, EventID: x.EventID,
+		Reasons: x.Reasons, Targets: x.Targets, EventID: x.EventID,
 		CreatedAt: x.CreatedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
 		UpdatedAt: x.UpdatedAt.UTC().Format("2006-01-02T15:04:05.000Z07:00")}
 }

@@ -52,6 +52,7 @@ type Slack struct {
 	api      *slack.Client
 	router   *commands.Router
 	notifier *SlackNotifier
+	home     *homeTab
 	log      *slog.Logger
 	silence  time.Duration
 
@@ -132,6 +133,14 @@ func NewSlack(ctx context.Context, o SlackOptions, eng *recovery.Engine) (*Slack
 		Log:     log, OnDuplicate: o.OnDuplicate,
 	}
 	s.router.Register(bot)
+	s.home = newHomeTab(calls, func(ctx context.Context) (slack.HomeTabViewRequest, error) {
+		h, err := commands.LoadHome(ctx, eng, signer)
+		if err != nil {
+			return slack.HomeTabViewRequest{}, err
+		}
+		return commands.HomeView(h), nil
+	}, o.CallTimeout, log.With("component", "home"))
+	bot.UnsupportedEventHandler(s.home.onEvent) // app_home_opened
 	s.notifier = &SlackNotifier{API: calls, Store: eng.Store(), Engine: eng, Signer: signer,
 		Channel: o.Channel, CallTimeout: o.CallTimeout, Log: log.With("component", "notify")}
 	return s, nil
@@ -156,9 +165,12 @@ func apiURL(s string) (string, error) {
 	return s, nil
 }
 
-// Notify implements recovery.Notifier.
+// Notify implements recovery.Notifier. The notification is committed
+// before it is delivered, so a Home republished for it shows its state.
 func (s *Slack) Notify(ctx context.Context, n recovery.Notification, x *recovery.Execution) error {
-	return s.notifier.Notify(ctx, n, x)
+	err := s.notifier.Notify(ctx, n, x)
+	s.home.noted(n)
+	return err
 }
 
 // Run listens on Socket Mode until ctx ends. slack-go reconnects by itself
@@ -166,6 +178,10 @@ func (s *Slack) Notify(ctx context.Context, n recovery.Notification, x *recovery
 // watchdog; the dialer's watchdog adds a tighter bound for half-open sockets.
 // Run returns an error only when Slack refuses the tokens.
 func (s *Slack) Run(ctx context.Context) error {
+	homeCtx, stopHome := context.WithCancel(ctx)
+	homeDone := make(chan struct{})
+	go func() { defer close(homeDone); s.home.run(homeCtx) }()
+	defer func() { stopHome(); <-homeDone }()
 	err := s.bot.Listen(ctx)
 	if err != nil && ctx.Err() != nil {
 		return nil
@@ -176,8 +192,11 @@ func (s *Slack) Run(ctx context.Context) error {
 	return nil
 }
 
-// Wait blocks until the commands and clicks being handled finish.
-func (s *Slack) Wait(ctx context.Context) error { return s.router.Wait(ctx) }
+// Wait blocks until the commands and clicks being handled, and the App Home
+// publishes started by opens, finish.
+func (s *Slack) Wait(ctx context.Context) error {
+	return errors.Join(s.router.Wait(ctx), s.home.wait(ctx))
+}
 
 // Connections counts the sockets opened so far (reconnects included).
 func (s *Slack) Connections() int64 { return s.connects.Load() }
@@ -275,6 +294,12 @@ func (c *countingAPI) PostEphemeralContext(ctx context.Context, ch, user string,
 func (c *countingAPI) OpenViewContext(ctx context.Context, trigger string, v slack.ModalViewRequest) (*slack.ViewResponse, error) {
 	r, err := c.Client.OpenViewContext(ctx, trigger, v)
 	c.count("views.open", err)
+	return r, err
+}
+
+func (c *countingAPI) PublishViewContext(ctx context.Context, user string, v slack.HomeTabViewRequest, hash string) (*slack.ViewResponse, error) {
+	r, err := c.Client.PublishViewContext(ctx, user, v, hash)
+	c.count("views.publish", err)
 	return r, err
 }
 

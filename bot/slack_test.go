@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -742,7 +743,7 @@ func TestManifestScopesMatchCalls(t *testing.T) {
 	scopeOf := map[string]string{ // method → bot scope ("" = none)
 		"chat.postMessage": "chat:write", "chat.update": "chat:write", "chat.postEphemeral": "chat:write",
 		"usergroups.users.list": "usergroups:read", "users.info": "users:read", "conversations.info": "channels:read",
-		"views.open": "", "response_url": "", "apps.connections.open": "", // the app-level token's connections:write
+		"views.open": "", "views.publish": "", "response_url": "", "apps.connections.open": "", // the app-level token's connections:write
 	}
 	raw, err := os.ReadFile("../manifest.yml")
 	if err != nil {
@@ -757,9 +758,17 @@ func TestManifestScopesMatchCalls(t *testing.T) {
 			Interactive struct {
 				Enabled bool `yaml:"is_enabled"`
 			} `yaml:"interactivity"`
+			Events struct {
+				Bot  []string `yaml:"bot_events"`
+				User []string `yaml:"user_events"`
+			} `yaml:"event_subscriptions"`
 		} `yaml:"settings"`
 		Features struct {
 			Commands []struct{ Command string } `yaml:"slash_commands"`
+			Home     struct {
+				Home     bool `yaml:"home_tab_enabled"`
+				Messages bool `yaml:"messages_tab_enabled"`
+			} `yaml:"app_home"`
 		} `yaml:"features"`
 	}
 	if err := yaml.Unmarshal(raw, &m); err != nil {
@@ -767,6 +776,12 @@ func TestManifestScopesMatchCalls(t *testing.T) {
 	}
 	if !m.Settings.SocketMode || !m.Settings.Interactive.Enabled || len(m.Features.Commands) != 1 || m.Features.Commands[0].Command != "/recover" {
 		t.Errorf("manifest: socket mode %v, interactivity %v, commands %+v", m.Settings.SocketMode, m.Settings.Interactive.Enabled, m.Features.Commands)
+	}
+	// The App Home: its tab, and the one event it needs (app_home_opened,
+	// no scope); nothing else is subscribed.
+	if !m.Features.Home.Home || !m.Features.Home.Messages || !slices.Equal(m.Settings.Events.Bot, []string{"app_home_opened"}) || len(m.Settings.Events.User) > 0 {
+		t.Errorf("manifest: app_home %+v, bot events %v, user events %v; want the Home and Messages tabs and app_home_opened only",
+			m.Features.Home, m.Settings.Events.Bot, m.Settings.Events.User)
 	}
 	asked := map[string]bool{}
 	for _, s := range m.OAuth.Scopes.Bot {
@@ -780,6 +795,9 @@ func TestManifestScopesMatchCalls(t *testing.T) {
 	h.rootShows(root.TS, "Recovery succeeded")
 	h.click(bystander, incident, root.TS, commands.ActionDetails, buttonValue(t, root, commands.ActionDetails))
 	h.waitFor("modal", func(s *slacktest.Server) bool { return len(s.Views()) == 1 })
+	_, err = h.srv.WaitAck(h.ctx, h.srv.AppHomeOpened(bystander))
+	h.must(err, "app_home_opened")
+	h.waitFor("home tab", func(s *slacktest.Server) bool { _, ok := s.HomeTab(bystander); return ok })
 
 	used := map[string]bool{"commands": true} // the slash command itself
 	for _, c := range h.srv.Calls("") {

@@ -1,6 +1,6 @@
 // Package commands is recoverbot's Slack vocabulary: the /recover
-// sub-commands, the Block Kit messages and modal of a plan, and the handlers of
-// their buttons. It talks to the engine through the Engine interface and to
+// sub-commands, the Block Kit messages and modal of a plan, the App Home view
+// (HomeView), and the handlers of their buttons. It talks to the engine through the Engine interface and to
 // Slack through slacker's contexts and a small Slack interface, so the bot
 // package only wires it.
 //
@@ -9,7 +9,9 @@
 //     redelivered one (same trigger id and action timestamp).
 //  2. The button value must carry this bot's HMAC for that very action
 //     (Signer): a forged, altered or borrowed value is refused and audited.
-//  3. The click must come from the incident channel.
+//  3. The click must come from the incident channel, or from the bot's App
+//     Home (a view it published to that user: no channel; the plan buttons
+//     there are the message's, under per-plan block ids).
 //  4. Approve, Reject, Roll back and Mark as false action need an approver
 //     (Approvers: the runbook's list, else the global one; user groups
 //     resolved and cached).
@@ -20,5 +22,7 @@
 // The plan message itself is only ever written by the Slack notifier
 // (package bot), from the execution as stored: one writer, so it never shows a
 // state older than one it showed before. Message renders it for any state and
-// keeps it within Block Kit's limits.
+// keeps it within Block Kit's limits. The App Home is republished by package
+// bot from LoadHome; what it shows as keeping the bot from acting on its own
+// is rendered by suspensions alone.
 package commands

@@ -77,11 +77,16 @@ type Request struct {
 	TriggerID           string
 }
 
-// Click is one button press on a plan message.
+// Click is one button press on a plan message, or on a plan in the App
+// Home.
 type Click struct {
 	User, Channel, MessageTS string
 	ActionID, BlockID, Value string
 	TriggerID, ResponseURL   string
+	// Home is set for a click in the bot's App Home tab: a view the bot
+	// published to that user, which has no channel. Every other check (the
+	// signature, the approvers, the engine's) applies as in the channel.
+	Home bool
 }
 
 // Reply is an answer only its reader sees.
@@ -408,7 +413,7 @@ func (h *Handler) status(ctx context.Context, words []string) (*Reply, error) {
 		states []recovery.State
 	}{
 		{"Awaiting approval", []recovery.State{recovery.PendingApproval}},
-		{"Running", []recovery.State{recovery.Approved, recovery.Executing, recovery.RollingBack, recovery.Verifying}},
+		{"Running", RunningStates},
 	} {
 		var xs []recovery.Execution
 		for _, s := range g.states {
@@ -425,6 +430,10 @@ func (h *Handler) status(ctx context.Context, words []string) (*Reply, error) {
 	}
 	return &Reply{Text: strings.TrimRight(b.String(), "\n")}, nil
 }
+
+// RunningStates are what /recover status and the App Home list as running:
+// approved and not finished, verifying included.
+var RunningStates = []recovery.State{recovery.Approved, recovery.Executing, recovery.RollingBack, recovery.Verifying}
 
 func lineOf(x *recovery.Execution) string {
 	s := fmt.Sprintf("`%s` %s · *%s* · made %s", x.ID, esc(x.Runbook), x.State, SlackTime(x.CreatedAt))
@@ -597,7 +606,7 @@ func (h *Handler) Click(ctx context.Context, c Click) *Reply {
 		h.refuse(ctx, "", c.User, fmt.Sprintf("button %s with a value recoverbot did not sign: %q", c.ActionID, cut(c.Value, 120)))
 		return text("This button's value is not one recoverbot made (altered or forged): nothing was done, and the attempt is recorded.")
 	}
-	if c.Channel != h.Channel {
+	if c.Channel != h.Channel && !c.Home {
 		h.refuse(ctx, id, c.User, fmt.Sprintf("button %s clicked in channel %s, not the incident channel %s", c.ActionID, c.Channel, h.Channel))
 		return text("recoverbot only takes clicks in <#%s>: nothing was done.", h.Channel)
 	}

@@ -1,10 +1,14 @@
 package commands
 
+import "strings"
+
 // Block and action ids shared by the renderer and the router. Block ids are
 // static because slacker v2 routes an interaction on block_id alone (the
 // first InteractionDefinition whose BlockID equals a clicked action's
 // block_id runs); the router then switches on the action id. A message holds
-// at most one of each block, so static ids never collide.
+// at most one of each block, so static ids never collide. The App Home lists
+// many plans in one view, where Slack wants every block_id unique, so there
+// a plan's buttons carry HomeBlockID (see HomeBlock).
 const (
 	// BlockApproval holds Approve & Execute / Reject / View Details on a plan
 	// that awaits approval.
@@ -22,6 +26,23 @@ const (
 	ActionMarkFalse = "mark_false_action"
 	ActionKeep      = "keep_as_is" // decline an automatic rollback awaiting approval
 )
+
+// homeBlockSep joins a message block id and a plan id in the App Home.
+const homeBlockSep = ":"
+
+// HomeBlockID is the block_id of planID's buttons in the App Home: the
+// message's block id (BlockApproval, BlockOutcome) and the plan id.
+func HomeBlockID(block, planID string) string { return block + homeBlockSep + planID }
+
+// HomeBlock reports whether blockID is a plan's button block in the App Home.
+func HomeBlock(blockID string) bool {
+	for _, b := range []string{BlockApproval, BlockOutcome} {
+		if id, ok := strings.CutPrefix(blockID, b+homeBlockSep); ok && id != "" {
+			return true
+		}
+	}
+	return false
+}
 
 // Settings keys this package and the Slack notifier keep in the store.
 const (

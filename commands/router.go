@@ -31,7 +31,9 @@ import (
 //     trigger_id, a click's trigger_id and action_ts, a message's channel and
 //     ts. A second delivery is dropped (it was already acked by slacker).
 //   - Interactions route on block_id only; Router sends both plan blocks to
-//     Handler.Click, which switches on the action id.
+//     Handler.Click, which switches on the action id. The App Home's plan
+//     blocks (HomeBlockID) arrive through the unsupported-interaction
+//     handler and go to the same Click, marked Home.
 //   - ReplyError ignores WithEphemeral, and chat.postEphemeral needs the bot in
 //     the channel; replies go to the response_url (works anywhere, shown only
 //     to the user), with chat.postEphemeral as fallback.
@@ -61,6 +63,12 @@ func (r *Router) Register(bot *slacker.Slacker) {
 		bot.AddInteraction(&slacker.InteractionDefinition{BlockID: id, Handler: r.onClick})
 	}
 	bot.UnsupportedInteractionHandler(func(c *slacker.InteractionContext) {
+		// The App Home's plan buttons have per-plan block ids, which
+		// slacker's exact block_id match cannot route.
+		if cb := c.Callback(); len(cb.ActionCallback.BlockActions) > 0 && HomeBlock(cb.ActionCallback.BlockActions[0].BlockID) {
+			r.onClick(c)
+			return
+		}
 		// Modal closes and anything without a known block: nothing to do.
 		r.log().Debug("ignored interaction", "type", c.Callback().Type)
 	})
@@ -164,10 +172,17 @@ func (r *Router) onClick(c *slacker.InteractionContext) {
 		MessageTS: cb.Container.MessageTs,
 		ActionID:  a.ActionID, BlockID: a.BlockID, Value: a.Value,
 		TriggerID: cb.TriggerID, ResponseURL: cb.ResponseURL,
+		Home: cb.Container.Type == "view" && cb.View.Type == slack.VTHomeTab,
+	}
+	replyIn := click.Channel
+	if click.Home {
+		// A Home tab has no channel and Slack gives no response_url there:
+		// the private reply goes to the incident channel.
+		replyIn = r.Handler.Channel
 	}
 	r.run(c.Context(), "click", func(ctx context.Context) {
 		if rep := r.Handler.Click(ctx, click); rep != nil {
-			r.respond(ctx, rep, click.Channel, click.User, click.ResponseURL)
+			r.respond(ctx, rep, replyIn, click.User, click.ResponseURL)
 		}
 	})
 }

@@ -24,8 +24,8 @@
 // parent; chat.update keeps fields it was not sent (an empty blocks array
 // clears them). Where it departs from Slack, for tests' sake: an envelope
 // sent while no live socket exists waits for the next one instead of
-// failing; test-side helpers (SlashCommand, Click, SubmitView, AppMention,
-// Redeliver) panic on an unknown user, channel, message or envelope, which
+// failing; test-side helpers (SlashCommand, Click, ClickHome, SubmitView,
+// AppMention, AppHomeOpened, Redeliver) panic on an unknown user, channel, message or envelope, which
 // Slack could never deliver. Messages lists top-level messages; Thread lists
 // a thread's replies without its parent.
 //
@@ -93,7 +93,20 @@
 // Events API. Only message and app_mention inner events are handled;
 // retried envelopes (retry_attempt > 0) run the handler again: slacker does
 // not deduplicate. With the default BotModeIgnoreAll, events with a bot_id
-// are ignored; BotModeIgnoreApp calls bots.info for each.
+// are ignored; BotModeIgnoreApp calls bots.info for each. Every other inner
+// event (app_home_opened among them) goes, already acked, to
+// UnsupportedEventHandler, which slacker calls inline on its event loop
+// (not in a goroutine of its own): a handler that calls Slack must start
+// its own goroutine.
+//
+// App Home. views.publish stores one Home view per user (HomeTab);
+// AppHomeOpened sends the app_home_opened event (with the Home view once one
+// was published), and ClickHome a block_actions payload from it: container
+// type "view", the view, no channel and no response_url, as Slack sends for
+// Home tabs. Block ids must be unique within a view (block_id already
+// exists), so a Home listing many plans needs per-plan block ids, which
+// AddInteraction's exact match cannot route: they reach
+// UnsupportedInteractionHandler.
 //
 // # slack-go v0.12.5 socketmode
 //
