@@ -44,13 +44,16 @@ type SlackOptions struct {
 	OnAPIError func(method string)
 }
 
-// Slack is the bot's Slack face: a slacker v2 Socket Mode client that runs
-// /recover and the plan buttons, and the notifier that posts plans and their
-// threads.
+// Slack is the bot's Slack face: a Socket Mode connection whose slash
+// commands and clicks commands.Router decides and then acks (socketLoop),
+// slacker v2 for everything else, and the notifier that posts plans and
+// their threads.
 type Slack struct {
 	bot      *slacker.Slacker
 	api      *slack.Client
 	router   *commands.Router
+	loop     *socketLoop
+	inner    *slackerSocket
 	notifier *SlackNotifier
 	log      *slog.Logger
 	silence  time.Duration
@@ -99,26 +102,22 @@ func NewSlack(ctx context.Context, o SlackOptions, eng *recovery.Engine) (*Slack
 	}
 	bot := slacker.NewClient(o.BotToken, o.AppToken, opts...)
 	api := bot.SlackClient()
-	// slacker builds its slack.Client and socketmode.Client without options
-	// we need; both take their Option funcs after construction (they only
-	// set fields), before Listen starts anything:
-	// - every Web API call, slacker's own conversations.info/users.info
-	//   included, gets a hard timeout (slack-go's default client has none);
-	// - the socket is dialled through a conn that notices silence.
+	// Every Web API call, slacker's own conversations.info/users.info
+	// included, gets a hard timeout (slack-go's default client has none).
+	// slacker builds its slack.Client without options; they only set fields,
+	// so they apply after construction. Set before socketmode.New, which
+	// copies the client.
 	slack.OptionHTTPClient(&http.Client{Timeout: o.CallTimeout})(api)
 	s := &Slack{bot: bot, api: api, log: log, silence: o.Silence}
-	socketmode.OptionDialer(&websocket.Dialer{
+	// The one real socket is ours, dialled through a conn that notices
+	// silence; slacker's own socket client talks to the in-memory one.
+	sm := socketmode.New(api, socketmode.OptionDialer(&websocket.Dialer{
 		NetDialContext:   s.dialWatched,
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: 10 * time.Second,
-	})(bot.SocketModeClient())
-	bot.OnConnected(func(socketmode.Event) {
-		n := s.connects.Add(1)
-		log.Info("slack socket connected", "connections", n)
-	})
-	bot.OnConnectionError(func(ev socketmode.Event) {
-		log.Warn("slack socket connection failed; slack-go retries with backoff", "event", commands.Redact(fmt.Sprint(ev.Data)))
-	})
+	}))
+	s.inner = newSlackerSocket(sm, log.With("component", "slacker-socket"))
+	s.inner.attach(bot.SocketModeClient())
 
 	calls := &countingAPI{Client: api, onErr: o.OnAPIError}
 	approvers := commands.NewApprovers(o.Approvers, calls, commands.GroupTTL, nil)
@@ -132,6 +131,10 @@ func NewSlack(ctx context.Context, o SlackOptions, eng *recovery.Engine) (*Slack
 		Log:     log, OnDuplicate: o.OnDuplicate,
 	}
 	s.router.Register(bot)
+	s.loop = &socketLoop{sm: sm, router: s.router, inner: s.inner, log: log, onConnected: func() {
+		n := s.connects.Add(1)
+		log.Info("slack socket connected", "connections", n)
+	}}
 	s.notifier = &SlackNotifier{API: calls, Store: eng.Store(), Engine: eng, Signer: signer,
 		Channel: o.Channel, CallTimeout: o.CallTimeout, Log: log.With("component", "notify")}
 	return s, nil
@@ -164,20 +167,41 @@ func (s *Slack) Notify(ctx context.Context, n recovery.Notification, x *recovery
 // Run listens on Socket Mode until ctx ends. slack-go reconnects by itself
 // after a disconnect message, a read error, a dropped socket or its own ping
 // watchdog; the dialer's watchdog adds a tighter bound for half-open sockets.
-// Run returns an error only when Slack refuses the tokens.
+// Run returns an error only when Slack refuses the tokens (or slacker stops
+// by itself).
 func (s *Slack) Run(ctx context.Context) error {
-	err := s.bot.Listen(ctx)
-	if err != nil && ctx.Err() != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var slackerErr error
+	wg.Add(2)
+	go func() { defer wg.Done(); s.inner.serve(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := s.bot.Listen(ctx); ctx.Err() == nil {
+			slackerErr = fmt.Errorf("slacker stopped: %v", err)
+			cancel()
+		}
+	}()
+	err := s.loop.run(ctx)
+	stopped := ctx.Err() != nil
+	cancel()
+	wg.Wait()
+	switch {
+	case slackerErr != nil:
+		return fmt.Errorf("slack socket mode: %s", commands.Redact(slackerErr.Error()))
+	case err != nil && stopped:
 		return nil
-	}
-	if err != nil {
+	case err != nil:
 		return fmt.Errorf("slack socket mode: %s", commands.Redact(err.Error()))
 	}
 	return nil
 }
 
 // Wait blocks until the commands and clicks being handled finish.
-func (s *Slack) Wait(ctx context.Context) error { return s.router.Wait(ctx) }
+func (s *Slack) Wait(ctx context.Context) error {
+	return errors.Join(s.loop.wait(ctx), s.router.Wait(ctx))
+}
 
 // Connections counts the sockets opened so far (reconnects included).
 func (s *Slack) Connections() int64 { return s.connects.Load() }
