@@ -116,8 +116,9 @@ type Server struct {
 	envelopes    map[string]*envelope
 	strayAcks    []json.RawMessage
 	ackLog       []Ack
-	loseAcks     map[string]bool // envelope ids whose next ack dies with its socket
-	lose         bool            // envelopes are recorded as sent but written nowhere
+	loseAcks     map[string]bool // envelope types whose next ack dies with its socket
+	lostAcks     []string
+	lose         bool     // envelopes are recorded as sent but written nowhere
 	pending      [][]byte // frames waiting for a connection
 	conns        []*conn
 	connects     int

@@ -295,8 +295,10 @@ func (s *Server) handleAck(data []byte) {
 		s.mu.Unlock()
 		return
 	}
-	if s.loseAcks[env.id] {
-		delete(s.loseAcks, env.id)
+	if s.loseAcks[env.typ] {
+		delete(s.loseAcks, env.typ)
+		s.lostAcks = append(s.lostAcks, env.id)
+		s.notifyLocked()
 		s.mu.Unlock()
 		s.log.Debug("ack lost with its socket", "envelope_id", env.id)
 		s.DropConnections()
@@ -313,6 +315,7 @@ func (s *Server) handleAck(data []byte) {
 	rec.Seq = len(s.ackLog) + 1
 	s.ackLog = append(s.ackLog, rec)
 	env.acks = append(env.acks, ack.Payload)
+	env.acked = env.attempts
 	s.log.Debug("ack", "envelope_id", env.id, "type", env.typ, "payload", string(ack.Payload))
 	if len(env.acks) > 1 {
 		return // Slack acts on the first ack of an envelope only
@@ -334,14 +337,22 @@ func (s *Server) AckLog() []Ack {
 	return append([]Ack(nil), s.ackLog...)
 }
 
-// LoseAck makes the next ack of the envelope die with its socket: the
+// LoseNextAck makes the next ack of an envelope of type typ
+// ("interactive", "slash_commands", "events_api") die with its socket: the
 // server drops every connection instead of recording it, as when the bot
 // dies between sending the ack and Slack reading it. Slack then still holds
 // the envelope unacknowledged (RedeliverUnacked sends it again).
-func (s *Server) LoseAck(envelopeID string) {
+func (s *Server) LoseNextAck(typ string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.loseAcks[envelopeID] = true
+	s.loseAcks[typ] = true
+}
+
+// LostAcks lists the envelopes whose ack LoseNextAck lost, in order.
+func (s *Server) LostAcks() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.lostAcks...)
 }
 
 // LoseDeliveries, while on, records envelopes as sent but writes them to no
@@ -374,7 +385,8 @@ func (s *Server) RedeliverUnacked() []string {
 }
 
 // WaitAck blocks until the bot has acked the latest delivery of the
-// envelope and returns that ack's payload (nil when it had none).
+// envelope (an ack that arrived after it was sent) and returns that ack's
+// payload (nil when it had none).
 func (s *Server) WaitAck(ctx context.Context, envelopeID string) (json.RawMessage, error) {
 	s.mu.Lock()
 	env, ok := s.envelopes[envelopeID]
@@ -390,7 +402,7 @@ func (s *Server) WaitAck(ctx context.Context, envelopeID string) (json.RawMessag
 	err := s.WaitFor(ctx, func(s *Server) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if len(env.acks) < want {
+		if env.acked < want {
 			return false
 		}
 		payload = env.acks[len(env.acks)-1]
