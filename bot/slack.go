@@ -190,12 +190,11 @@ func (s *Slack) Run(ctx context.Context) error {
 	switch {
 	case slackerErr != nil:
 		return fmt.Errorf("slack socket mode: %s", commands.Redact(slackerErr.Error()))
-	case err != nil && stopped:
+	case stopped:
 		return nil
-	case err != nil:
-		return fmt.Errorf("slack socket mode: %s", commands.Redact(err.Error()))
 	}
-	return nil
+	// slack-go's RunContext ends only with an error: tokens refused.
+	return fmt.Errorf("slack socket mode: %s", commands.Redact(err.Error()))
 }
 
 // Wait blocks until the commands and clicks being handled finish.
@@ -309,14 +308,16 @@ func (c *countingAPI) GetUserGroupMembersContext(ctx context.Context, group stri
 }
 
 // slackerLog routes slacker's log lines to slog, tokens and hook URLs
-// redacted.
+// redacted. slacker's info lines ("connecting to Slack with Socket Mode…")
+// describe its in-memory socket, not Slack's (socketLoop logs that one), so
+// they are debug lines here.
 type slackerLog struct{ l *slog.Logger }
 
 func (s slackerLog) Info(args ...any) {
-	s.l.Info(commands.Redact(strings.TrimSpace(fmt.Sprint(args...))))
+	s.l.Debug(commands.Redact(strings.TrimSpace(fmt.Sprint(args...))))
 }
 func (s slackerLog) Infof(f string, args ...any) {
-	s.l.Info(commands.Redact(strings.TrimSpace(fmt.Sprintf(f, args...))))
+	s.l.Debug(commands.Redact(strings.TrimSpace(fmt.Sprintf(f, args...))))
 }
 func (s slackerLog) Debug(args ...any) {
 	s.l.Debug(commands.Redact(strings.TrimSpace(fmt.Sprint(args...))))
