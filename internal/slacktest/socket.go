@@ -295,6 +295,12 @@ func (s *Server) handleAck(data []byte) {
 		s.mu.Unlock()
 		return
 	}
+	rec := Ack{EnvelopeID: env.id, Type: env.typ, Attempt: env.attempts - 1, Payload: ack.Payload, At: s.nowLocked()}
+	s.mu.Unlock()
+	if s.cfg.onAck != nil {
+		s.cfg.onAck(rec)
+	}
+	s.mu.Lock()
 	if s.loseAcks[env.typ] {
 		delete(s.loseAcks, env.typ)
 		s.lostAcks = append(s.lostAcks, env.id)
@@ -304,12 +310,6 @@ func (s *Server) handleAck(data []byte) {
 		s.DropConnections()
 		return
 	}
-	rec := Ack{EnvelopeID: env.id, Type: env.typ, Attempt: env.attempts - 1, Payload: ack.Payload, At: s.nowLocked()}
-	s.mu.Unlock()
-	if s.cfg.onAck != nil {
-		s.cfg.onAck(rec)
-	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
 	defer s.notifyLocked()
 	rec.Seq = len(s.ackLog) + 1
