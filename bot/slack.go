@@ -44,13 +44,16 @@ type SlackOptions struct {
 	OnAPIError func(method string)
 }
 
-// Slack is the bot's Slack face: a slacker v2 Socket Mode client that runs
-// /recover and the plan buttons, and the notifier that posts plans and their
-// threads.
+// Slack is the bot's Slack face: a Socket Mode connection whose slash
+// commands and clicks commands.Router decides and then acks (socketLoop),
+// slacker v2 for everything else, and the notifier that posts plans and
+// their threads.
 type Slack struct {
 	bot      *slacker.Slacker
 	api      *slack.Client
 	router   *commands.Router
+	loop     *socketLoop
+	inner    *slackerSocket
 	notifier *SlackNotifier
 	home     *homeTab
 	log      *slog.Logger
@@ -100,26 +103,22 @@ func NewSlack(ctx context.Context, o SlackOptions, eng *recovery.Engine) (*Slack
 	}
 	bot := slacker.NewClient(o.BotToken, o.AppToken, opts...)
 	api := bot.SlackClient()
-	// slacker builds its slack.Client and socketmode.Client without options
-	// we need; both take their Option funcs after construction (they only
-	// set fields), before Listen starts anything:
-	// - every Web API call, slacker's own conversations.info/users.info
-	//   included, gets a hard timeout (slack-go's default client has none);
-	// - the socket is dialled through a conn that notices silence.
+	// Every Web API call, slacker's own conversations.info/users.info
+	// included, gets a hard timeout (slack-go's default client has none).
+	// slacker builds its slack.Client without options; they only set fields,
+	// so they apply after construction. Set before socketmode.New, which
+	// copies the client.
 	slack.OptionHTTPClient(&http.Client{Timeout: o.CallTimeout})(api)
 	s := &Slack{bot: bot, api: api, log: log, silence: o.Silence}
-	socketmode.OptionDialer(&websocket.Dialer{
+	// The one real socket is ours, dialled through a conn that notices
+	// silence; slacker's own socket client talks to the in-memory one.
+	sm := socketmode.New(api, socketmode.OptionDialer(&websocket.Dialer{
 		NetDialContext:   s.dialWatched,
 		Proxy:            http.ProxyFromEnvironment,
 		HandshakeTimeout: 10 * time.Second,
-	})(bot.SocketModeClient())
-	bot.OnConnected(func(socketmode.Event) {
-		n := s.connects.Add(1)
-		log.Info("slack socket connected", "connections", n)
-	})
-	bot.OnConnectionError(func(ev socketmode.Event) {
-		log.Warn("slack socket connection failed; slack-go retries with backoff", "event", commands.Redact(fmt.Sprint(ev.Data)))
-	})
+	}))
+	s.inner = newSlackerSocket(sm, log.With("component", "slacker-socket"))
+	s.inner.attach(bot.SocketModeClient())
 
 	calls := &countingAPI{Client: api, onErr: o.OnAPIError}
 	approvers := commands.NewApprovers(o.Approvers, calls, commands.GroupTTL, nil)
@@ -141,6 +140,10 @@ func NewSlack(ctx context.Context, o SlackOptions, eng *recovery.Engine) (*Slack
 		return commands.HomeView(h), nil
 	}, o.CallTimeout, log.With("component", "home"))
 	bot.UnsupportedEventHandler(s.home.onEvent) // app_home_opened
+	s.loop = &socketLoop{sm: sm, router: s.router, inner: s.inner, log: log, onConnected: func() {
+		n := s.connects.Add(1)
+		log.Info("slack socket connected", "connections", n)
+	}}
 	s.notifier = &SlackNotifier{API: calls, Store: eng.Store(), Engine: eng, Signer: signer,
 		Channel: o.Channel, CallTimeout: o.CallTimeout, Log: log.With("component", "notify")}
 	return s, nil
@@ -176,26 +179,41 @@ func (s *Slack) Notify(ctx context.Context, n recovery.Notification, x *recovery
 // Run listens on Socket Mode until ctx ends. slack-go reconnects by itself
 // after a disconnect message, a read error, a dropped socket or its own ping
 // watchdog; the dialer's watchdog adds a tighter bound for half-open sockets.
-// Run returns an error only when Slack refuses the tokens.
+// Run returns an error only when Slack refuses the tokens (or slacker stops
+// by itself).
 func (s *Slack) Run(ctx context.Context) error {
-	homeCtx, stopHome := context.WithCancel(ctx)
-	homeDone := make(chan struct{})
-	go func() { defer close(homeDone); s.home.run(homeCtx) }()
-	defer func() { stopHome(); <-homeDone }()
-	err := s.bot.Listen(ctx)
-	if err != nil && ctx.Err() != nil {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var slackerErr error
+	wg.Add(3)
+	go func() { defer wg.Done(); s.home.run(ctx) }()
+	go func() { defer wg.Done(); s.inner.serve(ctx) }()
+	go func() {
+		defer wg.Done()
+		if err := s.bot.Listen(ctx); ctx.Err() == nil {
+			slackerErr = fmt.Errorf("slacker stopped: %v", err)
+			cancel()
+		}
+	}()
+	err := s.loop.run(ctx)
+	stopped := ctx.Err() != nil
+	cancel()
+	wg.Wait()
+	switch {
+	case slackerErr != nil:
+		return fmt.Errorf("slack socket mode: %s", commands.Redact(slackerErr.Error()))
+	case stopped:
 		return nil
 	}
-	if err != nil {
-		return fmt.Errorf("slack socket mode: %s", commands.Redact(err.Error()))
-	}
-	return nil
+	// slack-go's RunContext ends only with an error: tokens refused.
+	return fmt.Errorf("slack socket mode: %s", commands.Redact(err.Error()))
 }
 
 // Wait blocks until the commands and clicks being handled, and the App Home
 // publishes started by opens, finish.
 func (s *Slack) Wait(ctx context.Context) error {
-	return errors.Join(s.router.Wait(ctx), s.home.wait(ctx))
+	return errors.Join(s.loop.wait(ctx), s.router.Wait(ctx), s.home.wait(ctx))
 }
 
 // Connections counts the sockets opened so far (reconnects included).
@@ -310,14 +328,16 @@ func (c *countingAPI) GetUserGroupMembersContext(ctx context.Context, group stri
 }
 
 // slackerLog routes slacker's log lines to slog, tokens and hook URLs
-// redacted.
+// redacted. slacker's info lines ("connecting to Slack with Socket Mode…")
+// describe its in-memory socket, not Slack's (socketLoop logs that one), so
+// they are debug lines here.
 type slackerLog struct{ l *slog.Logger }
 
 func (s slackerLog) Info(args ...any) {
-	s.l.Info(commands.Redact(strings.TrimSpace(fmt.Sprint(args...))))
+	s.l.Debug(commands.Redact(strings.TrimSpace(fmt.Sprint(args...))))
 }
 func (s slackerLog) Infof(f string, args ...any) {
-	s.l.Info(commands.Redact(strings.TrimSpace(fmt.Sprintf(f, args...))))
+	s.l.Debug(commands.Redact(strings.TrimSpace(fmt.Sprintf(f, args...))))
 }
 func (s slackerLog) Debug(args ...any) {
 	s.l.Debug(commands.Redact(strings.TrimSpace(fmt.Sprint(args...))))

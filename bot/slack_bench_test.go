@@ -160,3 +160,61 @@ func BenchmarkSlackClickToDriverCall(b *testing.B) {
 }
 
 func blocksHas(m slacktest.Message, s string) bool { return strings.Contains(string(m.Blocks), s) }
+
+// BenchmarkSlackClickToAck measures how long Slack waits for the ack of an
+// Approve click (from the click's delivery to the ack's arrival at the
+// server): the decision the ack waits for (signature, approver, guards
+// again, the APPROVED commit and its fsync). Slack's window is 3 s. Each
+// ack is checked to come after the approval is in the store.
+func BenchmarkSlackClickToAck(b *testing.B) {
+	h := newSlackHarness(b, harnessConfig{runbooks: writeRunbook(b, benchRunbook)})
+	var lat []time.Duration
+	n := 0
+	for r := 0; r < b.N; r++ {
+		for range slackBenchSamples {
+			n++
+			a, err := h.eng.Submit(context.Background(), degraded(fmt.Sprintf("svc-%d", n)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			var root slacktest.Message
+			ctx, cancel := waitCtx(b)
+			err = h.srv.WaitFor(ctx, func(s *slacktest.Server) bool {
+				ms := s.Messages(incident)
+				if len(ms) == 0 {
+					return false
+				}
+				root = ms[len(ms)-1]
+				return hasButton(root, commands.ActionApprove) && blocksHas(root, a.PlanID)
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			value := buttonValue(b, root, commands.ActionApprove)
+
+			start := time.Now()
+			click := h.srv.Click(approver, incident, root.TS, commands.ActionApprove, commands.BlockApproval, value)
+			if _, err := h.srv.WaitAck(ctx, click); err != nil {
+				b.Fatal(err)
+			}
+			acks := h.srv.AckLog()
+			lat = append(lat, acks[len(acks)-1].At.Sub(start))
+			if x, err := h.db.Execution(ctx, a.PlanID); err != nil || !x.WasApproved() {
+				b.Fatalf("plan %s is %s (%v) after its approval was acked", a.PlanID, x.State, err)
+			}
+			// Not timed: let the run and its messages finish.
+			if err := h.eng.Idle(ctx); err != nil {
+				b.Fatal(err)
+			}
+			err = h.srv.WaitFor(ctx, func(s *slacktest.Server) bool {
+				th := s.Thread(incident, root.TS)
+				return len(th) > 0 && strings.Contains(th[len(th)-1].Text, "Recovery succeeded")
+			})
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	reportPercentiles(b, lat)
+}

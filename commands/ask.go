@@ -14,7 +14,7 @@ import (
 const verbMarkFalse = "mark as false"
 
 // ask runs /recover ask <free text>: the engine asks the AI (bounded by its AI
-// timeout; slacker acked the command before this runs) and validates the
+// timeout; the command was acked before this runs: acksFirst) and validates the
 // proposal strictly. The plan itself is posted by the notifier like any
 // plan; the asker is told privately what came of the question.
 func (h *Handler) ask(ctx context.Context, user, question string) (*Reply, error) {

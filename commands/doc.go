@@ -1,12 +1,13 @@
 // Package commands is recoverbot's Slack vocabulary: the /recover
 // sub-commands, the Block Kit messages and modal of a plan, the App Home view
-// (HomeView), and the handlers of their buttons. It talks to the engine through the Engine interface and to
-// Slack through slacker's contexts and a small Slack interface, so the bot
-// package only wires it.
+// (HomeView), and the handlers of their buttons. It talks to the engine
+// through the Engine interface and to Slack through a small Slack interface
+// (and slacker's contexts for messages), so the bot package only wires it.
 //
-// The life of a click, in order (Handler.Click):
-//  1. slacker acks the envelope before anything else; Router drops a
-//     redelivered one (same trigger id and action timestamp).
+// The life of a click, in order (Router.Interact, then Handler.Click):
+//  1. Router takes it unacknowledged; a redelivery of one it has (same
+//     trigger id and action timestamp) is not handled again, only acked
+//     with the first.
 //  2. The button value must carry this bot's HMAC for that very action
 //     (Signer): a forged, altered or borrowed value is refused and audited.
 //  3. The click must come from the incident channel, or from the bot's App
@@ -18,6 +19,9 @@
 //  5. The engine decides: its compare-and-set lets one approval through, and
 //     it checks four-eyes and the deadline. Every refusal is audited and
 //     explained privately; nothing runs unless every step said yes.
+//  6. Router acks the envelope (the decision, or the refusal, is committed),
+//     then replies. A bot that dies before the ack leaves the click to
+//     Slack's redelivery, which step 5 decides from the store: once.
 //
 // The plan message itself is only ever written by the Slack notifier
 // (package bot), from the execution as stored: one writer, so it never shows a

@@ -154,6 +154,18 @@ func (h *Handler) Command(ctx context.Context, r Request) *Reply {
 	return rep
 }
 
+// acksFirst reports whether a /recover command is acknowledged before it is
+// decided: only ask, whose decision waits on the AI for longer than Slack's
+// 3s ack window (AckWindow). Its ack promises only that the question was
+// received: a bot that dies while the AI thinks loses the question, with no
+// plan made (the asker sees no answer and asks again); a plan the AI
+// proposes is committed, posted and approved like any other. Every other
+// command is acked once decided.
+func acksFirst(text string) bool {
+	words := split(text)
+	return len(words) > 0 && strings.ToLower(words[0]) == "ask"
+}
+
 func mutating(sub string) bool {
 	switch sub {
 	case "plan", "rollback", "pause", "resume", "ask", "false":

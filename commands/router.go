@@ -13,30 +13,39 @@ import (
 	"github.com/slack-go/slack"
 )
 
-// Router connects a Handler to slacker v2, working around what slacker does
-// (see internal/slacktest/doc.go):
+// Router connects a Handler to Slack. Who acknowledges what (the one rule,
+// decided by the bot's socket loop, bot/socket.go):
 //
-//   - Its command matcher is unanchored and its built-in help answers any
-//     text containing the word "help". So the whole of /recover is one
-//     definition, installed as the help command (slacker tries it first):
-//     "recover <args>". The Handler parses the slash command's own text,
-//     anchored, word by word.
-//   - It acks every envelope before any handler runs, and runs each handler
-//     in its own goroutine: handlers never hold up the socket reader, and
-//     Router adds a per-request deadline on a context that outlives a
+//   - Slash commands and clicks never reach slacker, which acks every
+//     envelope before any handler runs (so a crash in between would lose an
+//     acknowledged click). The socket loop hands them to Slash and Interact
+//     with the envelope's ack, and Router sends it once the Handler has
+//     decided: its decision committed to the store, or a refusal (also an
+//     answer). Then it replies. Commit, ack, then reply: a bot that dies
+//     before the ack leaves the envelope unacknowledged, Slack redelivers it
+//     (retry_attempt > 0), and the redelivery is decided by whatever the store
+//     says now (a click already approved gets "already approved", nothing
+//     more). The one exception is /recover ask (acksFirst).
+//   - Messages (app_mention, DMs) stay on slacker's path and are acked by
+//     it on receipt, like every Events API envelope. Its command matcher is
+//     unanchored and its built-in help answers any text containing the word
+//     "help". So the whole of "recover …" is one definition, installed as
+//     the help command (slacker tries it first): "recover <args>". The
+//     Handler parses the text itself, anchored, word by word.
+//   - Each request runs with a deadline on a context that outlives a
 //     cancelled Listen, so a decision being persisted is not cut halfway.
-//   - It does not deduplicate envelopes Slack redelivers (retry_attempt > 0)
-//     and hides envelope ids from handlers. A redelivery carries the same
+//   - Slack redelivers an envelope it holds unacknowledged with the same
 //     payload, so Router keys on what is unique in it: a slash command's
 //     trigger_id, a click's trigger_id and action_ts, a message's channel and
-//     ts. A second delivery is dropped (it was already acked by slacker).
-//   - Interactions route on block_id only; Router sends both plan blocks to
-//     Handler.Click, which switches on the action id. The App Home's plan
-//     blocks (HomeBlockID) arrive through the unsupported-interaction
-//     handler and go to the same Click, marked Home.
-//   - ReplyError ignores WithEphemeral, and chat.postEphemeral needs the bot in
-//     the channel; replies go to the response_url (works anywhere, shown only
-//     to the user), with chat.postEphemeral as fallback.
+//     ts. A live redelivery of a request still being decided waits for that
+//     decision and is acked with it; one of a request already answered is
+//     acked at once; neither is handled twice.
+//   - Clicks decide on the plan blocks only (BlockApproval, BlockOutcome, and
+//     the App Home's per-plan blocks, HomeBlock, marked Home); Handler.Click
+//     switches on the action id.
+//   - chat.postEphemeral needs the bot in the channel; replies go to the
+//     response_url (works anywhere, shown only to the user), with
+//     chat.postEphemeral as fallback.
 type Router struct {
 	Handler *Handler
 	// Timeout bounds the work of one command or click (default 20s).
@@ -46,32 +55,27 @@ type Router struct {
 	OnDuplicate func(key string)
 	Log         *slog.Logger
 
-	dedup   Dedup
-	running sync.WaitGroup
+	dedup    Dedup
+	mu       sync.Mutex
+	deciding map[string]chan struct{} // keys being decided; closed once acked
+	running  sync.WaitGroup
 }
 
-// Register installs the /recover command and the plan buttons on bot.
+// AckWindow is how long Slack waits for an ack before it shows the user an
+// error and redelivers the envelope. A decision that takes longer is still
+// acked only once decided (its redelivery waits for it); the log says so.
+const AckWindow = 3 * time.Second
+
+// Register installs "recover <args>" for messages on bot. Slash commands and
+// clicks come through Slash and Interact instead.
 func (r *Router) Register(bot *slacker.Slacker) {
 	bot.Help(&slacker.CommandDefinition{
 		Command:     "recover <args>",
 		Description: "recoverbot: /recover help lists the sub-commands",
 		HideHelp:    true,
-		Handler:     r.onCommand,
+		Handler:     r.onMessage,
 	})
-	bot.UnsupportedCommandHandler(r.onCommand)
-	for _, id := range []string{BlockApproval, BlockOutcome} {
-		bot.AddInteraction(&slacker.InteractionDefinition{BlockID: id, Handler: r.onClick})
-	}
-	bot.UnsupportedInteractionHandler(func(c *slacker.InteractionContext) {
-		// The App Home's plan buttons have per-plan block ids, which
-		// slacker's exact block_id match cannot route.
-		if cb := c.Callback(); len(cb.ActionCallback.BlockActions) > 0 && HomeBlock(cb.ActionCallback.BlockActions[0].BlockID) {
-			r.onClick(c)
-			return
-		}
-		// Modal closes and anything without a known block: nothing to do.
-		r.log().Debug("ignored interaction", "type", c.Callback().Type)
-	})
+	bot.UnsupportedCommandHandler(r.onMessage)
 }
 
 // Wait blocks until running commands and clicks finish, or ctx ends.
@@ -114,57 +118,121 @@ func (r *Router) run(parent context.Context, what string, work func(ctx context.
 	work(ctx)
 }
 
-func (r *Router) duplicate(key string) bool {
-	if key == "" || !r.dedup.Seen(key) {
-		return false
-	}
+func (r *Router) dropped(key string) {
 	r.log().Info("dropped a redelivered Slack envelope", "key", Redact(key))
 	if r.OnDuplicate != nil {
 		r.OnDuplicate(key)
 	}
-	return true
 }
 
-func (r *Router) onCommand(c *slacker.CommandContext) {
-	ev := c.Event()
-	req := Request{User: ev.UserID, Channel: ev.ChannelID}
-	var key string
-	if sc, ok := ev.Data.(*slack.SlashCommand); ok {
-		req.Text, req.ResponseURL, req.TriggerID = sc.Text, sc.ResponseURL, sc.TriggerID
-		if sc.Command != "/recover" {
-			req.Text = "" // only /recover is ours: answer with help
-		}
-		if sc.TriggerID != "" {
-			key = "slash:" + sc.TriggerID
-		}
-	} else {
-		if c.Request() != nil && c.Request().Properties() != nil {
-			req.Text = c.Request().Param("args")
-		}
-		if ev.TimeStamp != "" {
-			key = "message:" + ev.ChannelID + ":" + ev.TimeStamp
-		}
+// begin claims key for a new decision. For a key seen before it reports dup
+// and returns a channel closed once that earlier request was acked.
+func (r *Router) begin(key string) (earlier <-chan struct{}, dup bool) {
+	if key == "" {
+		return nil, false
 	}
-	if r.duplicate(key) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.dedup.Seen(key) {
+		if r.deciding == nil {
+			r.deciding = map[string]chan struct{}{}
+		}
+		r.deciding[key] = make(chan struct{})
+		return nil, false
+	}
+	if ch := r.deciding[key]; ch != nil {
+		return ch, true
+	}
+	done := make(chan struct{})
+	close(done)
+	return done, true
+}
+
+func (r *Router) end(key string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if ch := r.deciding[key]; ch != nil {
+		close(ch)
+		delete(r.deciding, key)
+	}
+}
+
+// serve is the order of one slash command or click: decide, ack, reply.
+// handle decides (the engine commits before it returns) and says what to
+// tell the user; ack is sent right after it returns, or first when
+// ackFirst. A panicking handler is acked too: it has ended, and its
+// redelivery would only be dropped here. A redelivery of key is acked when
+// the first delivery is, and not handled.
+func (r *Router) serve(parent context.Context, what, key string, ackFirst bool, ack func(), handle func(context.Context) *Reply, to replyTo) {
+	if earlier, dup := r.begin(key); dup {
+		r.dropped(key)
+		select {
+		case <-earlier:
+			ack()
+		case <-parent.Done():
+			// Shutting down: left unacknowledged, Slack redelivers it to
+			// the next connection, where the store decides it.
+		}
 		return
 	}
-	r.run(c.Context(), "command", func(ctx context.Context) {
-		if rep := r.Handler.Command(ctx, req); rep != nil {
-			r.respond(ctx, rep, req.Channel, req.User, req.ResponseURL)
+	start := time.Now()
+	var once sync.Once
+	ackOnce := func() {
+		once.Do(func() {
+			ack()
+			r.end(key)
+			if took := time.Since(start); took > AckWindow {
+				r.log().Warn("acked a Slack request after Slack's 3s window: Slack showed the user a timeout and redelivered it; the redelivery was acked with the decision, not decided again",
+					"what", what, "took", took.Round(time.Millisecond))
+			}
+		})
+	}
+	defer ackOnce()
+	r.run(parent, what, func(ctx context.Context) {
+		if ackFirst {
+			ackOnce()
+		}
+		rep := handle(ctx)
+		ackOnce()
+		if rep != nil {
+			r.respond(ctx, rep, to)
 		}
 	})
 }
 
-func (r *Router) onClick(c *slacker.InteractionContext) {
-	cb := c.Callback()
+// replyTo is where a request's answer goes.
+type replyTo struct{ channel, user, responseURL string }
+
+// Slash decides one slash command and acks it (see Router). Only /recover
+// is ours: any other command is answered with the help.
+func (r *Router) Slash(ctx context.Context, sc slack.SlashCommand, ack func()) {
+	req := Request{User: sc.UserID, Channel: sc.ChannelID, Text: sc.Text, ResponseURL: sc.ResponseURL, TriggerID: sc.TriggerID}
+	if sc.Command != "/recover" {
+		req.Text = ""
+	}
+	key := ""
+	if sc.TriggerID != "" {
+		key = "slash:" + sc.TriggerID
+	}
+	r.serve(ctx, "command", key, acksFirst(req.Text), ack, func(ctx context.Context) *Reply {
+		return r.Handler.Command(ctx, req)
+	}, replyTo{req.Channel, req.User, req.ResponseURL})
+}
+
+// Interact decides one interaction and acks it (see Router). Only button
+// presses on the plan blocks decide anything; every other interaction (a
+// modal closed or submitted, an unknown block) is acked at once.
+func (r *Router) Interact(ctx context.Context, cb slack.InteractionCallback, ack func()) {
 	if cb.Type != slack.InteractionTypeBlockActions || len(cb.ActionCallback.BlockActions) == 0 {
+		r.log().Debug("ignored interaction", "type", cb.Type)
+		ack()
 		return
 	}
 	a := cb.ActionCallback.BlockActions[0]
-	if cb.TriggerID != "" || a.ActionTs != "" {
-		if r.duplicate("click:" + cb.TriggerID + ":" + a.ActionTs) {
-			return
-		}
+	if a.BlockID != BlockApproval && a.BlockID != BlockOutcome && !HomeBlock(a.BlockID) {
+		r.log().Debug("ignored click outside the plan blocks", "block_id", a.BlockID, "action_id", a.ActionID)
+		ack()
+		return
 	}
 	click := Click{
 		User: cb.User.ID, Channel: cb.Channel.ID,
@@ -180,16 +248,40 @@ func (r *Router) onClick(c *slacker.InteractionContext) {
 		// the private reply goes to the incident channel.
 		replyIn = r.Handler.Channel
 	}
-	r.run(c.Context(), "click", func(ctx context.Context) {
-		if rep := r.Handler.Click(ctx, click); rep != nil {
-			r.respond(ctx, rep, replyIn, click.User, click.ResponseURL)
+	key := ""
+	if cb.TriggerID != "" || a.ActionTs != "" {
+		key = "click:" + cb.TriggerID + ":" + a.ActionTs
+	}
+	r.serve(ctx, "click", key, false, ack, func(ctx context.Context) *Reply {
+		return r.Handler.Click(ctx, click)
+	}, replyTo{replyIn, click.User, click.ResponseURL})
+}
+
+// onMessage runs "recover …" sent as a message (app_mention, DM), which
+// slacker acked on receipt. A redelivery is dropped.
+func (r *Router) onMessage(c *slacker.CommandContext) {
+	ev := c.Event()
+	req := Request{User: ev.UserID, Channel: ev.ChannelID}
+	if c.Request() != nil && c.Request().Properties() != nil {
+		req.Text = c.Request().Param("args")
+	}
+	if ev.TimeStamp != "" {
+		if key := "message:" + ev.ChannelID + ":" + ev.TimeStamp; r.dedup.Seen(key) {
+			r.dropped(key)
+			return
+		}
+	}
+	r.run(c.Context(), "command", func(ctx context.Context) {
+		if rep := r.Handler.Command(ctx, req); rep != nil {
+			r.respond(ctx, rep, replyTo{req.Channel, req.User, req.ResponseURL})
 		}
 	})
 }
 
-// respond shows rep to user only: through the response_url, else
+// respond shows rep to its user only: through the response_url, else
 // chat.postEphemeral.
-func (r *Router) respond(ctx context.Context, rep *Reply, channel, user, responseURL string) {
+func (r *Router) respond(ctx context.Context, rep *Reply, to replyTo) {
+	channel, user, responseURL := to.channel, to.user, to.responseURL
 	opts := []slack.MsgOption{slack.MsgOptionText(rep.Text, false)}
 	if len(rep.Blocks) > 0 {
 		opts = append(opts, slack.MsgOptionBlocks(rep.Blocks...))

@@ -29,6 +29,16 @@
 // Slack could never deliver. Messages lists top-level messages; Thread lists
 // a thread's replies without its parent.
 //
+// Acks are observable against the bot's state: WithOnAck runs a function on
+// each ack before the server records it (a test reads the bot's store there:
+// what was committed when the bot acknowledged), AckLog lists them with the
+// delivery each answered. Crashes around an ack: LoseNextAck drops the next
+// ack of a type together with every socket (the bot died before Slack read
+// it), LoseDeliveries sends envelopes into no socket (the bot died before
+// reading them), and RedeliverUnacked then retries every envelope without an
+// ack, retry_attempt one more, as Slack does after a reconnect. WaitAck waits
+// for an ack of the latest delivery.
+//
 // # How slacker v2.0.0-alpha4 drives Slack (read from its source)
 //
 // Options and start-up. The API URL option is slacker.WithAPIURL (it becomes

@@ -7,7 +7,8 @@ import (
 )
 
 // envelope is one Socket Mode request the server sent. attempts counts
-// deliveries (Redeliver adds one); acks holds each ack's payload.
+// deliveries (Redeliver adds one); acks holds each ack's payload; acked is
+// the attempts count when the last ack arrived (0: never acked).
 type envelope struct {
 	id       string
 	typ      string
@@ -15,6 +16,7 @@ type envelope struct {
 	accepts  bool
 	attempts int
 	acks     []json.RawMessage
+	acked    int
 
 	channel, user string // slash_commands: where an ack payload answer goes
 	viewID        string // view_submission: the view an ack payload acts on

@@ -48,6 +48,7 @@ type config struct {
 	triggerTTL   time.Duration
 	now          func() time.Time
 	log          *slog.Logger
+	onAck        func(Ack)
 }
 
 // WithPingInterval sets how often the server pings each socket (Slack pings
@@ -71,6 +72,15 @@ func WithClock(now func() time.Time) Option {
 // WithLogger makes the server log every call and socket frame at debug level.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *config) { c.log = l }
+}
+
+// WithOnAck calls f with each ack as it arrives, before the server records
+// it or acts on it, on the socket's read loop (the next frame of that socket
+// waits for f). Tests use it to look at the bot's state at the moment of the
+// ack: what the bot had committed before it acknowledged. f must not call the
+// Server's blocking helpers (WaitFor, WaitAck).
+func WithOnAck(f func(Ack)) Option {
+	return func(c *config) { c.onAck = f }
 }
 
 // Server is a Slack Web API and Socket Mode endpoint on 127.0.0.1. All state
@@ -105,6 +115,10 @@ type Server struct {
 	responseURLs map[string]*responseURL
 	envelopes    map[string]*envelope
 	strayAcks    []json.RawMessage
+	ackLog       []Ack
+	loseAcks     map[string]bool // envelope types whose next ack dies with its socket
+	lostAcks     []string
+	lose         bool     // envelopes are recorded as sent but written nowhere
 	pending      [][]byte // frames waiting for a connection
 	conns        []*conn
 	connects     int
@@ -136,6 +150,7 @@ func New(opts ...Option) *Server {
 		triggers:     map[string]*trigger{},
 		responseURLs: map[string]*responseURL{},
 		envelopes:    map[string]*envelope{},
+		loseAcks:     map[string]bool{},
 	}
 	// slack-go dials with Origin: https://api.slack.com, which the default
 	// same-origin check would refuse.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -152,10 +153,14 @@ func (s *Server) requeue(frames [][]byte) {
 }
 
 // dispatch delivers a frame to the newest live connection, or queues it
-// until a bot connects. (Slack would fail a slash command with no app
+// until a bot connects; it drops the frame while LoseDeliveries is on. (Slack would fail a slash command with no app
 // connected; queueing keeps tests free of start-up races.)
 func (s *Server) dispatch(frame []byte) {
 	s.mu.Lock()
+	if s.lose {
+		s.mu.Unlock()
+		return
+	}
 	var target *conn
 	for i := len(s.conns) - 1; i >= 0; i-- {
 		if c := s.conns[i]; c.ready && !c.silenced && !c.dropped {
@@ -258,6 +263,19 @@ func (s *Server) liveConns() []*conn {
 	return out
 }
 
+// Ack is one acknowledgement as the server received it: the envelope it
+// names, that envelope's type, which delivery it answered (Attempt 0 is the
+// first, as retry_attempt counts), its payload, when it arrived, and Seq, its
+// place among all acks (1, 2, …).
+type Ack struct {
+	EnvelopeID string
+	Type       string
+	Attempt    int
+	Payload    json.RawMessage
+	At         time.Time
+	Seq        int
+}
+
 // handleAck records {"envelope_id": ..., "payload": ...} and applies what
 // Slack does with an ack payload.
 func (s *Server) handleAck(data []byte) {
@@ -270,14 +288,34 @@ func (s *Server) handleAck(data []byte) {
 		return
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	defer s.notifyLocked()
 	env, ok := s.envelopes[ack.EnvelopeID]
 	if !ok {
 		s.strayAcks = append(s.strayAcks, data)
+		s.notifyLocked()
+		s.mu.Unlock()
 		return
 	}
+	rec := Ack{EnvelopeID: env.id, Type: env.typ, Attempt: env.attempts - 1, Payload: ack.Payload, At: s.nowLocked()}
+	s.mu.Unlock()
+	if s.cfg.onAck != nil {
+		s.cfg.onAck(rec)
+	}
+	s.mu.Lock()
+	if s.loseAcks[env.typ] {
+		delete(s.loseAcks, env.typ)
+		s.lostAcks = append(s.lostAcks, env.id)
+		s.notifyLocked()
+		s.mu.Unlock()
+		s.log.Debug("ack lost with its socket", "envelope_id", env.id)
+		s.DropConnections()
+		return
+	}
+	defer s.mu.Unlock()
+	defer s.notifyLocked()
+	rec.Seq = len(s.ackLog) + 1
+	s.ackLog = append(s.ackLog, rec)
 	env.acks = append(env.acks, ack.Payload)
+	env.acked = env.attempts
 	s.log.Debug("ack", "envelope_id", env.id, "type", env.typ, "payload", string(ack.Payload))
 	if len(env.acks) > 1 {
 		return // Slack acts on the first ack of an envelope only
@@ -292,8 +330,63 @@ func (s *Server) handleAck(data []byte) {
 	}
 }
 
+// AckLog lists every ack received for a known envelope, in arrival order.
+func (s *Server) AckLog() []Ack {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Ack(nil), s.ackLog...)
+}
+
+// LoseNextAck makes the next ack of an envelope of type typ
+// ("interactive", "slash_commands", "events_api") die with its socket: the
+// server drops every connection instead of recording it, as when the bot
+// dies between sending the ack and Slack reading it. Slack then still holds
+// the envelope unacknowledged (RedeliverUnacked sends it again).
+func (s *Server) LoseNextAck(typ string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loseAcks[typ] = true
+}
+
+// LostAcks lists the envelopes whose ack LoseNextAck lost, in order.
+func (s *Server) LostAcks() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.lostAcks...)
+}
+
+// LoseDeliveries, while on, records envelopes as sent but writes them to no
+// socket: as if each went into a connection that died before the bot read
+// it. Slack holds them unacknowledged (RedeliverUnacked sends them again).
+func (s *Server) LoseDeliveries(on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lose = on
+}
+
+// RedeliverUnacked sends again, as Slack retries after a reconnect, every
+// envelope that has no ack yet: same envelope_id and payload, retry_attempt
+// one more, retry_reason "timeout". It returns their ids in the order they
+// were first sent.
+func (s *Server) RedeliverUnacked() []string {
+	s.mu.Lock()
+	var ids []string
+	for _, e := range s.envelopes {
+		if len(e.acks) == 0 {
+			ids = append(ids, e.id)
+		}
+	}
+	s.mu.Unlock()
+	slices.Sort(ids) // ids begin with the server's sequence number in hex
+	for _, id := range ids {
+		s.Redeliver(id)
+	}
+	return ids
+}
+
 // WaitAck blocks until the bot has acked the latest delivery of the
-// envelope and returns that ack's payload (nil when it had none).
+// envelope (an ack that arrived after it was sent) and returns that ack's
+// payload (nil when it had none).
 func (s *Server) WaitAck(ctx context.Context, envelopeID string) (json.RawMessage, error) {
 	s.mu.Lock()
 	env, ok := s.envelopes[envelopeID]
@@ -309,7 +402,7 @@ func (s *Server) WaitAck(ctx context.Context, envelopeID string) (json.RawMessag
 	err := s.WaitFor(ctx, func(s *Server) bool {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		if len(env.acks) < want {
+		if env.acked < want {
 			return false
 		}
 		payload = env.acks[len(env.acks)-1]
