@@ -53,7 +53,7 @@ var (
 	bucketOutbox     = []byte("outbox")     // seq BE → JSON Notification
 	bucketRate       = []byte("rate")       // runbook 0x00 unixnano BE id → JSON RateStamp
 	bucketDedup      = []byte("dedup")      // key → JSON DedupEntry
-	bucketOpen       = []byte("open")       // execution id → empty, see isOpen
+	bucketOpen       = []byte("open")       // execution id → empty, see IsOpen
 	bucketSettings   = []byte("settings")   // key → value
 	bucketRepeats    = []byte("repeats")    // execution id → uint64 BE duplicates folded in
 	// Added within schema 1 (created at open, older files get them empty).
