@@ -15,6 +15,7 @@ import (
 
 	"github.com/recoverbot/recoverbot/internal/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 // startTimeout bounds how long a cluster may take to answer.
@@ -108,7 +109,7 @@ func (c *Cluster) wait(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	for i, ep := range c.Endpoints {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: startTimeout})
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: startTimeout, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -130,7 +131,7 @@ func (c *Cluster) wait(t testing.TB) {
 // Client returns a client of every member, closed by the test's cleanup.
 func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: startTimeout})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: startTimeout, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
