@@ -177,3 +177,27 @@ func TestNoSpace(t *testing.T) {
 		t.Errorf("PutSetting under NOSPACE: got %v, want %v", err, rpctypes.ErrNoSpace)
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		cfg  etcdstore.Config
+		want string // "" valid, else a part of the error
+	}{
+		{"plain", etcdstore.Config{Endpoints: []string{"http://127.0.0.1:2379"}}, ""},
+		{"tls", etcdstore.Config{Endpoints: []string{"https://etcd-0:2379"}, CA: "ca.pem", Cert: "c.pem", Key: "k.pem", Prefix: "/rb/"}, ""},
+		{"no endpoints", etcdstore.Config{}, "endpoints: none given"},
+		{"not a URL", etcdstore.Config{Endpoints: []string{"etcd-0:2379"}}, `endpoints: "etcd-0:2379" is not`},
+		{"https without CA", etcdstore.Config{Endpoints: []string{"https://etcd-0:2379"}}, "ca: required"},
+		{"cert without key", etcdstore.Config{Endpoints: []string{"http://e:2379"}, Cert: "c.pem"}, "cert, key: set both"},
+		{"prefix without slash", etcdstore.Config{Endpoints: []string{"http://e:2379"}, Prefix: "recoverbot"}, `prefix: "recoverbot" must`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.cfg.Validate()
+			if tt.want == "" && err != nil || tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)) {
+				t.Errorf("Validate: got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}

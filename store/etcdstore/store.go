@@ -32,6 +32,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -98,10 +99,35 @@ type Option func(*Store)
 // (default time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
+// Validate checks cfg without reading the TLS files, each error naming the
+// setting (endpoints, prefix, ca, cert, key): the config loader calls it to
+// refuse a bad configuration early, and Open calls it too.
+func (c Config) Validate() error {
+	var errs []error
+	if len(c.Endpoints) == 0 {
+		errs = append(errs, errors.New("endpoints: none given (comma-separated URLs like https://etcd-0:2379)"))
+	}
+	for _, ep := range c.Endpoints {
+		u, err := url.Parse(ep)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("endpoints: %q is not an http:// or https:// URL", ep))
+		} else if u.Scheme == "https" && c.CA == "" {
+			errs = append(errs, fmt.Errorf("ca: required for %s (the CA that signed etcd's certificate)", ep))
+		}
+	}
+	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/")) {
+		errs = append(errs, fmt.Errorf("prefix: %q must start and end with /", c.Prefix))
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		errs = append(errs, errors.New("cert, key: set both (the client certificate and its key) or neither"))
+	}
+	return errors.Join(errs...)
+}
+
 // Open connects to etcd as cfg says and checks it answers within ctx.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
-	if len(cfg.Endpoints) == 0 {
-		return nil, errors.New("etcdstore: no endpoints")
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("etcdstore: %w", err)
 	}
 	tlsCfg, err := cfg.tls()
 	if err != nil {
@@ -153,9 +179,6 @@ func New(cli *clientv3.Client, prefix string, opts ...Option) (*Store, error) {
 func (c Config) tls() (*tls.Config, error) {
 	if c.CA == "" && c.Cert == "" && c.Key == "" {
 		return nil, nil
-	}
-	if (c.Cert == "") != (c.Key == "") {
-		return nil, errors.New("etcdstore: TLS cert and key must be set together")
 	}
 	t := &tls.Config{MinVersion: tls.VersionTLS12}
 	if c.CA != "" {
