@@ -161,6 +161,7 @@ type batch struct {
 	ctx    context.Context
 	cli    *clientv3.Client
 	reads  map[string]kv
+	exists map[string]bool // keys a failed commit of this queue found present
 	writes map[string]write
 	order  []string
 	cmps   []cmp
@@ -212,6 +213,9 @@ func (v *view) absent(key string, err error) error {
 		return err
 	}
 	if w, ok := v.b.writes[key]; ok && !w.del {
+		return err
+	}
+	if v.b.exists[key] {
 		return err
 	}
 	v.cmps = append(v.cmps, cmp{key: key, err: err, owner: v.owner})
@@ -297,6 +301,7 @@ func (w *writer) commit(queue []*request) int {
 	defer cancel()
 	errs := make([]error, len(queue))
 	settled := make([]bool, len(queue)) // answered by a failed precondition
+	exists := map[string]bool{}
 	fenceKey, fenceRev := w.s.fence()
 	answer := func(n int) int {
 		for i, r := range queue[:n] {
@@ -316,7 +321,7 @@ func (w *writer) commit(queue []*request) int {
 				return w.fail(queue, errs, settled, err, answer)
 			}
 		}
-		b := &batch{ctx: ctx, cli: w.s.cli, reads: map[string]kv{}, writes: map[string]write{},
+		b := &batch{ctx: ctx, cli: w.s.cli, reads: map[string]kv{}, exists: exists, writes: map[string]write{},
 			audit: w.seq.audit, outbox: w.seq.outbox}
 		n := len(queue)
 		for i, r := range queue {
@@ -474,6 +479,7 @@ func (w *writer) txn(ctx context.Context, b *batch, fenceKey string, fenceRev in
 		if c.err != nil && got(2+i) != nil {
 			errs[c.owner] = c.err
 			settled[c.owner] = true
+			b.exists[c.key] = true // the redo answers later writes of it at once
 		}
 	}
 	return true, nil

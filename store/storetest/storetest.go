@@ -27,6 +27,7 @@ func Run(t *testing.T, open func(t *testing.T) recovery.Store) {
 	}{
 		{"AcceptWritesAllOrNothing", acceptWritesAll},
 		{"AcceptDuplicateWritesNothing", acceptDuplicate},
+		{"ConcurrentDuplicatesOneWins", concurrentDuplicates},
 		{"AcceptRepeatOfCounts", acceptRepeatOf},
 		{"TransitionCASWithAuditAndOutbox", transitionCAS},
 		{"FailedTransitionWritesNothing", failedTransition},
@@ -173,6 +174,35 @@ func acceptDuplicate(t *testing.T, s recovery.Store) {
 	}
 	if a, o := counts(t, s); a != audit || o != outbox {
 		t.Errorf("after duplicates: %d audit, %d outbox; want %d, %d", a, o, audit, outbox)
+	}
+}
+
+// concurrentDuplicates: the same event sent by many writers at once (as a
+// retrying sender does) is accepted exactly once, and the same execution once.
+func concurrentDuplicates(t *testing.T, s recovery.Store) {
+	const n = 16
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			errs[i] = s.Accept(bg, Accepted("ev-same", Execution("01A", recovery.PendingApproval, T0)))
+		})
+	}
+	wg.Wait()
+	won := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			won++
+		case !errors.Is(err, recovery.ErrDuplicate):
+			t.Errorf("Accept: got %v, want nil or ErrDuplicate", err)
+		}
+	}
+	if won != 1 {
+		t.Errorf("%d of %d concurrent Accepts of one event succeeded, want 1", won, n)
+	}
+	if a, o := counts(t, s); a != 1 || o != 1 {
+		t.Errorf("after concurrent duplicates: %d audit, %d outbox; want 1, 1", a, o)
 	}
 }
 
