@@ -20,3 +20,15 @@ func TestConformance(t *testing.T) {
 		return db
 	})
 }
+
+// TestRetentionConformance runs the retention suite against bbolt.
+func TestRetentionConformance(t *testing.T) {
+	storetest.RunRetention(t, func(t *testing.T) storetest.Sweeper {
+		db, err := store.Open(filepath.Join(t.TempDir(), "recoverbot.db"))
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		t.Cleanup(func() { db.Close() })
+		return db
+	})
+}

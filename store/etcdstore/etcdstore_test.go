@@ -201,3 +201,12 @@ func TestConfigValidate(t *testing.T) {
 		})
 	}
 }
+
+// TestRetentionConformance runs the retention suite against a real etcd.
+func TestRetentionConformance(t *testing.T) {
+	cli := etcdtest.Start(t, 1).Client(t)
+	storetest.RunRetention(t, func(t *testing.T) storetest.Sweeper {
+		s, _ := newStore(t, cli)
+		return s
+	})
+}

@@ -32,6 +32,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
 	"os"
 	"strings"
@@ -90,6 +91,7 @@ type Store struct {
 	closeErr  error
 
 	now func() time.Time
+	log *slog.Logger
 }
 
 // Option configures a Store.
@@ -123,6 +125,9 @@ func (c Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// WithLog sets the logger of the retention sweep.
+func WithLog(log *slog.Logger) Option { return func(s *Store) { s.log = log } }
 
 // Open connects to etcd as cfg says and checks it answers within ctx.
 func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
@@ -168,6 +173,7 @@ func New(cli *clientv3.Client, prefix string, opts ...Option) (*Store, error) {
 		reqs:   make(chan *request, 4*maxTxnOps),
 		done:   make(chan struct{}),
 		now:    time.Now,
+		log:    slog.New(slog.DiscardHandler),
 	}
 	for _, o := range opts {
 		o(s)
