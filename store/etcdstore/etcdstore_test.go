@@ -142,16 +142,18 @@ func TestTooLargeRefused(t *testing.T) {
 }
 
 // TestNoSpace: when etcd refuses writes (its space quota is exhausted: the
-// NOSPACE alarm), Accept fails with etcd's error, and everything accepted
-// before is still there.
+// NOSPACE alarm), Accept fails with etcd's error, everything accepted before
+// is still there, and what was refused is not.
 func TestNoSpace(t *testing.T) {
 	cluster := etcdtest.Start(t, 1, "--quota-backend-bytes", fmt.Sprint(1<<20))
 	cli := cluster.Client(t)
 	s, _ := newStore(t, cli)
 	var accepted []string
 	var err error
+	var refused string
 	for i := 0; i < 10000; i++ {
 		id := fmt.Sprintf("ev-%05d", i)
+		refused = id
 		a := storetest.Accepted(id, storetest.Execution(fmt.Sprintf("01%05d", i), recovery.PendingApproval, storetest.T0))
 		a.Execution.Reasons = []string{strings.Repeat("x", 4096)}
 		if err = s.Accept(bg, a); err != nil {
@@ -164,6 +166,11 @@ func TestNoSpace(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "refused by etcd") {
 		t.Errorf("error %q does not say etcd refused the write", err)
+	}
+	// etcd applies the transaction that crosses the quota and answers
+	// NOSPACE all the same: each answer must still be the truth.
+	if _, err := s.EventRecord(bg, refused); !errors.Is(err, recovery.ErrNotFound) {
+		t.Errorf("refused %s: got %v, want ErrNotFound (an error means not written)", refused, err)
 	}
 	for _, id := range accepted {
 		if _, err := s.EventRecord(bg, id); err != nil {

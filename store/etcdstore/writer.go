@@ -437,7 +437,17 @@ func (w *writer) txn(ctx context.Context, b *batch, fenceKey string, fenceRev in
 			break
 		}
 		if !ambiguous(err) {
+			// etcd applies a transaction that takes it over its space quota
+			// and then answers NOSPACE: the seq key says whether this one was.
+			resp, rerr := w.s.cli.Get(ctx, w.s.seqKey())
 			w.seq.valid = false
+			switch {
+			case rerr != nil:
+				return false, fmt.Errorf("etcdstore: %w: %w (and reading it back: %w)", ErrOutcomeUnknown, err, rerr)
+			case len(resp.Kvs) > 0 && string(resp.Kvs[0].Value) == seqVal:
+				w.seq = seqState{audit: b.audit, outbox: b.outbox, modRev: resp.Kvs[0].ModRevision, valid: true}
+				return false, nil
+			}
 			return false, fmt.Errorf("etcdstore: commit refused by etcd: %w", err)
 		}
 		if ctx.Err() != nil {
