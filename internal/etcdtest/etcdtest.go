@@ -4,6 +4,7 @@ package etcdtest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +25,7 @@ const startTimeout = 30 * time.Second
 // Cluster is a running etcd cluster; the test's cleanup stops it.
 type Cluster struct {
 	Endpoints []string
+	tls       *tls.Config
 	procs     []*exec.Cmd
 	logs      []*testutil.SyncBuffer
 }
@@ -61,16 +63,30 @@ func Binary(t testing.TB) string {
 // ports, with flags added to every member, and waits until it answers.
 func Start(t testing.TB, members int, flags ...string) *Cluster {
 	t.Helper()
+	return start(t, members, "http", nil, flags)
+}
+
+// StartTLS runs one member serving clients over TLS with certFile and
+// keyFile, requiring client certificates signed by caFile; client is what
+// the cluster's own readiness check presents.
+func StartTLS(t testing.TB, certFile, keyFile, caFile string, client *tls.Config) *Cluster {
+	t.Helper()
+	return start(t, 1, "https", client, []string{"--cert-file", certFile, "--key-file", keyFile,
+		"--trusted-ca-file", caFile, "--client-cert-auth"})
+}
+
+func start(t testing.TB, members int, scheme string, client *tls.Config, flags []string) *Cluster {
+	t.Helper()
 	bin := Binary(t)
 	dir := t.TempDir()
 	type member struct{ name, client, peer string }
 	ms := make([]member, members)
 	var initial []string
 	for i := range ms {
-		ms[i] = member{fmt.Sprintf("m%d", i), "http://" + testutil.FreePort(t), "http://" + testutil.FreePort(t)}
+		ms[i] = member{fmt.Sprintf("m%d", i), scheme + "://" + testutil.FreePort(t), "http://" + testutil.FreePort(t)}
 		initial = append(initial, ms[i].name+"="+ms[i].peer)
 	}
-	c := &Cluster{}
+	c := &Cluster{tls: client}
 	for _, m := range ms {
 		args := append([]string{
 			"--name", m.name,
@@ -109,7 +125,7 @@ func (c *Cluster) wait(t testing.TB) {
 	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
 	defer cancel()
 	for i, ep := range c.Endpoints {
-		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: startTimeout, Logger: zap.NewNop()})
+		cli, err := clientv3.New(clientv3.Config{Endpoints: []string{ep}, TLS: c.tls, DialTimeout: startTimeout, Logger: zap.NewNop()})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -131,7 +147,7 @@ func (c *Cluster) wait(t testing.TB) {
 // Client returns a client of every member, closed by the test's cleanup.
 func (c *Cluster) Client(t testing.TB) *clientv3.Client {
 	t.Helper()
-	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, DialTimeout: startTimeout, Logger: zap.NewNop()})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints, TLS: c.tls, DialTimeout: startTimeout, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
