@@ -18,9 +18,9 @@ import (
 // no such move, whatever the current state.
 var ErrNotAllowed = errors.New("move not allowed")
 
-// rateKeep is how long rate stamps are kept: the limit is hourly, the margin
+// RateKeep is how long rate stamps are kept: the limit is hourly, the margin
 // lets a late reader still count the whole window.
-const rateKeep = 2 * time.Hour
+const RateKeep = 2 * time.Hour
 
 // Accept writes an intake decision in one transaction: the event record, the
 // execution (if a plan was made) with its audit records and outbox messages,
@@ -66,23 +66,13 @@ func (db *DB) Accept(ctx context.Context, a recovery.Accepted) error {
 		}
 	}
 	audits := make([]encoded, len(a.Audit))
-	for i, r := range a.Audit {
-		r.Seq = 0
-		if r.ExecutionID == "" {
-			r.ExecutionID = execID
-		}
-		if r.EventID == "" {
-			r.EventID = eventID
-		}
-		if r.At.IsZero() {
-			r.At = a.Event.ReceivedAt
-		}
+	for i, r := range AcceptAudit(a) {
 		audits[i].owner = r.ExecutionID
 		if audits[i].json, err = json.Marshal(r); err != nil {
 			return fmt.Errorf("store: accept %s: audit: %w", eventID, err)
 		}
 	}
-	outbox, err := encodeOutbox(a.Outbox, execID, a.Event.ReceivedAt)
+	outbox, err := EncodeOutbox(a.Outbox, execID, a.Event.ReceivedAt)
 	if err != nil {
 		return fmt.Errorf("store: accept %s: %w", eventID, err)
 	}
@@ -158,7 +148,7 @@ func (db *DB) Record(ctx context.Context, audit []recovery.AuditRecord, outbox [
 			return fmt.Errorf("store: record: audit: %w", err)
 		}
 	}
-	msgs, err := encodeOutbox(outbox, "", now)
+	msgs, err := EncodeOutbox(outbox, "", now)
 	if err != nil {
 		return fmt.Errorf("store: record: %w", err)
 	}
@@ -208,7 +198,7 @@ func (db *DB) Transition(ctx context.Context, t recovery.Transition) (recovery.E
 	if t.Dedup != nil && t.Dedup.Key == "" {
 		return recovery.Execution{}, fmt.Errorf("store: transition %s: dedup entry has no key", t.ID)
 	}
-	outbox, err := encodeOutbox(t.Outbox, t.ID, t.At)
+	outbox, err := EncodeOutbox(t.Outbox, t.ID, t.At)
 	if err != nil {
 		return recovery.Execution{}, fmt.Errorf("store: transition %s: %w", t.ID, err)
 	}
@@ -244,7 +234,7 @@ func (db *DB) Transition(ctx context.Context, t recovery.Transition) (recovery.E
 		}
 		version := e.Version
 		if t.Mutate != nil {
-			if err := mutate(t.Mutate, &e); err != nil {
+			if err := Mutate(t.Mutate, &e); err != nil {
 				return fmt.Errorf("store: transition %s: %w", t.ID, err)
 			}
 		}
@@ -347,13 +337,37 @@ func (db *DB) PutSetting(ctx context.Context, key string, value []byte) error {
 	})
 }
 
+// AcceptAudit returns a's audit records with Accept's defaults: Seq 0 (the
+// store assigns it), the execution's id and the event's id when they have none,
+// and the event's ReceivedAt for a zero At. Every Store implementation calls it.
+func AcceptAudit(a recovery.Accepted) []recovery.AuditRecord {
+	out := make([]recovery.AuditRecord, len(a.Audit))
+	for i, r := range a.Audit {
+		r.Seq = 0
+		if r.ExecutionID == "" && a.Execution != nil {
+			r.ExecutionID = a.Execution.ID
+		}
+		if r.EventID == "" {
+			r.EventID = a.Event.Event.ID
+		}
+		if r.At.IsZero() {
+			r.At = a.Event.ReceivedAt
+		}
+		out[i] = r
+	}
+	return out
+}
+
 // encoded is a record marshalled with Seq 0, and the execution it belongs to.
 type encoded struct {
 	owner string
 	json  []byte
 }
 
-func encodeOutbox(ns []recovery.Notification, execID string, at time.Time) ([][]byte, error) {
+// EncodeOutbox marshals ns with Seq 0 (see WithSeq) and the outbox defaults:
+// execID for a message with none (except a channel-wide "notice"), at for a
+// zero At. Every Store implementation calls it.
+func EncodeOutbox(ns []recovery.Notification, execID string, at time.Time) ([][]byte, error) {
 	out := make([][]byte, len(ns))
 	for i, n := range ns {
 		n.Seq = 0
@@ -393,7 +407,7 @@ func appendAudit(tx *bolt.Tx, r encoded) (uint64, error) {
 		return 0, err
 	}
 	key := seqKey(seq)
-	if err := b.Put(key, withSeq(r.json, seq)); err != nil {
+	if err := b.Put(key, WithSeq(r.json, seq)); err != nil {
 		return 0, err
 	}
 	if r.owner == "" {
@@ -413,7 +427,7 @@ func appendOutbox(tx *bolt.Tx, msgs [][]byte) error {
 		if err != nil {
 			return err
 		}
-		if err := b.Put(seqKey(seq), withSeq(m, seq)); err != nil {
+		if err := b.Put(seqKey(seq), WithSeq(m, seq)); err != nil {
 			return err
 		}
 	}
@@ -421,11 +435,11 @@ func appendOutbox(tx *bolt.Tx, msgs [][]byte) error {
 }
 
 // putRate records a stamp and prunes the same runbook's stamps older than
-// rateKeep before it. Keys sort by runbook, then time.
+// RateKeep before it. Keys sort by runbook, then time.
 func putRate(tx *bolt.Tx, r recovery.RateStamp, v []byte) error {
 	b := tx.Bucket(bucketRate)
 	prefix := append([]byte(r.Runbook), 0)
-	cutoff := rateKey(r.Runbook, r.At.Add(-rateKeep), "")
+	cutoff := rateKey(r.Runbook, r.At.Add(-RateKeep), "")
 	var stale [][]byte
 	c := b.Cursor()
 	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix) && bytes.Compare(k, cutoff) < 0; k, _ = c.Next() {
@@ -459,11 +473,11 @@ func putDedup(tx *bolt.Tx, key string, v []byte) error {
 
 func seqKey(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
 
-// withSeq puts seq into JSON marshalled with Seq 0. Seq is the first field of
+// WithSeq puts seq into JSON marshalled with Seq 0. Seq is the first field of
 // AuditRecord and Notification, so the JSON starts with {"seq":0,. The key
 // stays the authority: readers take Seq from it, so a layout this does not
 // recognise is stored as is and still read right.
-func withSeq(b []byte, seq uint64) []byte {
+func WithSeq(b []byte, seq uint64) []byte {
 	const zero = `{"seq":0,`
 	if !bytes.HasPrefix(b, []byte(zero)) {
 		return b
@@ -475,9 +489,9 @@ func withSeq(b []byte, seq uint64) []byte {
 	return append(out, b[len(zero):]...)
 }
 
-// mutate runs the caller's edit; a panic in it fails this transition only
+// Mutate runs the caller's edit; a panic in it fails this transition only
 // instead of killing the writer and every other write with it.
-func mutate(fn func(*recovery.Execution) error, e *recovery.Execution) (err error) {
+func Mutate(fn func(*recovery.Execution) error, e *recovery.Execution) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("mutate panicked: %v", p)

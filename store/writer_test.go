@@ -117,8 +117,8 @@ func TestWithSeq(t *testing.T) {
 		{`{"at":"x","seq":0}`, `{"at":"x","seq":0}`}, // unknown layout: stored as is, key is the authority
 	}
 	for _, tt := range tests {
-		if got := string(withSeq([]byte(tt.in), 42)); got != tt.want {
-			t.Errorf("withSeq(%s): got %s, want %s", tt.in, got, tt.want)
+		if got := string(WithSeq([]byte(tt.in), 42)); got != tt.want {
+			t.Errorf("WithSeq(%s): got %s, want %s", tt.in, got, tt.want)
 		}
 	}
 }
