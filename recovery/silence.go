@@ -96,7 +96,7 @@ func (e *Engine) silenceHeld(x *Execution) bool {
 	case Executing, RollingBack, Verifying:
 		return true
 	case Succeeded:
-		return x.VerifyQuery != "" && e.cfg.Verifier != nil
+		return e.verifies(&x.Plan)
 	}
 	return false
 }
