@@ -33,22 +33,24 @@ const SourceAlertmanager = "alertmanager"
 // unusual, and people must hear about the alert again.
 const DefaultSilenceMax = time.Hour
 
-// silenceTimeout bounds each call to Alertmanager; silenceRetries are the
-// waits before the next attempts to expire a silence (a create is not
-// retried: the remediation is under way, and a late silence is worth little).
+// silenceTimeout bounds each call to Alertmanager (its cause is
+// errSilenceTimeout); silenceRetries are the waits before the next attempts
+// to expire a silence. A create is not retried: the remediation is under way,
+// and a late silence is worth little.
 const silenceTimeout = 5 * time.Second
 
-var errSilenceTimeout = errors.New("no answer from Alertmanager within 5s")
-
-var silenceRetries = []time.Duration{time.Second, 3 * time.Second}
+var (
+	errSilenceTimeout = errors.New("no answer from Alertmanager within 5s")
+	silenceRetries    = []time.Duration{time.Second, 3 * time.Second}
+)
 
 // Silencer creates and expires the silences (recovery/amsilence, over
 // Alertmanager's API v2).
 type Silencer interface {
 	// Silence creates a silence of the alert x remediates (x.Event.Labels)
-	// from startsAt (now) until endsAt and returns its id. An error says why none was
-	// created (labels missing or unfit for a matcher, Alertmanager refused or
-	// unreachable), as a sentence for the audit trail.
+	// from startsAt (now) until endsAt and returns its id. An error says why
+	// none was created (labels missing or unfit for a matcher, Alertmanager
+	// refused or unreachable), as a sentence for the audit trail.
 	Silence(ctx context.Context, x *Execution, startsAt, endsAt time.Time) (id string, err error)
 	// Expire ends silence id now; one that already ended is not an error.
 	Expire(ctx context.Context, id string) error
@@ -94,7 +96,7 @@ func (e *Engine) silenceHeld(x *Execution) bool {
 	case Executing, RollingBack, Verifying:
 		return true
 	case Succeeded:
-		return x.VerifyQuery != "" && e.cfg.Verifier != nil
+		return e.verifies(&x.Plan)
 	}
 	return false
 }

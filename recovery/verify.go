@@ -20,10 +20,10 @@ const (
 // runs the checks. Without a configured Verifier it says verification was
 // skipped, rather than pretending it passed.
 func (e *Engine) startVerify(ctx context.Context, x *Execution) {
-	if x.VerifyQuery == "" {
-		return
-	}
-	if e.cfg.Verifier == nil {
+	if !e.verifies(&x.Plan) {
+		if x.VerifyQuery == "" {
+			return
+		}
 		if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{Succeeded}, To: Succeeded,
 			Actor: ActorBot, Reason: "verification skipped: no Prometheus is configured (RECOVERBOT_PROMETHEUS_URL)",
 			Outbox: []Notification{{Kind: NoteStep, Text: "⚠️ Verification skipped: no Prometheus is configured"}}}); err != nil {
@@ -43,6 +43,11 @@ func (e *Engine) startVerify(ctx context.Context, x *Execution) {
 	}
 	e.verifyLoop(ctx, x.ID, x.VerifyQuery, until, every, x.Verify)
 }
+
+// verifies says whether a plan that succeeded goes on to VERIFYING: it has a
+// verify query, and a Verifier is configured. startVerify acts by it, and a
+// silence is held through it (silenceHeld).
+func (e *Engine) verifies(p *Plan) bool { return p.VerifyQuery != "" && e.cfg.Verifier != nil }
 
 func (e *Engine) verifyTimes(v *runbooks.Verify) (within, every time.Duration) {
 	within, every = DefaultVerifyWithin, DefaultVerifyEvery

@@ -172,6 +172,26 @@ func (v gatedVerifier) Check(context.Context, string) (bool, string, error) {
 	return true, "1", nil
 }
 
+// countingSilencer counts the expiries asked of the real client.
+type countingSilencer struct {
+	recovery.Silencer
+	mu sync.Mutex
+	n  int
+}
+
+func (c *countingSilencer) Expire(ctx context.Context, id string) error {
+	c.mu.Lock()
+	c.n++
+	c.mu.Unlock()
+	return c.Silencer.Expire(ctx, id)
+}
+
+func (c *countingSilencer) expires() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.n
+}
+
 type bot struct {
 	eng *recovery.Engine
 	db  *store.DB
@@ -440,6 +460,39 @@ func TestSilenceWhileRemediating(t *testing.T) {
 		b.stop()
 		b = startBot(t, path, logdriver.New(nil).All(), client, recovery.ModeFull)
 		expiredSilence(t, b, amURL, plan)
+	})
+
+	t.Run("restart after the maximum: the silence ended on its own, nothing is asked of Alertmanager", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "bot.db")
+		g := newGate()
+		defer g.release()
+		drv := logdriver.New(nil)
+		drv.Block = func(context.Context, runbooks.Action) { g.hold() }
+		b := startBot(t, path, drv.All(), client, recovery.ModeFull)
+		plan := b.submitAlert(t, alertLabels)
+		g.waitEntered(t)
+		s := activeSilence(t, b, amURL, plan)
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_ = b.eng.Close(ctx) // the bot dies mid-call ...
+		cancel()
+		if err := b.db.Close(); err != nil {
+			t.Fatal(err)
+		}
+		// ... and comes back after the silence's end.
+		later := recovery.NewManualClock(s.EndsAt.Add(time.Minute))
+		counted := &countingSilencer{Silencer: client}
+		b = startBot(t, path, logdriver.New(nil).All(), counted, recovery.ModeFull,
+			func(c *recovery.Config) { c.Clock = later })
+		waitFor(t, "the silence settled", func() bool { x := b.exec(t, plan); return x.Silence.Settled })
+		if err := b.eng.Idle(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		if n := counted.expires(); n != 0 {
+			t.Errorf("%d expiry calls for a silence past its end, want none", n)
+		}
+		if trail := b.audit(t, plan); !strings.Contains(trail, "Alertmanager silence "+s.ID+" ended on its own at") {
+			t.Errorf("audit trail does not say the silence ended on its own:\n%s", trail)
+		}
 	})
 
 	t.Run("no labels: no silence, audited; the remediation goes on", func(t *testing.T) {
