@@ -220,10 +220,8 @@ func (e *Engine) Freeze(ctx context.Context, r FreezeRequest) (Freeze, error) {
 	e.mu.RLock()
 	next := append(e.pruned(now), f)
 	e.mu.RUnlock()
-	text := fmt.Sprintf("🧊 Freeze %s: %s until %s (%s), by %s. Plans in scope wait for approval; nothing is dropped.",
-		f.ID, f.Scope(), f.End.UTC().Format(time.RFC3339), f.Reason, r.Actor)
 	reason := fmt.Sprintf("freeze %s of %s until %s started by %s: %s", f.ID, f.Scope(), f.End.UTC().Format(time.RFC3339), r.Actor, f.Reason)
-	if err := e.putFreezes(ctx, next, now, r.Actor, reason, text); err != nil {
+	if err := e.putFreezes(ctx, next, now, r.Actor, reason, FreezeNotice(f)); err != nil {
 		return Freeze{}, err
 	}
 	return f, nil
@@ -259,13 +257,25 @@ func (e *Engine) Unfreeze(ctx context.Context, id string, all bool, actor string
 	for i, f := range ended {
 		ids[i] = f.ID
 	}
-	list := strings.Join(ids, ", ")
-	text := fmt.Sprintf("🔥 Freeze %s lifted by %s. Plans already waiting still need their approval.", list, actor)
-	reason := fmt.Sprintf("freeze %s lifted by %s", list, actor)
-	if err := e.putFreezes(ctx, next, now, actor, reason, text); err != nil {
+	reason := fmt.Sprintf("freeze %s lifted by %s", strings.Join(ids, ", "), actor)
+	if err := e.putFreezes(ctx, next, now, actor, reason, UnfreezeNotice(ids, now, actor)); err != nil {
 		return nil, err
 	}
 	return ended, nil
+}
+
+// FreezeNotice is the channel's announcement of freeze f (its By is the
+// actor, shown as a mention by the Slack edge).
+func FreezeNotice(f Freeze) Notification {
+	return Notification{At: f.Start, Kind: NoteNotice, Actor: f.By,
+		Text: fmt.Sprintf("🧊 Freeze %s: %s until %s (%s), by %s. Plans in scope wait for approval; nothing is dropped.",
+			f.ID, f.Scope(), f.End.UTC().Format(time.RFC3339), f.Reason, f.By)}
+}
+
+// UnfreezeNotice is the channel's announcement that actor lifted the freezes ids at now.
+func UnfreezeNotice(ids []string, now time.Time, actor string) Notification {
+	return Notification{At: now, Kind: NoteNotice, Actor: actor,
+		Text: fmt.Sprintf("🔥 Freeze %s lifted by %s. Plans already waiting still need their approval.", strings.Join(ids, ", "), actor)}
 }
 
 // pruned is a copy of the freeze list without those that ended more than
@@ -286,7 +296,7 @@ func (e *Engine) pruned(now time.Time) freezeList {
 // itself names who made it (By, Lifted), so a crash before the audit append
 // loses no accepted freeze or lift, only its announcement. A failed write
 // changes nothing, in the store or in memory. Called with e.freezeMu held.
-func (e *Engine) putFreezes(ctx context.Context, next freezeList, now time.Time, actor, reason, text string) error {
+func (e *Engine) putFreezes(ctx context.Context, next freezeList, now time.Time, actor, reason string, notice Notification) error {
 	b, err := json.Marshal(next)
 	if err != nil {
 		return fmt.Errorf("encode freezes: %w", err)
@@ -298,7 +308,7 @@ func (e *Engine) putFreezes(ctx context.Context, next freezeList, now time.Time,
 	e.freezes = next
 	e.mu.Unlock()
 	if err := e.store.Record(ctx, []AuditRecord{{At: now, Actor: actor, Reason: reason}},
-		[]Notification{{At: now, Kind: NoteNotice, Text: text, Actor: actor}}); err != nil {
+		[]Notification{notice}); err != nil {
 		return Errorf(CodeUnavailable, "the freeze change holds, but its audit record and announcement could not be written").wrap(err)
 	}
 	e.poke()
