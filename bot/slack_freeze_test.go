@@ -6,6 +6,8 @@ import (
 
 	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/internal/slacktest"
+	"github.com/recoverbot/recoverbot/recovery"
+	"github.com/recoverbot/recoverbot/runbooks"
 )
 
 // /recover freeze, freezes, status and unfreeze through the Slack-compatible
@@ -46,26 +48,33 @@ func TestSlackFreeze(t *testing.T) {
 		t.Errorf("the bystander's freeze is not audited:\n%s", got)
 	}
 
-	got := h.command(approver, incident, "freeze 90m deploying api --runbook restart-pod-memory-leak")
+	// A plan already waiting when the freeze begins shows a banner naming it.
+	waiting, waitingRoot := h.pending(memoryLeak())
+	got := h.command(approver, incident, "freeze 90m deploying api")
 	fs := h.eng.Freezes()
-	if len(fs) != 1 || !strings.Contains(got.Text, "🧊 Frozen: runbook restart-pod-memory-leak until") || !strings.Contains(got.Text, "`"+fs[0].ID+"`") {
+	if len(fs) != 1 || !strings.Contains(got.Text, "🧊 Frozen: everything until") || !strings.Contains(got.Text, "`"+fs[0].ID+"`") {
 		t.Fatalf("freeze replied %q, freezes %+v", got.Text, fs)
 	}
 	id := fs[0].ID
 	h.waitFor("freeze notice", func(s *slacktest.Server) bool {
-		return channelSays(s, "🧊 Freeze "+id+": runbook restart-pod-memory-leak until 2026-11-27T13:30:00Z (deploying api), by <@U1>.")
+		return channelSays(s, "🧊 Freeze "+id+": everything until 2026-11-27T13:30:00Z (deploying api), by <@U1>.")
 	})
+	h.rootShows(waitingRoot.TS, "🧊 *Frozen*: `"+id+"` until")
 	for _, sub := range []string{"freezes", "status"} {
-		if got := h.command(bystander, incident, sub); !strings.Contains(got.Text, "`"+id+"` runbook restart-pod-memory-leak until") || !strings.Contains(got.Text, "deploying api (by <@U1>)") {
+		if got := h.command(bystander, incident, sub); !strings.Contains(got.Text, "`"+id+"` everything until") || !strings.Contains(got.Text, "deploying api (by <@U1>)") {
 			t.Errorf("/recover %s = %q", sub, got.Text)
 		}
 	}
 
-	// In scope: the plan waits, and its message says which freeze and until when.
-	ev := memoryLeak()
-	ev.Confidence = 0.99
+	// An event that would run by itself waits, and its message says which
+	// freeze and until when; an approver's click runs it.
+	ev := recovery.Event{Type: runbooks.CircuitBreakerCandidate, Severity: runbooks.Warning, Confidence: 0.9,
+		Summary: "payments errors", Data: map[string]any{"errorRate": 75.0}, Context: map[string]any{"upstream": "payments"}}
 	planID, root := h.pending(ev)
-	h.rootShows(root.TS, "frozen by "+id+" (deploying api, runbook restart-pod-memory-leak) until 2026-11-27T13:30:00Z: a human must approve")
+	h.rootShows(root.TS, "frozen by "+id+" (deploying api, everything) until 2026-11-27T13:30:00Z: a human must approve")
+	if h.applies() != 0 {
+		t.Fatalf("%d driver calls during the freeze before any approval", h.applies())
+	}
 	h.click(approver, incident, root.TS, commands.ActionApprove, buttonValue(h.t, root, commands.ActionApprove))
 	h.rootShows(root.TS, "Approved by <@U1>")
 	if x, err := h.db.Execution(h.ctx, planID); err != nil || x.ApprovedBy != "slack:"+approver {
@@ -79,6 +88,13 @@ func TestSlackFreeze(t *testing.T) {
 	h.waitFor("unfreeze notice", func(s *slacktest.Server) bool {
 		return channelSays(s, "🔥 Freeze "+id+" lifted by <@U1>.")
 	})
+	h.waitFor("the freeze banner to go", func(s *slacktest.Server) bool {
+		m, _ := s.Message(incident, waitingRoot.TS)
+		return !strings.Contains(blocksText(m.Blocks), "Frozen") && strings.Contains(blocksText(m.Blocks), "Approval Required")
+	})
+	if x, _ := h.db.Execution(h.ctx, waiting); x.State != recovery.PendingApproval {
+		t.Errorf("the plan waiting across the freeze is %s", x.State)
+	}
 	recs, err = h.db.AuditPage(h.ctx, h.clock.Now().Add(-1), 0, 1000)
 	h.must(err, "audit")
 	if got := auditReasons(recs); !strings.Contains(got, "slack:U1: freeze "+id+" lifted by slack:U1") {

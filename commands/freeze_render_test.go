@@ -24,16 +24,26 @@ func TestMessageHeldByAFreezeGolden(t *testing.T) {
 		t.Fatalf("the freeze guard passed the plan: %q", why)
 	}
 	x.Reasons = []string{why}
-	text, blocks := Message(View{X: x, Describe: describe, Signer: testSigner(t)})
+	other := testFreeze
+	other.ID, other.Runbook = "fz_01KB5Z9A1B2C3D4E5F6G7H8J9M", "open-circuit-breaker"
+	text, blocks := Message(View{X: x, Describe: describe, Freezes: []recovery.Freeze{testFreeze, other}, Signer: testSigner(t)})
 	checkLimits(t, blocks, MaxBlocks, true)
 	golden(t, "approval_pending_freeze", map[string]any{"text": text, "blocks": blocks})
 	seen := visibleText(t, blocks)
 	for _, line := range []string{"🤖 Auto-Recovery Approval Required",
 		"*Why approval is needed:*\n• frozen by fz_01KB5Z9A1B2C3D4E5F6G7H8J9K (deploying api-gateway, runbook restart-pod-memory-leak) until 2026-11-27T13:34:00Z: a human must approve",
+		"🧊 *Frozen*: `fz_01KB5Z9A1B2C3D4E5F6G7H8J9K` until <!date^1795786440^{time}|13:34 UTC> (deploying api-gateway). Nothing here runs by itself; an approver may still approve.",
 		"✅ Approve & Execute", "❌ Reject"} {
 		if !strings.Contains(seen, line) {
 			t.Errorf("a person must see %q; the message shows:\n%s", line, seen)
 		}
+	}
+	if strings.Contains(seen, other.ID) {
+		t.Errorf("a freeze of another runbook is shown:\n%s", seen)
+	}
+	x.State = recovery.Approved
+	if _, blocks := Message(View{X: x, Describe: describe, Freezes: []recovery.Freeze{testFreeze}}); strings.Contains(visibleText(t, blocks), "Frozen") {
+		t.Error("the banner stays after approval")
 	}
 }
 

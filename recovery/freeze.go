@@ -63,6 +63,12 @@ func (f *Freeze) Covers(p *Proposal) bool {
 	return (f.Runbook == "" || f.Runbook == p.RunbookName) && (f.Target == "" || slices.Contains(p.Targets, f.Target))
 }
 
+// CoversPlan is Covers for a stored plan (its runbook and the targets its
+// drivers named).
+func (f *Freeze) CoversPlan(p *Plan) bool {
+	return f.Covers(&Proposal{RunbookName: p.Runbook, Targets: p.Targets})
+}
+
 // Scope says what the freeze covers, for people.
 func (f *Freeze) Scope() string {
 	switch {
