@@ -121,29 +121,38 @@ type FreezeWindow struct {
 	Reason   string
 }
 
-// maxWindowSteps bounds the walk over activations inside one duration (an
-// every-minute window a week long has 10080 of them).
+// maxWindowSteps bounds the walk over activations in At (a safety net: the
+// look-back below keeps the walk to a step or two for ordinary schedules).
 const maxWindowSteps = 20000
 
-// At returns the window's occurrence holding at now, if any: the latest
-// activation a ≤ now with now < a+Duration. The first activation after
-// now-Duration is in the window if it is not after now; later ones up to now
-// push the end further (overlapping occurrences are one freeze).
+// At returns the window's occurrence holding at now, if any: it began at the
+// first activation after now-Duration, if that is not after now, and ends
+// Duration after the latest activation at or before now (overlapping
+// occurrences are one freeze). The guards ask it for every event, so the
+// latest activation is found by looking back from now in doubling steps
+// rather than by walking every activation (an every-minute window a week long
+// has 10080).
 func (w *FreezeWindow) At(now time.Time) (Freeze, bool) {
-	a := w.Schedule.Next(now.Add(-w.Duration))
-	if a.IsZero() || a.After(now) {
+	first := w.Schedule.Next(now.Add(-w.Duration))
+	if first.IsZero() || first.After(now) {
 		return Freeze{}, false
 	}
-	start := a
+	last := first
+	for back := time.Minute; back < now.Sub(first); back *= 2 {
+		if a := w.Schedule.Next(now.Add(-back)); !a.IsZero() && !a.After(now) {
+			last = a
+			break
+		}
+	}
 	for i := 0; i < maxWindowSteps; i++ {
-		n := w.Schedule.Next(a)
+		n := w.Schedule.Next(last)
 		if n.IsZero() || n.After(now) {
 			break
 		}
-		a = n
+		last = n
 	}
 	return Freeze{ID: "window:" + w.Name, Reason: w.Reason, Runbook: w.Runbook, Target: w.Target,
-		Start: start, End: a.Add(w.Duration), By: "config", Window: w.Name}, true
+		Start: first, End: last.Add(w.Duration), By: "config", Window: w.Name}, true
 }
 
 // FreezeRequest is a freeze someone asks for.

@@ -67,6 +67,14 @@ type hourly struct{}
 
 func (hourly) Next(t time.Time) time.Time { return t.UTC().Truncate(time.Hour).Add(time.Hour) }
 
+// everyMinute activates at every minute; calls counts its Next calls.
+type everyMinute struct{ calls *int }
+
+func (e everyMinute) Next(t time.Time) time.Time {
+	*e.calls++
+	return t.Truncate(time.Minute).Add(time.Minute)
+}
+
 // daily activates at 02:00 UTC.
 type daily struct{}
 
@@ -94,6 +102,8 @@ func TestFreezeWindowAt(t *testing.T) {
 		{"inside", nightly, day(2, 29), true, day(2, 0), day(2, 30)},
 		{"at the end: over", nightly, day(2, 30), false, time.Time{}, time.Time{}},
 		{"overlapping occurrences end with the latest", long, day(3, 10), true, day(2, 0), day(4, 30)},
+		{"every minute for a week", FreezeWindow{Name: "m", Schedule: everyMinute{new(int)}, Duration: 7 * 24 * time.Hour},
+			day(3, 10).Add(30 * time.Second), true, day(3, 11).Add(-7 * 24 * time.Hour), day(3, 10).Add(7 * 24 * time.Hour)},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -103,6 +113,9 @@ func TestFreezeWindowAt(t *testing.T) {
 			}
 			if in && (f.ID != "window:"+c.w.Name || f.Window != c.w.Name || f.Reason != c.w.Reason) {
 				t.Errorf("got %+v", f)
+			}
+			if m, ok := c.w.Schedule.(everyMinute); ok && *m.calls > 5 {
+				t.Errorf("%d Next calls: At walked every activation", *m.calls)
 			}
 		})
 	}
