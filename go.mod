@@ -19,6 +19,8 @@ require (
 	k8s.io/client-go v0.37.2
 )
 
+require github.com/robfig/cron/v3 v3.0.1
+
 require (
 	go.etcd.io/etcd/api/v3 v3.7.0
 	go.etcd.io/etcd/client/v3 v3.7.0
@@ -60,7 +62,6 @@ require (
 	github.com/prometheus/client_model v0.6.3 // indirect
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
-	github.com/robfig/cron/v3 v3.0.1 // indirect
 	github.com/shomali11/commander v0.0.0-20230730023802-0b64f620037d // indirect
 	github.com/shomali11/proper v0.0.0-20190608032528-6e70a05688e7 // indirect
 	github.com/spf13/pflag v1.0.10 // indirect

@@ -52,6 +52,9 @@ const usage = `usage: recoverbot <command> [flags]
   approve ID | reject ID | rollback ID
   false ID                       mark an execution as a false action
   pause | resume
+  freeze DURATION REASON [--runbook R] [--target T]  plans in scope wait for approval until DURATION (like 90m) ends
+  unfreeze ID | --all            end a freeze (or every ad-hoc one) now
+  freezes [-o json]              the freezes holding now, ad-hoc and recurring windows
   audit [--since 24h] [-o json]  the audit trail (-o json: as JSON lines)
   quarantine                     store records set aside because they cannot be decoded
   deadletters                    notifications given up on (refused by Slack, or too many tries)
@@ -65,7 +68,7 @@ default http://<listen>) with the token RECOVERBOT_ADMIN_TOKEN (one of the bot's
 RECOVERBOT_ADMIN_TOKENS); you act as that token's owner. Without admin tokens on the
 bot, loopback callers are the local operator ("local").
 
-executions, show, audit and stats print tables for people; -o json prints the
+executions, show, audit, stats, freeze, unfreeze and freezes print tables for people; -o json prints the
 admin API's JSON. Exit status: 0 done, 1 the bot could not be reached or refused,
 2 a usage error. <command> --help prints the command's usage.
 `
@@ -153,9 +156,10 @@ func serve(ctx context.Context, cfg bot.Config, getenv func(string) string, stde
 
 // flags are the admin commands' own flags (nil when the command has none).
 type flags struct {
-	state, runbook, since *string
-	limit                 *int
-	output                *string // -o: "" (for people) or "json"
+	state, runbook, since, target *string
+	limit                         *int
+	all                           *bool
+	output                        *string // -o: "" (for people) or "json"
 }
 
 // commandUsage is cmd's line of usage (one owner: the usage text), or cmd.
@@ -186,6 +190,11 @@ func adminFlags(cmd string, fs *flag.FlagSet) flags {
 		f.since = fs.String("since", "24h", "records since a duration ago or an RFC 3339 time")
 	case "stats":
 		f.since = fs.String("window", "24h", "the window before now")
+	case "freeze":
+		f.runbook = fs.String("runbook", "", "freeze only this runbook's plans (default: every runbook)")
+		f.target = fs.String("target", "", "freeze only plans touching this target, as plans name it, like deployment/payments/api (default: every target)")
+	case "unfreeze":
+		f.all = fs.Bool("all", false, "end every active ad-hoc freeze")
 	}
 	if readableCommands[cmd] {
 		f.output = fs.String("o", "", "output: json for the admin API's JSON (default: a table or text for people)")
@@ -266,6 +275,27 @@ func adminRequest(cmd string, fs *flag.FlagSet, f flags, stderr io.Writer) (meth
 		body, _ = json.Marshal(map[string]string{"question": strings.Join(fs.Args(), " ")})
 	case "pause", "resume":
 		method, path = "POST", "/v1/"+cmd
+	case "freeze":
+		if fs.NArg() < 2 {
+			fmt.Fprintf(stderr, "recoverbot freeze: a duration and a reason are required\nusage: recoverbot %s\n", commandUsage(cmd))
+			return "", "", nil, nil, 2
+		}
+		if _, err := time.ParseDuration(fs.Arg(0)); err != nil {
+			fmt.Fprintf(stderr, "recoverbot freeze: %q is not a duration (like 90m or 2h)\n", fs.Arg(0))
+			return "", "", nil, nil, 2
+		}
+		method, path = "POST", "/v1/freeze"
+		body, _ = json.Marshal(map[string]string{"duration": fs.Arg(0), "reason": strings.Join(fs.Args()[1:], " "),
+			"runbook": *f.runbook, "target": *f.target})
+	case "unfreeze":
+		if (fs.NArg() == 1) == *f.all || fs.NArg() > 1 {
+			fmt.Fprintf(stderr, "recoverbot unfreeze: give one freeze id or --all\nusage: recoverbot %s\n", commandUsage(cmd))
+			return "", "", nil, nil, 2
+		}
+		method, path = "POST", "/v1/unfreeze"
+		body, _ = json.Marshal(map[string]any{"id": fs.Arg(0), "all": *f.all})
+	case "freezes":
+		path = "/v1/freezes"
 	case "audit":
 		path = "/v1/audit"
 		q.Set("since", *f.since)

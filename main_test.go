@@ -280,7 +280,7 @@ func TestServeRefusesShortTokens(t *testing.T) {
 // --help is an answer (0) on every command.
 func TestCLIExitCodesAndHelp(t *testing.T) {
 	for _, cmd := range []string{"serve", "validate", "settings", "executions", "show", "event", "approve", "reject",
-		"rollback", "false", "pause", "resume", "audit", "quarantine", "deadletters", "stats", "ask", "whoami", "version"} {
+		"rollback", "false", "pause", "resume", "freeze", "unfreeze", "freezes", "audit", "quarantine", "deadletters", "stats", "ask", "whoami", "version"} {
 		t.Run(cmd+" --help prints the usage and exits 0", func(t *testing.T) {
 			code, out, errs := cli(t, nil, cmd, "--help")
 			if code != 0 || !strings.HasPrefix(out, "usage: recoverbot ") || !strings.Contains(out, cmd) || errs != "" {

@@ -18,7 +18,8 @@ import (
 // JSON as the CLI always has, for scripts.
 
 // readableCommands are the commands with a readable default and -o json.
-var readableCommands = map[string]bool{"executions": true, "show": true, "audit": true, "stats": true}
+var readableCommands = map[string]bool{"executions": true, "show": true, "audit": true, "stats": true,
+	"freeze": true, "unfreeze": true, "freezes": true}
 
 // printReadable prints an admin API answer for people; now ages the rows. An
 // answer of an unexpected shape is an error: the caller prints it as it came.
@@ -98,6 +99,27 @@ func printReadable(cmd string, resp []byte, now time.Time, w io.Writer) error {
 			return err
 		}
 		auditTable(tw, recs, now, true)
+	case "freezes", "freeze", "unfreeze":
+		var v struct {
+			Freezes []recovery.Freeze `json:"freezes"`
+			Freeze  *recovery.Freeze  `json:"freeze"`
+			Ended   []recovery.Freeze `json:"ended"`
+		}
+		if err := json.Unmarshal(resp, &v); err != nil {
+			return err
+		}
+		switch {
+		case cmd == "freeze" && v.Freeze != nil:
+			fmt.Fprintf(w, "Frozen: %s until %s (%s). Plans in scope wait for approval.\n", v.Freeze.Scope(), v.Freeze.End.UTC().Format(time.RFC3339), v.Freeze.ID)
+			v.Freezes = []recovery.Freeze{*v.Freeze}
+		case cmd == "unfreeze" && v.Ended != nil:
+			fmt.Fprintf(w, "Lifted %d freeze%s.\n", len(v.Ended), map[bool]string{true: "", false: "s"}[len(v.Ended) == 1])
+			v.Freezes = v.Ended
+		case cmd == "freezes" && v.Freezes != nil:
+		default:
+			return fmt.Errorf("not a freeze answer")
+		}
+		freezeTable(tw, v.Freezes, now)
 	case "stats":
 		var v struct{ Text string }
 		if err := json.Unmarshal(resp, &v); err != nil {
@@ -162,6 +184,24 @@ func targetsCell(targets []string) string {
 		return r
 	}, s)
 	return dash(recovery.CutChars(s, maxTargetsCell))
+}
+
+// freezeTable lists freezes: id, scope, when they end, how long is left, who, why.
+func freezeTable(tw io.Writer, fs []recovery.Freeze, now time.Time) {
+	fmt.Fprintln(tw, "ID\tSCOPE\tUNTIL\tLEFT\tBY\tREASON")
+	for _, f := range fs {
+		left, by := "-", f.By
+		if f.End.After(now) {
+			left = f.End.Sub(now).Round(time.Second).String()
+		}
+		if f.Lifted != "" {
+			by += ", lifted by " + f.Lifted
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", f.ID, f.Scope(), f.End.UTC().Format(time.RFC3339), left, by, f.Reason)
+	}
+	if len(fs) == 0 {
+		fmt.Fprintln(tw, "(none)")
+	}
 }
 
 func dash(s string) string {

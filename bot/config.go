@@ -26,46 +26,49 @@ import (
 // file) and a RECOVERBOT_<KEY> environment variable (upper-cased key), which
 // wins over the file. Fields tagged secret come only from the environment.
 type Config struct {
-	Listen                 string        `yaml:"listen" help:"HTTP listen address (intake, admin API, health)"`
-	Data                   string        `yaml:"data" help:"bbolt database file"`
-	Mode                   string        `yaml:"mode" help:"dry-run, low-risk or full"`
-	Runbooks               string        `yaml:"runbooks" help:"runbook directory; empty: the embedded defaults"`
-	ApprovalTimeout        time.Duration `yaml:"approval_timeout" help:"how long a plan waits for approval"`
-	AutoThreshold          float64       `yaml:"auto_threshold" help:"confidence at or above which a plan may run unattended"`
-	DefaultCooldown        time.Duration `yaml:"default_cooldown" help:"quiet time per runbook and target after a plan closes, when the runbook sets no cooldown"`
-	LockWait               time.Duration `yaml:"lock_wait" help:"how long an execution waits for a busy target"`
-	AlertmanagerConfidence float64       `yaml:"alertmanager_confidence" help:"confidence of an alert without a confidence annotation"`
-	ShutdownGrace          time.Duration `yaml:"shutdown_grace" help:"how long SIGTERM waits for running executions"`
-	Retention              time.Duration `yaml:"retention" help:"finished executions, their events and audit older than this are deleted in the background (0 keeps everything)"`
-	AdminURL               string        `yaml:"admin_url" help:"where the CLI finds the admin API; default http://<listen>"`
-	LogFormat              string        `yaml:"log_format" help:"text or json"`
-	SlackChannel           string        `yaml:"slack_channel" help:"Slack incident channel id (C…): plans are posted there; /recover and buttons are taken only from there"`
-	SlackApprovers         string        `yaml:"slack_approvers" help:"comma-separated Slack user ids (U…) and user-group ids (S…) who may approve, reject, roll back and pause; a runbook's approvers: overrides"`
-	SlackSilence           time.Duration `yaml:"slack_silence" help:"half-open watchdog: reconnect when nothing arrived on the Slack socket for this long"`
-	Drivers                string        `yaml:"drivers" help:"real (the configured backends) or log (record only, change nothing)"`
-	LogDriverJournal       string        `yaml:"log_driver_journal" help:"with drivers: log, append a JSON line per driver call to this file"`
-	Kubeconfig             string        `yaml:"kubeconfig" help:"kubeconfig file; empty: KUBECONFIG, else in-cluster"`
-	RedisURL               string        `yaml:"redis_url" help:"redis://host:port/db for CACHE_CLEAR"`
-	GatewayURL             string        `yaml:"gateway_url" help:"HTTP gateway admin API for CIRCUIT_BREAKER, RATE_LIMIT, route FAILOVER"`
-	PrometheusURL          string        `yaml:"prometheus_url" help:"Prometheus for verify queries; empty: verification is skipped (and said so)"`
-	SignalWebhook          string        `yaml:"signal_webhook" help:"URL that receives a RECOVERY_SIGNAL event (JSON POST) for each verified recovery"`
-	AlertmanagerURL        string        `yaml:"alertmanager_url" help:"Alertmanager (API v2) where an alert is silenced while its execution runs; empty: no silences"`
-	SilenceMax             time.Duration `yaml:"silence_max" help:"a silence while remediating ends at the latest this long after the execution started, even if the bot dies (1m..24h)"`
-	AIModel                string        `yaml:"ai_model" help:"Claude model for AI planning (only used when ANTHROPIC_API_KEY is set)"`
-	AITimeout              time.Duration `yaml:"ai_timeout" help:"bound on each AI call: a slow, failing or rate-limited AI never delays a plan"`
-	AIMaxConcurrent        int           `yaml:"ai_max_concurrent" help:"AI calls in flight at once; an unmatched event over the cap is not sent (counted in /metrics)"`
-	AIPerMinute            int           `yaml:"ai_per_minute" help:"AI calls started in any minute; over it, unmatched events are not sent (counted in /metrics, said once in the channel)"`
-	AIFoldWindow           time.Duration `yaml:"ai_fold_window" help:"an unmatched event identical to one sent to the AI this recently is not sent again"`
-	AIPromptBytes          int           `yaml:"ai_prompt_bytes" help:"the event shown to the AI is cut to this many bytes of JSON"`
-	BlastMaxAuto           int           `yaml:"blast_max_auto" help:"blast-radius breaker: more automatic executions than this within an hour, all runbooks together, stop all automatic execution until resume"`
-	BlastMaxTargets        int           `yaml:"blast_max_targets" help:"blast-radius breaker: more distinct targets than this failing within 5 minutes stop all automatic execution until resume"`
-	AllowedHosts           string        `yaml:"allowed_hosts" help:"comma-separated host names requests may be addressed to besides loopback ones (a reverse proxy's name); required off loopback"`
+	Listen                 string         `yaml:"listen" help:"HTTP listen address (intake, admin API, health)"`
+	Data                   string         `yaml:"data" help:"bbolt database file"`
+	Mode                   string         `yaml:"mode" help:"dry-run, low-risk or full"`
+	Runbooks               string         `yaml:"runbooks" help:"runbook directory; empty: the embedded defaults"`
+	ApprovalTimeout        time.Duration  `yaml:"approval_timeout" help:"how long a plan waits for approval"`
+	AutoThreshold          float64        `yaml:"auto_threshold" help:"confidence at or above which a plan may run unattended"`
+	DefaultCooldown        time.Duration  `yaml:"default_cooldown" help:"quiet time per runbook and target after a plan closes, when the runbook sets no cooldown"`
+	LockWait               time.Duration  `yaml:"lock_wait" help:"how long an execution waits for a busy target"`
+	AlertmanagerConfidence float64        `yaml:"alertmanager_confidence" help:"confidence of an alert without a confidence annotation"`
+	ShutdownGrace          time.Duration  `yaml:"shutdown_grace" help:"how long SIGTERM waits for running executions"`
+	Retention              time.Duration  `yaml:"retention" help:"finished executions, their events and audit older than this are deleted in the background (0 keeps everything)"`
+	AdminURL               string         `yaml:"admin_url" help:"where the CLI finds the admin API; default http://<listen>"`
+	LogFormat              string         `yaml:"log_format" help:"text or json"`
+	SlackChannel           string         `yaml:"slack_channel" help:"Slack incident channel id (C…): plans are posted there; /recover and buttons are taken only from there"`
+	SlackApprovers         string         `yaml:"slack_approvers" help:"comma-separated Slack user ids (U…) and user-group ids (S…) who may approve, reject, roll back and pause; a runbook's approvers: overrides"`
+	SlackSilence           time.Duration  `yaml:"slack_silence" help:"half-open watchdog: reconnect when nothing arrived on the Slack socket for this long"`
+	Drivers                string         `yaml:"drivers" help:"real (the configured backends) or log (record only, change nothing)"`
+	LogDriverJournal       string         `yaml:"log_driver_journal" help:"with drivers: log, append a JSON line per driver call to this file"`
+	Kubeconfig             string         `yaml:"kubeconfig" help:"kubeconfig file; empty: KUBECONFIG, else in-cluster"`
+	RedisURL               string         `yaml:"redis_url" help:"redis://host:port/db for CACHE_CLEAR"`
+	GatewayURL             string         `yaml:"gateway_url" help:"HTTP gateway admin API for CIRCUIT_BREAKER, RATE_LIMIT, route FAILOVER"`
+	PrometheusURL          string         `yaml:"prometheus_url" help:"Prometheus for verify queries; empty: verification is skipped (and said so)"`
+	SignalWebhook          string         `yaml:"signal_webhook" help:"URL that receives a RECOVERY_SIGNAL event (JSON POST) for each verified recovery"`
+	AlertmanagerURL        string         `yaml:"alertmanager_url" help:"Alertmanager (API v2) where an alert is silenced while its execution runs; empty: no silences"`
+	SilenceMax             time.Duration  `yaml:"silence_max" help:"a silence while remediating ends at the latest this long after the execution started, even if the bot dies (1m..24h)"`
+	AIModel                string         `yaml:"ai_model" help:"Claude model for AI planning (only used when ANTHROPIC_API_KEY is set)"`
+	AITimeout              time.Duration  `yaml:"ai_timeout" help:"bound on each AI call: a slow, failing or rate-limited AI never delays a plan"`
+	AIMaxConcurrent        int            `yaml:"ai_max_concurrent" help:"AI calls in flight at once; an unmatched event over the cap is not sent (counted in /metrics)"`
+	AIPerMinute            int            `yaml:"ai_per_minute" help:"AI calls started in any minute; over it, unmatched events are not sent (counted in /metrics, said once in the channel)"`
+	AIFoldWindow           time.Duration  `yaml:"ai_fold_window" help:"an unmatched event identical to one sent to the AI this recently is not sent again"`
+	AIPromptBytes          int            `yaml:"ai_prompt_bytes" help:"the event shown to the AI is cut to this many bytes of JSON"`
+	BlastMaxAuto           int            `yaml:"blast_max_auto" help:"blast-radius breaker: more automatic executions than this within an hour, all runbooks together, stop all automatic execution until resume"`
+	BlastMaxTargets        int            `yaml:"blast_max_targets" help:"blast-radius breaker: more distinct targets than this failing within 5 minutes stop all automatic execution until resume"`
+	AllowedHosts           string         `yaml:"allowed_hosts" help:"comma-separated host names requests may be addressed to besides loopback ones (a reverse proxy's name); required off loopback"`
+	FreezeWindows          []FreezeWindow `yaml:"freeze_windows" fileonly:"true" help:"recurring freezes (config file only): name, cron, duration, time_zone, runbook, target, reason; plans in scope wait for approval"`
 
 	IntakeToken  string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback; 16+ characters)"`
 	AdminTokens  string `yaml:"-" secret:"true" help:"the admin API's named tokens: name[:SlackUserID]=token,… (required off loopback; 16+ characters each); the audit records the name, or the Slack user"`
 	AdminToken   string `yaml:"-" secret:"true" help:"the token the CLI presents to the admin API (one of admin_tokens)"`
 	GatewayToken string `yaml:"-" secret:"true" help:"bearer token for the gateway admin API"`
 	SigningKey   string `yaml:"-" secret:"true" help:"HMAC key (32+ bytes) signing Slack button values; empty: generated once and kept in the store"`
+
+	file string // the config file it was read from, for file:line in errors
 }
 
 // DefaultConfig is the documented default: offline, dry-run, embedded runbooks,
@@ -113,6 +116,7 @@ func LoadConfig(file string, getenv func(string) string) (Config, error) {
 		if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 			return c, fmt.Errorf("config %s: %w", file, err)
 		}
+		c.file = file
 	}
 	if err := c.applyEnv(getenv); err != nil {
 		return c, err
@@ -127,11 +131,17 @@ func Settings() [][4]string {
 	var out [][4]string
 	for i := 0; i < v.NumField(); i++ {
 		f := v.Type().Field(i)
-		def := fmt.Sprint(v.Field(i).Interface())
-		if f.Tag.Get("secret") == "true" {
-			def = "(environment only)"
+		if !f.IsExported() {
+			continue
 		}
-		out = append(out, [4]string{key(f), "RECOVERBOT_" + strings.ToUpper(key(f)), def, f.Tag.Get("help")})
+		def, env := fmt.Sprint(v.Field(i).Interface()), "RECOVERBOT_"+strings.ToUpper(key(f))
+		switch {
+		case f.Tag.Get("secret") == "true":
+			def = "(environment only)"
+		case f.Tag.Get("fileonly") == "true":
+			def, env = "(none)", "(config file only)"
+		}
+		out = append(out, [4]string{key(f), env, def, f.Tag.Get("help")})
 	}
 	return out
 }
@@ -167,7 +177,9 @@ var otherEnv = []string{
 func KnownEnv() []string {
 	var out []string
 	for _, s := range Settings() {
-		out = append(out, s[1])
+		if strings.HasPrefix(s[1], "RECOVERBOT_") {
+			out = append(out, s[1])
+		}
 	}
 	return append(out, otherEnv...)
 }
@@ -219,6 +231,9 @@ func (c *Config) applyEnv(getenv func(string) string) error {
 	v := reflect.ValueOf(c).Elem()
 	for i := 0; i < v.NumField(); i++ {
 		f := v.Type().Field(i)
+		if !f.IsExported() || f.Tag.Get("fileonly") == "true" {
+			continue
+		}
 		name := "RECOVERBOT_" + strings.ToUpper(key(f))
 		s := getenv(name)
 		if s == "" {
@@ -365,6 +380,13 @@ func (c *Config) Validate() error {
 	if c.BlastMaxTargets < 1 || c.BlastMaxTargets > 100000 {
 		bad("blast_max_targets", "%d is outside 1..100000", c.BlastMaxTargets)
 	}
+	file := c.file
+	if file == "" {
+		file = "config"
+	}
+	if err := checkWindows(file, c.FreezeWindows); err != nil {
+		errs = append(errs, err)
+	}
 	return errors.Join(errs...)
 }
 
@@ -412,6 +434,7 @@ func (c *Config) Engine() recovery.Config {
 	return recovery.Config{Mode: recovery.Mode(c.Mode), AutoThreshold: c.AutoThreshold,
 		ApprovalTimeout: c.ApprovalTimeout, DefaultCooldown: c.DefaultCooldown, LockWait: c.LockWait,
 		SilenceMax: c.SilenceMax, AITimeout: c.AITimeout, BlastMaxAuto: c.BlastMaxAuto, BlastMaxTargets: c.BlastMaxTargets,
+		Windows: engineWindows(c.FreezeWindows),
 		AIBudget: recovery.AIBudget{MaxConcurrent: c.AIMaxConcurrent, PerMinute: c.AIPerMinute,
 			FoldWindow: c.AIFoldWindow, PromptBytes: c.AIPromptBytes}}
 }

@@ -68,6 +68,9 @@ func (a *API) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/executions/{id}/{verb}", a.admin(a.act))
 	mux.HandleFunc("POST /v1/pause", a.admin(a.pause(true)))
 	mux.HandleFunc("POST /v1/resume", a.admin(a.pause(false)))
+	mux.HandleFunc("POST /v1/freeze", a.admin(a.freeze))
+	mux.HandleFunc("POST /v1/unfreeze", a.admin(a.unfreeze))
+	mux.HandleFunc("GET /v1/freezes", a.admin(a.listFreezes))
 	mux.HandleFunc("GET /v1/status", a.admin(a.status))
 	mux.HandleFunc("GET /v1/stats", a.admin(a.stats))
 	mux.HandleFunc("POST /v1/ask", a.admin(a.ask))
@@ -557,11 +560,82 @@ func (a *API) pause(on bool) http.HandlerFunc {
 	}
 }
 
+// freeze starts an ad-hoc freeze: {"duration": "1h", "reason": "…",
+// "runbook": "…", "target": "…"} (scope optional). Approvers only, like pause.
+func (a *API) freeze(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Duration string `json:"duration"`
+		Reason   string `json:"reason"`
+		Runbook  string `json:"runbook"`
+		Target   string `json:"target"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	d, err := time.ParseDuration(body.Duration)
+	if err != nil {
+		a.writeError(w, r, recovery.Errorf(recovery.CodeInvalid, "duration %q is not a Go duration (like 90m or 2h)", body.Duration))
+		return
+	}
+	if err := a.permit(r, "freeze", nil); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	f, err := a.Engine.Freeze(r.Context(), recovery.FreezeRequest{Duration: d, Reason: body.Reason,
+		Runbook: body.Runbook, Target: body.Target, Actor: personOf(r).Actor()})
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, map[string]any{"freeze": f})
+}
+
+// unfreeze ends a freeze early: {"id": "fz_…"} or {"all": true}.
+func (a *API) unfreeze(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		ID  string `json:"id"`
+		All bool   `json:"all"`
+	}
+	if err := decodeBody(r, &body); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if (body.ID == "") == !body.All {
+		a.writeError(w, r, recovery.Errorf(recovery.CodeInvalid, `give either "id" (a freeze id) or "all": true`))
+		return
+	}
+	if err := a.permit(r, "unfreeze", nil); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	ended, err := a.Engine.Unfreeze(r.Context(), body.ID, body.All, personOf(r).Actor())
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"ended": ended})
+}
+
+// listFreezes lists the freezes holding now, ad-hoc ones and recurring windows.
+func (a *API) listFreezes(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"freezes": freezesJSON(a.Engine.Freezes())})
+}
+
+// freezesJSON is never null: an empty list reads [].
+func freezesJSON(fs []recovery.Freeze) []recovery.Freeze {
+	if fs == nil {
+		return []recovery.Freeze{}
+	}
+	return fs
+}
+
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	cfg := a.Engine.Config()
 	writeJSON(w, http.StatusOK, map[string]any{"paused": a.Engine.Paused(), "mode": cfg.Mode,
 		"auto_threshold": cfg.AutoThreshold, "approval_timeout": cfg.ApprovalTimeout.String(),
-		"runbooks": len(a.Engine.Runbooks().All()), "breaker": a.Engine.Breaker()})
+		"runbooks": len(a.Engine.Runbooks().All()), "breaker": a.Engine.Breaker(),
+		"freezes": freezesJSON(a.Engine.Freezes())})
 }
 
 func (a *API) getAudit(w http.ResponseWriter, r *http.Request) {

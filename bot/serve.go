@@ -192,6 +192,9 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 // the recovery webhook, the AI advisor and the metrics observer.
 func engineConfig(ctx context.Context, cfg Config, books *runbooks.Set, o Options, metrics *Metrics) (recovery.Config, error) {
 	log := o.Log
+	if err := checkWindowRunbooks(cfg.FreezeWindows, books); err != nil {
+		return recovery.Config{}, err
+	}
 	ecfg := cfg.Engine()
 	ecfg.Log, ecfg.Clock, ecfg.Observer = log, o.Clock, metrics
 	if cfg.PrometheusURL != "" {

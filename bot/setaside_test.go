@@ -145,6 +145,7 @@ type noticeSource struct{}
 func (noticeSource) Describe([]recovery.Action) []string { return nil }
 func (noticeSource) Paused() bool                        { return false }
 func (noticeSource) Breaker() string                     { return "" }
+func (noticeSource) Freezes() []recovery.Freeze          { return nil }
 
 // A message Slack refuses for good, or that fails MaxAttempts times, is
 // dead-lettered and counted; the messages behind it are delivered (issue #12:

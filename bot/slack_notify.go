@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ type planSource interface {
 	Describe(actions []recovery.Action) []string
 	Paused() bool
 	Breaker() string
+	Freezes() []recovery.Freeze
 }
 
 // SlackNotifier delivers outbox notifications to the incident channel: a
@@ -86,6 +88,16 @@ type SlackNotifier struct {
 type banners struct {
 	paused  bool
 	breaker string
+	freezes string // the ids and ends of the freezes holding
+}
+
+// freezeKey identifies a set of freezes for banners.
+func freezeKey(fs []recovery.Freeze) string {
+	var b strings.Builder
+	for _, f := range fs {
+		b.WriteString(f.ID + "@" + f.End.UTC().Format(time.RFC3339) + ";")
+	}
+	return b.String()
 }
 
 // msgRecord is where an execution's messages live and how far delivery got.
@@ -223,7 +235,7 @@ func (n *SlackNotifier) render(ctx context.Context, x *recovery.Execution) (rend
 		return rendering{}, fmt.Errorf("read audit of %s: %w", x.ID, err)
 	}
 	text, blocks := commands.Message(commands.View{X: x, Describe: n.Engine.Describe(x.Actions),
-		Facts: commands.FactsFrom(audit), Paused: n.Engine.Paused(), Breaker: n.Engine.Breaker(), Signer: n.Signer})
+		Facts: commands.FactsFrom(audit), Paused: n.Engine.Paused(), Breaker: n.Engine.Breaker(), Freezes: n.Engine.Freezes(), Signer: n.Signer})
 	h := sha256.New()
 	h.Write([]byte(text))
 	h.Write([]byte{0})
@@ -274,13 +286,15 @@ func (n *SlackNotifier) syncRoot(ctx context.Context, x *recovery.Execution, rec
 }
 
 // refreshBanners re-renders the messages of plans awaiting approval when the
-// pause flag or the blast-radius breaker changed (both are announced by
-// notices: pause, resume, the breaker tripping), so every open plan says
-// whether the bot is paused and whether the breaker holds it. Best effort: a
+// pause flag, the blast-radius breaker or the freezes changed (all are
+// announced by notices: pause, resume, the breaker tripping, freeze,
+// unfreeze), so every open plan says whether the bot is paused, whether the
+// breaker holds it and which freezes cover it. A freeze that runs out is
+// not announced: its banner names its end until the plan's next update. Best effort: a
 // failure is logged and the next notification of each plan renders it
 // anyway.
 func (n *SlackNotifier) refreshBanners(ctx context.Context) {
-	now := banners{paused: n.Engine.Paused(), breaker: n.Engine.Breaker()}
+	now := banners{paused: n.Engine.Paused(), breaker: n.Engine.Breaker(), freezes: freezeKey(n.Engine.Freezes())}
 	if now == n.shown {
 		return
 	}

@@ -26,6 +26,10 @@ type Engine interface {
 	Pause(ctx context.Context, actor string) error
 	Resume(ctx context.Context, actor string) error
 	Paused() bool
+	Freeze(ctx context.Context, r recovery.FreezeRequest) (recovery.Freeze, error)
+	Unfreeze(ctx context.Context, id string, all bool, actor string) ([]recovery.Freeze, error)
+	// Freezes are the freezes holding now, ad-hoc and recurring.
+	Freezes() []recovery.Freeze
 	// Breaker says why the blast-radius breaker is open ("" when closed);
 	// Resume closes it.
 	Breaker() string
@@ -139,6 +143,12 @@ func (h *Handler) Command(ctx context.Context, r Request) *Reply {
 		rep, err = h.history(ctx, words)
 	case "pause", "resume":
 		rep, err = h.pause(ctx, r.User, sub == "pause", words)
+	case "freeze":
+		rep, err = h.freeze(ctx, r.User, words)
+	case "unfreeze":
+		rep, err = h.unfreeze(ctx, r.User, words)
+	case "freezes":
+		rep, err = h.freezes(words)
 	case "stats":
 		rep, err = h.stats(ctx, words)
 	case "ask":
@@ -168,7 +178,7 @@ func acksFirst(text string) bool {
 
 func mutating(sub string) bool {
 	switch sub {
-	case "plan", "rollback", "pause", "resume", "ask", "false":
+	case "plan", "rollback", "pause", "resume", "freeze", "unfreeze", "ask", "false":
 		return true
 	}
 	return false
@@ -414,6 +424,11 @@ func (h *Handler) status(ctx context.Context, words []string) (*Reply, error) {
 		fmt.Fprintf(&b, "Blast-radius breaker: closed (trips on more than %d automatic executions within %s, or more than %d targets failing within %s)\n",
 			cfg.BlastMaxAuto, cfg.BlastWindow, cfg.BlastMaxTargets, cfg.BlastTargetWindow)
 	}
+	if fs := h.Engine.Freezes(); len(fs) > 0 {
+		b.WriteString(freezeLines(fs) + "\n")
+	} else {
+		b.WriteString("Freezes: none\n")
+	}
 	if cfg.Advisor != nil {
 		b.WriteString("AI planning: on (`/recover ask`); every AI plan waits for approval\n")
 	} else {
@@ -540,16 +555,11 @@ func (h *Handler) pause(ctx context.Context, user string, on bool, words []strin
 	if err := noArgs(sub, words); err != nil {
 		return nil, err
 	}
-	err := h.Approvers.Permit(ctx, SlackUser(user), sub, nil, nil) // the global list
-	if errors.Is(err, ErrNotApprover) {
-		h.refuse(ctx, "", user, sub+": not an approver")
-		return text("You are not an approver: only approvers can %s recoverbot.", sub), nil
-	}
-	if err != nil {
-		h.refuse(ctx, "", user, sub+": approvers could not be checked: "+permitCause(err).Error())
-		return text("Could not check whether you are an approver (Slack did not answer): nothing was done. Try again."), nil
+	if rep := h.permitGlobal(ctx, user, sub); rep != nil {
+		return rep, nil
 	}
 	breaker := h.Engine.Breaker()
+	var err error
 	switch {
 	case on && h.Engine.Paused():
 		return text("recoverbot is already paused."), nil

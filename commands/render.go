@@ -51,6 +51,9 @@ type View struct {
 	Facts    Facts
 	Paused   bool
 	Breaker  string
+	// Freezes are the freezes holding now; those covering the plan are
+	// shown while it waits for approval.
+	Freezes []recovery.Freeze
 	// Signer signs button values; nil renders no buttons (ephemeral
 	// reports such as /recover dryrun).
 	Signer *Signer
@@ -117,6 +120,11 @@ func Message(v View) (text string, blocks []slack.Block) {
 	}
 	if v.Breaker != "" && x.State == recovery.PendingApproval {
 		tail = append(tail, slack.NewContextBlock("", mrkdwn(BreakerBanner(v.Breaker))))
+	}
+	if x.State == recovery.PendingApproval {
+		if b := FreezeBanner(x, v.Freezes); b != "" {
+			tail = append(tail, slack.NewContextBlock("", mrkdwn(b)))
+		}
 	}
 	if s := statusText(x, v.Facts); s != "" {
 		tail = append(tail, section(cutEncoded("*Status:* "+s, maxStatusBytes)))
@@ -325,6 +333,20 @@ func explanationText(text string, max int) string {
 // blast-radius breaker is open.
 func BreakerBanner(reason string) string {
 	return "🚨 *Blast-radius breaker open* (" + esc(cut(reason, 300)) + "): every plan needs a human's approval until an approver runs `/recover resume`."
+}
+
+// FreezeBanner names the freezes among fs that cover x ("" when none).
+func FreezeBanner(x *recovery.Execution, fs []recovery.Freeze) string {
+	var on []string
+	for i := range fs {
+		if fs[i].CoversPlan(&x.Plan) {
+			on = append(on, fmt.Sprintf("`%s` until %s (%s)", fs[i].ID, SlackTime(fs[i].End), esc(cut(fs[i].Reason, 200))))
+		}
+	}
+	if len(on) == 0 {
+		return ""
+	}
+	return "🧊 *Frozen*: " + strings.Join(on, "; ") + ". Nothing here runs by itself; an approver may still approve."
 }
 
 func problemText(summary string, max int) string {

@@ -11,8 +11,8 @@
 //     advisor in the background (ai.go), within its budget (aibudget.go); its
 //     proposal is held to the runbook's trigger and always waits for a human.
 //  3. The guards (guard.go, one type each, one list) run in a fixed order:
-//     runbook, paused, duplicate, rate limit, confidence, never-auto,
-//     blast-radius breaker (storm.go), dry-run. Each reason is kept on the plan;
+//     runbook, paused, duplicate, rate limit, confidence, never-auto, freeze
+//     (freeze.go), blast-radius breaker (storm.go), dry-run. Each reason is kept on the plan;
 //     duplicates fold into their plan's repeat count.
 //  4. The decision, the plan, its audit record and its outbox message are committed
 //     in one bbolt transaction before the sender gets an answer (persist, then act);
@@ -20,15 +20,15 @@
 //  5. Auto plans start at once; the rest wait for Approve (a compare-and-set: two
 //     clicks run once) or their persisted deadline (EXPIRED). Approval and the
 //     start of every run run the guards again with the current mode, runbook,
-//     pause, breaker and rate limit; what they refuse is not run, and says why.
+//     pause, freezes, breaker and rate limit; what they refuse is not run, and says why.
 //  6. Each action runs through its Driver under a per-target lock, a step record
 //     written before and after the call; a failure undoes the applied actions in
 //     reverse with the state each driver observed before acting. Success may be
 //     verified against Prometheus (verify.go) and may schedule a rollback. Only a
 //     plan that changed something (Execution.Changed) starts a cooldown. An
-//     automatic undo is checked again (undo.go): paused, a changed runbook or a
-//     never-auto action waits for a human; in dry-run no undo, not even a
-//     person's, calls a driver. An alert's execution silences it in
+//     automatic undo is checked again (undo.go): paused, a freeze, a changed
+//     runbook or a never-auto action waits for a human; in dry-run no undo, not
+//     even a person's, calls a driver. An alert's execution silences it in
 //     Alertmanager while the bot works on it, for a bounded time (silence.go).
 //  7. At start-up, executions caught mid-way become INTERRUPTED and are reported,
 //     never re-run; deadlines and scheduled rollbacks are re-armed, verification

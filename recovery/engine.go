@@ -41,6 +41,8 @@ type Config struct {
 	// execution runs, for at most SilenceMax (silence.go).
 	Silencer   Silencer
 	SilenceMax time.Duration
+	// Windows are the recurring freezes of the config file (freeze.go).
+	Windows []FreezeWindow
 
 	// Storms: a plan's repeat count is announced at most this often, and
 	// suppressed plans are summarized in one message at most this often.
@@ -159,11 +161,14 @@ type Engine struct {
 	events       map[string]*pendingEvent
 	timers       map[string]func() bool // execution id → stop its timer
 	approval     approvalMemo           // NeverAutoGuard's reasons per runbook (guard.go)
+	freezes      freezeList             // ad-hoc freezes as stored (freeze.go)
 
 	repeats         map[string]int       // open plan → duplicates folded in (this process)
 	repeatNoted     map[string]time.Time // open plan → when its count was last announced
 	repeatTrailing  map[string]bool      // open plan → a final announcement is scheduled
 	suppressedBatch suppressedBatch      // plans suppressed since the last summary (storm.go)
+
+	freezeMu sync.Mutex // serializes changes of the freeze document (read, change, write)
 }
 
 // orDefault sets *v to d when it is the zero value.
@@ -221,7 +226,7 @@ func (e *Engine) Runbooks() *runbooks.Set { return e.books }
 // Store returns the engine's store (for read-only queries by the edges).
 func (e *Engine) Store() Store { return e.store }
 
-// Start loads what must survive a restart (pause flag, breaker, rate and
+// Start loads what must survive a restart (pause flag, freezes, breaker, rate and
 // blast-radius windows, cooldowns, open plans), marks executions that were
 // running when the process died as INTERRUPTED (never re-run on their own),
 // runs the guards again on plans awaiting approval (the mode or a runbook may
@@ -280,13 +285,16 @@ func (e *Engine) Start(ctx context.Context) error {
 	return nil
 }
 
-// loadState loads the pause flag, the breaker, the rate and blast-radius
+// loadState loads the pause flag, the freezes, the breaker, the rate and blast-radius
 // windows and the running cooldowns.
 func (e *Engine) loadState(ctx context.Context, now time.Time) error {
 	if v, err := e.store.Setting(ctx, settingPaused); err == nil {
 		e.paused = string(v) == "true"
 	} else if !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("load pause flag: %w", err)
+	}
+	if err := e.loadFreezes(ctx); err != nil {
+		return fmt.Errorf("load freezes: %w", err)
 	}
 	if err := e.loadBreaker(ctx); err != nil {
 		return fmt.Errorf("load blast-radius breaker: %w", err)

@@ -65,6 +65,7 @@ type Situation struct {
 	CoolingPlan   string    // the plan whose cooldown holds the target
 	CoolingUntil  time.Time // zero: no cooldown
 	RateUsed      int       // starts (and reservations) of the runbook in the last hour, the plan's own left out
+	Freezes       []Freeze  // freezes holding at Now, ad-hoc and recurring (freeze.go)
 
 	approval *approvalMemo // the engine's cache of NeverAutoGuard's reasons (nil: computed each time)
 }
@@ -83,10 +84,10 @@ func (f GuardFunc) Check(p *Proposal, s *Situation) (Verdict, string, string) { 
 
 // Guards is the chain, in the one order every path runs it (planning,
 // approval, start of a run, start-up): runbook → paused → duplicate → rate
-// limit → confidence → never-auto → blast-radius breaker → dry-run. The
-// runbook guard comes first because the others read the runbook.
+// limit → confidence → never-auto → freeze → blast-radius breaker → dry-run.
+// The runbook guard comes first because the others read the runbook.
 var Guards = []Guard{RunbookGuard{}, PausedGuard{}, DuplicateGuard{}, RateLimitGuard{},
-	ConfidenceGuard{}, NeverAutoGuard{}, BreakerGuard{}, DryRunGuard{}}
+	ConfidenceGuard{}, NeverAutoGuard{}, FreezeGuard{}, BreakerGuard{}, DryRunGuard{}}
 
 // RunbookGuard refuses a plan whose runbook is gone or changed since the plan
 // was made: what was approved is not what would run.

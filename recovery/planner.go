@@ -104,7 +104,7 @@ func PlanTargetKey(runbook string, targets []string) string {
 // situation is the engine's state for p, taken with e.mu held (read at least).
 func (e *Engine) situation(p *Proposal, now time.Time) *Situation {
 	s := &Situation{Now: now, Mode: e.cfg.Mode, AutoThreshold: e.cfg.AutoThreshold,
-		Paused: e.paused, Breaker: e.breaker.Reason, approval: &e.approval}
+		Paused: e.paused, Breaker: e.breaker.Reason, Freezes: e.activeFreezes(now), approval: &e.approval}
 	if id, ok := e.openTargets[p.TargetKey]; ok && id != p.Plan {
 		s.OpenPlan = id
 	}

@@ -51,8 +51,9 @@ func neverAutoUndo(x *Execution) string {
 // guards as a plan (guard.go). refuse says why no driver may be called at all:
 // the mode is dry-run or the runbook is in dry-run; nothing is undone, whoever
 // asks. ask says why an automatic undo waits for a human: recoverbot is
-// paused (a pause stops the bot acting on its own, not a person), or the
-// runbook is gone or changed since the plan. A person's Roll back is that
+// paused (a pause stops the bot acting on its own, not a person), a freeze
+// covers the plan (an undo changes the frozen target as much as the plan
+// did), or the runbook is gone or changed since the plan. A person's Roll back is that
 // human decision: the undo restores what each driver observed before acting,
 // whatever the runbook says now.
 func (e *Engine) undoCheck(x *Execution, now time.Time) (refuse, ask string) {
@@ -61,7 +62,7 @@ func (e *Engine) undoCheck(x *Execution, now time.Time) (refuse, ask string) {
 	p := e.proposalOf(x)
 	s := e.situation(p, now)
 	var asks []string
-	for _, g := range []Guard{RunbookGuard{}, PausedGuard{}} {
+	for _, g := range []Guard{RunbookGuard{}, PausedGuard{}, FreezeGuard{}} {
 		if v, why, _ := g.Check(p, s); v != Pass {
 			asks = append(asks, why)
 		}
