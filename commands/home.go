@@ -22,7 +22,8 @@ type Home struct {
 	Running  []recovery.Execution // newest first
 	Finished []recovery.Execution // the last HomeFinished, newest first
 	Paused   bool
-	Breaker  string // why the blast-radius breaker is open; "" when closed
+	Breaker  string            // why the blast-radius breaker is open; "" when closed
+	Freezes  []recovery.Freeze // holding now
 	Mode     recovery.Mode
 	Stats    recovery.Stats // over HomeStatsWindow
 	At       time.Time      // when it was read
@@ -50,7 +51,7 @@ const (
 func LoadHome(ctx context.Context, eng Engine, signer *Signer) (Home, error) {
 	st := eng.Store()
 	cfg := eng.Config()
-	h := Home{Paused: eng.Paused(), Breaker: eng.Breaker(), Mode: cfg.Mode, At: cfg.Clock.Now(), Signer: signer}
+	h := Home{Paused: eng.Paused(), Breaker: eng.Breaker(), Freezes: eng.Freezes(), Mode: cfg.Mode, At: cfg.Clock.Now(), Signer: signer}
 	var err error
 	h.Pending, err = st.Executions(ctx, recovery.ExecutionFilter{State: recovery.PendingApproval, Limit: homeLoadLimit})
 	if err != nil {
@@ -121,7 +122,7 @@ func HomeView(h Home) slack.HomeTabViewRequest {
 }
 
 // suspensions are the lines saying what keeps recoverbot from acting on its
-// own now: the pause and the blast-radius breaker. Every kind of suspension
+// own now: the pause, the blast-radius breaker and the freezes. Every kind of suspension
 // the Home shows is rendered here, and only here.
 func suspensions(h Home) []string {
 	var out []string
@@ -130,6 +131,9 @@ func suspensions(h Home) []string {
 	}
 	if h.Breaker != "" {
 		out = append(out, BreakerBanner(h.Breaker))
+	}
+	if len(h.Freezes) > 0 {
+		out = append(out, freezeLines(h.Freezes))
 	}
 	return out
 }

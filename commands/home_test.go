@@ -49,10 +49,11 @@ func TestHomeViewGolden(t *testing.T) {
 		home                Home
 		mustSee, mustNotSee []string
 	}{
-		{"home_busy_paused_breaker", homeWith(t, true, "11 automatic executions within 1h0m0s"), []string{
+		{"home_busy_paused_breaker", frozen(homeWith(t, true, "11 automatic executions within 1h0m0s")), []string{
 			"recoverbot", "Mode `full` · as of <!date^1795781100^{time}|12:05 UTC>",
 			"⏸️ *Paused*: no new plan is made until an approver runs `/recover resume`.",
 			"🚨 *Blast-radius breaker open* (11 automatic executions within 1h0m0s)",
+			"🧊 *1 freeze* (plans in scope wait for approval):\n• `fz_01KB5Z9000000000000000000F` runbook failover-upstream until <!date^1795784400^{time}|13:00 UTC> — deploying payments (by U0ALICE)",
 			"*Awaiting approval (2)*",
 			"*failover-upstream* · `01KB5Z9A0000000000000000B2`",
 			"*Targets:* `upstream/payments-api`, `upstream/payments-api-dr`",
@@ -196,4 +197,11 @@ func checkBlockIDs(t *testing.T, blocks []slack.Block) {
 		}
 		seen[id] = true
 	}
+}
+
+// frozen adds a freeze of one runbook to h: the Home says what holds the bot.
+func frozen(h Home) Home {
+	h.Freezes = []recovery.Freeze{{ID: "fz_01KB5Z9000000000000000000F", Reason: "deploying payments", Runbook: "failover-upstream",
+		Start: t0.Add(-5 * time.Minute), End: time.Date(2026, 11, 27, 13, 0, 0, 0, time.UTC), By: "U0ALICE"}}
+	return h
 }
