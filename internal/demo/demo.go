@@ -1,0 +1,187 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/recoverbot/recoverbot/bot"
+	"github.com/recoverbot/recoverbot/internal/slacktest"
+)
+
+// The demo workspace. The ids are shaped like Slack's, as the bot's
+// settings require.
+const (
+	channelID   = "C0INCIDENT"
+	channelName = "incident"
+)
+
+// person is a demo user the page can act as.
+type person struct {
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Approver bool   `json:"approver"`
+}
+
+var people = []person{
+	{ID: "U0ALICE001", Name: "alice", Approver: true},
+	{ID: "U0BOB00002", Name: "bob"},
+}
+
+func personByID(id string) (person, bool) {
+	i := slices.IndexFunc(people, func(p person) bool { return p.ID == id })
+	if i < 0 {
+		return person{}, false
+	}
+	return people[i], true
+}
+
+type options struct {
+	listen string // the page's address (loopback: checkListen)
+	events string // directory of sample events
+	log    *slog.Logger
+}
+
+// demo is a running demo: the Slack server, the bot and the page.
+type demo struct {
+	slack   *slacktest.Server
+	botURL  string // the bot's intake and admin API
+	samples []sample
+	log     *slog.Logger
+	url     string
+	stop    context.CancelFunc
+	done    chan error
+}
+
+// sample is one sample event, posted as its file holds it.
+type sample struct {
+	Name string `json:"name"` // the file name without .json
+	body []byte
+}
+
+func loadSamples(dir string) ([]sample, error) {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil || len(files) == 0 {
+		return nil, fmt.Errorf("no sample events (*.json) in %s: run make demo from the repository's root, or pass -events DIR", dir)
+	}
+	var out []sample
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, sample{Name: strings.TrimSuffix(filepath.Base(f), ".json"), body: b})
+	}
+	return out, nil
+}
+
+// start runs the Slack server, the bot and the page until ctx ends or Close.
+func start(ctx context.Context, o options) (*demo, error) {
+	samples, err := loadSamples(o.events)
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "recoverbot-demo-")
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	d := &demo{slack: slacktest.New(), samples: samples, log: o.log, stop: stop, done: make(chan error, 1)}
+	cleanup := func() { d.slack.Close(); _ = os.RemoveAll(dir) }
+	fail := func(err error) (*demo, error) { stop(); cleanup(); return nil, err }
+	for _, p := range people {
+		d.slack.AddUser(p.ID, p.Name)
+	}
+	d.slack.AddChannel(channelID, channelName)
+
+	cfg := bot.DefaultConfig()
+	cfg.Mode, cfg.Drivers = "full", "log"
+	cfg.Data = filepath.Join(dir, "recoverbot.db")
+	cfg.Listen = "127.0.0.1:0"
+	cfg.SlackChannel = channelID
+	for _, p := range people {
+		if p.Approver {
+			cfg.SlackApprovers = p.ID
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return fail(err)
+	}
+	env := map[string]string{"SLACK_BOT_TOKEN": d.slack.BotToken(), "SLACK_APP_TOKEN": d.slack.AppToken(), "SLACK_API_URL": d.slack.APIURL()}
+	ready := make(chan string, 1)
+	served := make(chan error, 1)
+	go func() {
+		served <- bot.Serve(ctx, cfg, bot.Options{Getenv: func(k string) string { return env[k] }, Log: o.log, Ready: func(a string) { ready <- a }})
+	}()
+	select {
+	case a := <-ready:
+		d.botURL = "http://" + a
+	case err := <-served:
+		return fail(fmt.Errorf("the bot did not start: %w", err))
+	}
+	// The page is useful once the bot listens on its socket too.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = d.slack.WaitConnections(wctx, 1)
+	cancel()
+	if err != nil {
+		stop()
+		<-served
+		return fail(fmt.Errorf("the bot did not connect to the Slack server: %w", err))
+	}
+
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		stop()
+		<-served
+		return fail(fmt.Errorf("RECOVERBOT_DEMO_LISTEN %s: %w", o.listen, err))
+	}
+	d.url = "http://" + ln.Addr().String()
+	// No WriteTimeout: the live view is a stream that stays open. Every
+	// request ends with ctx (BaseContext), the stream too.
+	page := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return ctx }}
+	pageErr := make(chan error, 1)
+	go func() { pageErr <- page.Serve(ln) }()
+
+	go func() {
+		var err error
+		select {
+		case <-ctx.Done():
+		case err = <-pageErr:
+		case err = <-served:
+			served <- err // read again below
+		}
+		stop()
+		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = page.Shutdown(sctx)
+		cancel()
+		err = errors.Join(err, <-served)
+		cleanup()
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+		d.done <- err
+	}()
+	return d, nil
+}
+
+// URL is the page's address.
+func (d *demo) URL() string { return d.url }
+
+// Close stops the demo and waits for it.
+func (d *demo) Close() error {
+	d.stop()
+	return d.Wait()
+}
+
+// Wait waits for the demo to stop (its context ended, or a part failed) and
+// returns why it stopped, nil for a requested stop. Call it once.
+func (d *demo) Wait() error { return <-d.done }
