@@ -109,7 +109,7 @@ func (d *demo) stateJSON(p person) []byte {
 		names[x.ID] = x.Name
 	}
 	r := renderer{names: names, now: time.Now(), loc: time.Local}
-	st := state{Channel: channelName, People: people}
+	st := state{Channel: channelName, People: people, Messages: []item{}}
 	for _, s := range d.samples {
 		st.Samples = append(st.Samples, s.Name)
 	}
