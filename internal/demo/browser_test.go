@@ -52,7 +52,7 @@ func TestDemoInABrowser(t *testing.T) {
 	// as switches the person the page acts as (the selector's change event).
 	as := func(p person) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[any](`(() => { const s = document.getElementById("user"); s.value = "` + p.ID + `"; s.dispatchEvent(new Event("change")); })()`)(ctx, tg)
+			_, err := chromedp.Evaluate[any](`(() => { const s = document.getElementById("user"); s.value = "`+p.ID+`"; s.dispatchEvent(new Event("change")); })()`)(ctx, tg)
 			return err
 		})
 	}
