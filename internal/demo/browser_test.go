@@ -105,6 +105,12 @@ func TestDemoInABrowser(t *testing.T) {
 		until(`[...document.querySelectorAll(".msg.ephemeral")].some(e => e.innerText.includes("Awaiting approval"))`),
 	)
 	if os.Getenv("RECOVERBOT_DEMO_SCREENSHOT") == "1" {
+		// The whole channel: the window grows to the height of its content.
+		h, err := chromedp.Run(browser, chromedp.Evaluate[int64](`document.getElementById("channel").scrollHeight + document.body.scrollHeight - document.getElementById("channel").clientHeight`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		do("grow the window", chromedp.EmulateViewport(1280, h))
 		png, err := chromedp.Run(browser, chromedp.CaptureScreenshot())
 		if err != nil {
 			t.Fatal(err)
