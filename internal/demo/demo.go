@@ -107,11 +107,13 @@ func start(ctx context.Context, o options) (*demo, error) {
 	cfg.Data = filepath.Join(dir, "recoverbot.db")
 	cfg.Listen = "127.0.0.1:0"
 	cfg.SlackChannel = channelID
+	var approvers []string
 	for _, p := range people {
 		if p.Approver {
-			cfg.SlackApprovers = p.ID
+			approvers = append(approvers, p.ID)
 		}
 	}
+	cfg.SlackApprovers = strings.Join(approvers, ",")
 	if err := cfg.Validate(); err != nil {
 		return fail(err)
 	}
@@ -175,6 +177,10 @@ func start(ctx context.Context, o options) (*demo, error) {
 
 // URL is the page's address.
 func (d *demo) URL() string { return d.url }
+
+// BotURL is the bot's own HTTP address: intake and admin API (the CLI's
+// RECOVERBOT_ADMIN_URL).
+func (d *demo) BotURL() string { return d.botURL }
 
 // Close stops the demo and waits for it.
 func (d *demo) Close() error {

@@ -67,6 +67,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 1
 	}
 	fmt.Fprintf(stdout, "recoverbot demo: open %s in a browser (Ctrl-C stops it)\n", d.URL())
+	fmt.Fprintf(stdout, "the bot's intake and admin API: %s (the CLI: RECOVERBOT_ADMIN_URL=%[1]s go run . executions)\n", d.BotURL())
 	if err := d.Wait(); err != nil {
 		fmt.Fprintln(stderr, "demo:", err)
 		return 1
