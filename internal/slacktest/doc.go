@@ -26,7 +26,9 @@
 // sent while no live socket exists waits for the next one instead of
 // failing; test-side helpers (SlashCommand, Click, SubmitView, AppMention,
 // Redeliver) panic on an unknown user, channel, message or envelope, which
-// Slack could never deliver. Messages lists top-level messages; Thread lists
+// Slack could never deliver. Press (a click on a button the message shows,
+// with its own value) and CloseView (a modal's Close) are what a person
+// does in a client: they return errors instead, for internal/demo's page. Messages lists top-level messages; Thread lists
 // a thread's replies without its parent.
 //
 // # How slacker v2.0.0-alpha4 drives Slack (read from its source)
