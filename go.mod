@@ -3,6 +3,8 @@ module github.com/recoverbot/recoverbot
 go 1.26.0
 
 require (
+	// chromedp drives headless Chromium in internal/demo's browser test only.
+	github.com/chromedp/chromedp v0.23.1
 	github.com/gorilla/websocket v1.5.4-0.20250319132907-e064f32e3674
 	github.com/prometheus/client_golang v1.25.0
 	github.com/redis/go-redis/v9 v9.23.0
@@ -18,8 +20,6 @@ require (
 	k8s.io/apimachinery v0.37.2
 	k8s.io/client-go v0.37.2
 )
-
-require github.com/chromedp/chromedp v0.23.1
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
