@@ -49,19 +49,22 @@ func TestDemoInABrowser(t *testing.T) {
 		}
 		return s
 	}
-	// as switches the person the page acts as (the selector's change event).
-	as := func(p person) chromedp.Action[chromedp.Void] {
-		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			_, err := chromedp.Evaluate[any](`(() => { const s = document.getElementById("user"); s.value = "`+p.ID+`"; s.dispatchEvent(new Event("change")); })()`)(ctx, tg)
-			return err
-		})
-	}
 	// until waits for a condition on the page, polled by the browser.
 	until := func(js string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			_, err := chromedp.Poll[bool](js, chromedp.WithPollingInterval(50*time.Millisecond))(ctx, tg)
 			return err
 		})
+	}
+	// as switches the person the page acts as (the selector's change event)
+	// and waits until the page shows what that person sees.
+	as := func(p person) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(
+			chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+				_, err := chromedp.Evaluate[any](`(() => { const s = document.getElementById("user"); s.value = "`+p.ID+`"; s.dispatchEvent(new Event("change")); })()`)(ctx, tg)
+				return err
+			}),
+			until(`document.body.dataset.viewer === "`+p.ID+`"`))
 	}
 	approve := chromedp.CSS(`button[data-action="approve_recovery"]`)
 
@@ -82,7 +85,9 @@ func TestDemoInABrowser(t *testing.T) {
 		as(alice),
 		chromedp.WaitNotPresent(chromedp.CSS(`.msg.ephemeral`)), // bob's reply is his
 		chromedp.Click(approve, chromedp.NodeVisible),
-		until(`(document.querySelector(".thread") || {innerText: ""}).innerText.includes("Recovery succeeded")`),
+		// Done when the thread says so and the request became its outcome
+		// (Roll back): the page changes no more.
+		until(`(document.querySelector(".thread") || {innerText: ""}).innerText.includes("Recovery succeeded") && document.querySelector('button[data-action="rollback_recovery"]') !== null`),
 	)
 	thread := text(`.thread`)
 	for _, want := range []string{"Approved by @alice", "Executing 1 action(s) of restart-pod-memory-leak", "Step 1/1: RESTART_POD", "log driver: RESTART_POD recorded, nothing changed", "Step 1/1 done", "Recovery succeeded"} {

@@ -89,14 +89,19 @@ func start(ctx context.Context, o options) (*demo, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The page's address first: a port in use is said before anything runs.
+	ln, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return nil, fmt.Errorf("RECOVERBOT_DEMO_LISTEN %s: %w", o.listen, err)
+	}
 	dir, err := os.MkdirTemp("", "recoverbot-demo-")
 	if err != nil {
+		_ = ln.Close()
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(ctx)
-	d := &demo{slack: slacktest.New(), samples: samples, log: o.log, stop: stop, done: make(chan error, 1)}
+	d := &demo{slack: slacktest.New(), samples: samples, log: o.log, url: "http://" + ln.Addr().String(), stop: stop, done: make(chan error, 1)}
 	cleanup := func() { d.slack.Close(); _ = os.RemoveAll(dir) }
-	fail := func(err error) (*demo, error) { stop(); cleanup(); return nil, err }
 	for _, p := range people {
 		d.slack.AddUser(p.ID, p.Name)
 	}
@@ -114,38 +119,40 @@ func start(ctx context.Context, o options) (*demo, error) {
 		}
 	}
 	cfg.SlackApprovers = strings.Join(approvers, ",")
-	if err := cfg.Validate(); err != nil {
-		return fail(err)
-	}
 	env := map[string]string{"SLACK_BOT_TOKEN": d.slack.BotToken(), "SLACK_APP_TOKEN": d.slack.AppToken(), "SLACK_API_URL": d.slack.APIURL()}
 	ready := make(chan string, 1)
 	served := make(chan error, 1)
 	go func() {
-		served <- bot.Serve(ctx, cfg, bot.Options{Getenv: func(k string) string { return env[k] }, Log: o.log, Ready: func(a string) { ready <- a }})
+		err := cfg.Validate()
+		if err == nil {
+			err = bot.Serve(ctx, cfg, bot.Options{Getenv: func(k string) string { return env[k] }, Log: o.log, Ready: func(a string) { ready <- a }})
+		}
+		served <- err
 	}()
+	// The page is useful once the bot takes events and listens on its
+	// socket.
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	select {
 	case a := <-ready:
 		d.botURL = "http://" + a
-	case err := <-served:
-		return fail(fmt.Errorf("the bot did not start: %w", err))
+		if err = d.slack.WaitConnections(wctx, 1); err != nil {
+			err = fmt.Errorf("the bot did not connect to the Slack server: %w", err)
+		}
+	case err = <-served:
+		err = fmt.Errorf("the bot did not start: %w", err)
+		served <- nil
+	case <-wctx.Done():
+		err = fmt.Errorf("the bot did not start: %w", context.Cause(wctx))
 	}
-	// The page is useful once the bot listens on its socket too.
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = d.slack.WaitConnections(wctx, 1)
 	cancel()
 	if err != nil {
 		stop()
 		<-served
-		return fail(fmt.Errorf("the bot did not connect to the Slack server: %w", err))
+		_ = ln.Close()
+		cleanup()
+		return nil, err
 	}
 
-	ln, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		stop()
-		<-served
-		return fail(fmt.Errorf("RECOVERBOT_DEMO_LISTEN %s: %w", o.listen, err))
-	}
-	d.url = "http://" + ln.Addr().String()
 	// No WriteTimeout: the live view is a stream that stays open. Every
 	// request ends with ctx (BaseContext), the stream too.
 	page := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 10 * time.Second,
@@ -153,24 +160,32 @@ func start(ctx context.Context, o options) (*demo, error) {
 	pageErr := make(chan error, 1)
 	go func() { pageErr <- page.Serve(ln) }()
 
+	// Teardown, in reverse: the page, the bot, the Slack server and the
+	// temporary directory.
 	go func() {
-		var err error
+		var err, botErr error
+		botDone := false
 		select {
 		case <-ctx.Done():
 		case err = <-pageErr:
-		case err = <-served:
-			served <- err // read again below
+		case botErr = <-served:
+			botDone = true
 		}
 		stop()
 		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		_ = page.Shutdown(sctx)
 		cancel()
-		err = errors.Join(err, <-served)
+		if !botDone {
+			botErr = <-served
+		}
 		cleanup()
 		if errors.Is(err, http.ErrServerClosed) {
 			err = nil
 		}
-		d.done <- err
+		if botErr != nil {
+			botErr = fmt.Errorf("the bot: %w", botErr)
+		}
+		d.done <- errors.Join(err, botErr)
 	}()
 	return d, nil
 }

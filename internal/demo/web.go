@@ -42,11 +42,7 @@ func (d *demo) handler() http.Handler {
 		_, _ = w.Write(pageHTML)
 	})
 	mux.HandleFunc("GET /api/state", func(w http.ResponseWriter, r *http.Request) {
-		id := r.URL.Query().Get("user")
-		if id == "" {
-			id = people[0].ID // the page starts as the first person
-		}
-		u, err := userParam(id)
+		u, err := viewer(r)
 		if err != nil {
 			writeErr(w, http.StatusBadRequest, err)
 			return
@@ -68,6 +64,16 @@ func writeErr(w http.ResponseWriter, status int, err error) {
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
 }
 
+// viewer is the person whose view is asked for; the page starts as the
+// first one.
+func viewer(r *http.Request) (person, error) {
+	id := r.URL.Query().Get("user")
+	if id == "" {
+		id = people[0].ID
+	}
+	return userParam(id)
+}
+
 func userParam(id string) (person, error) {
 	p, ok := personByID(id)
 	if !ok {
@@ -79,6 +85,7 @@ func userParam(id string) (person, error) {
 // state is what one person sees: the channel with their own ephemeral
 // replies, and their open modal.
 type state struct {
+	Viewer   string   `json:"viewer"` // whose view this is
 	Channel  string   `json:"channel"`
 	People   []person `json:"people"`
 	Samples  []string `json:"samples"`
@@ -109,7 +116,7 @@ func (d *demo) stateJSON(p person) []byte {
 		names[x.ID] = x.Name
 	}
 	r := renderer{names: names, now: time.Now(), loc: time.Local}
-	st := state{Channel: channelName, People: people, Messages: []item{}}
+	st := state{Viewer: p.ID, Channel: channelName, People: people, Messages: []item{}}
 	for _, s := range d.samples {
 		st.Samples = append(st.Samples, s.Name)
 	}
@@ -175,7 +182,7 @@ func tsTime(ts string) string {
 // stream sends the person's state each time it changes (server-sent
 // events), and once at the start.
 func (d *demo) stream(w http.ResponseWriter, r *http.Request) {
-	p, err := userParam(r.URL.Query().Get("user"))
+	p, err := viewer(r)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, err)
 		return
