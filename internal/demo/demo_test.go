@@ -320,3 +320,26 @@ func TestDemoWithoutSamples(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, stderr.String())
 	}
 }
+
+// Each of the six sample events has its button, reaches the bot's intake
+// and becomes a plan the channel shows: the low-risk ones run at once, the
+// pod restart and the failover wait for a person.
+func TestDemoPostsEverySample(t *testing.T) {
+	d, ctx := startDemo(t)
+	st := pageState(t, d, alice)
+	if len(st.Samples) != 6 {
+		t.Fatalf("the page offers %d sample events (%v), want the six of examples/events", len(st.Samples), st.Samples)
+	}
+	decisions := map[string]int{}
+	for _, name := range st.Samples {
+		code, a := call(t, d, "POST", "/api/sample", "application/json", map[string]string{"name": name})
+		if code/100 != 2 || a["plan_id"] == nil {
+			t.Fatalf("%s: %d %v", name, code, a)
+		}
+		decisions[a["decision"].(string)]++
+	}
+	if decisions["auto"] != 4 || decisions["approval"] != 2 {
+		t.Errorf("decisions %v, want 4 auto and 2 approval", decisions)
+	}
+	waitFor(t, ctx, d, "six plans in the channel", func(s *slacktest.Server) bool { return len(s.Messages(channelID)) == 6 })
+}
