@@ -3,11 +3,18 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        ?= ./...
 
-.PHONY: run build image test test-image test-long test-k8s lint bench bench-decide clean
+.PHONY: run demo build image test test-image test-long test-k8s lint bench bench-decide clean
 
 # Offline, dry-run, embedded runbooks, bbolt under ./data, listening on 127.0.0.1:8080.
 run:
 	$(GO) run . serve
+
+# The bot's Slack face in a browser, without a Slack workspace: the real bot
+# (full mode, log driver: nothing is changed) on the in-repo Slack server, and a
+# page on RECOVERBOT_DEMO_LISTEN (default 127.0.0.1:8090, loopback only) that
+# shows #incident as alice (an approver) or bob (not one). It prints the address.
+demo:
+	$(GO) run ./internal/demo
 
 build:
 	$(GO) build -o bin/recoverbot .

@@ -163,10 +163,11 @@ func key(f reflect.StructField) string {
 }
 
 // otherEnv are RECOVERBOT_* variables that are not settings but are read
-// elsewhere: the config file flag's default, and the knobs of the test and
-// long-run suites. CheckEnv accepts them.
+// elsewhere: the config file flag's default, the demo page's address
+// (internal/demo, make demo), and the knobs of the test and long-run
+// suites. CheckEnv accepts them.
 var otherEnv = []string{
-	"RECOVERBOT_CONFIG",
+	"RECOVERBOT_CONFIG", "RECOVERBOT_DEMO_LISTEN", "RECOVERBOT_DEMO_SCREENSHOT",
 	"RECOVERBOT_TEST_REDIS_URL", "RECOVERBOT_TEST_KUBECONFIG", "RECOVERBOT_TEST_KUBECONFIG_ADMIN", "RECOVERBOT_TEST_LOG",
 	"RECOVERBOT_REQUIRE_INTEGRATION", "RECOVERBOT_REQUIRE_K8S", "RECOVERBOT_IMAGE_TEST",
 	"RECOVERBOT_LONG", "RECOVERBOT_LONG_SEED", "RECOVERBOT_CRASHES", "RECOVERBOT_LOAD_RATE", "RECOVERBOT_LOAD_SECONDS",
@@ -398,6 +399,11 @@ func printable(s string) bool {
 	}
 	return true
 }
+
+// IsLoopback reports whether host (no port) names this machine only: the
+// one rule for "loopback" of the bot's listen address, its Host checks and
+// the demo page's address.
+func IsLoopback(host string) bool { return isLoopback(host) }
 
 func isLoopback(host string) bool {
 	if host == "localhost" {

@@ -217,6 +217,14 @@ func (a *API) guard(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// BrowserGuard wraps h in the same checks as the bot's own routes (guard,
+// with loopback names only): for another loopback server of this
+// repository that people use with a browser, the demo page (internal/demo),
+// whose actions no other page may trigger. Refusals are logged to log.
+func BrowserGuard(log *slog.Logger, h http.HandlerFunc) http.HandlerFunc {
+	return (&API{Log: log}).guard(h)
+}
+
 // fromBrowser refuses a request a web page in someone's browser could have
 // made, since without tokens (the loopback default) nothing else stands
 // between a page and the bot:

@@ -25,8 +25,11 @@
 // clears them). Where it departs from Slack, for tests' sake: an envelope
 // sent while no live socket exists waits for the next one instead of
 // failing; test-side helpers (SlashCommand, Click, ClickHome, SubmitView,
-// AppMention, AppHomeOpened, Redeliver) panic on an unknown user, channel, message or envelope, which
-// Slack could never deliver. Messages lists top-level messages; Thread lists
+// AppMention, AppHomeOpened, Redeliver) panic on an unknown user, channel,
+// message or envelope, which Slack could never deliver. Press (a click on a
+// button the message shows, with its own value) and CloseView (a modal's
+// Close) are what a person does in a client: they return errors instead, for
+// internal/demo's page. Messages lists top-level messages; Thread lists
 // a thread's replies without its parent.
 //
 // Acks are observable against the bot's state: WithOnAck runs a function on

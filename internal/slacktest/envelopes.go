@@ -134,6 +134,43 @@ func (s *Server) Click(user, channel, messageTS, actionID, blockID, value string
 	s.mu.Lock()
 	u := s.mustUserLocked(user)
 	c := s.mustChannelLocked(channel)
+	e, err := s.clickLocked(u, c, messageTS, actionID, blockID, value, false)
+	s.mu.Unlock()
+	if err != nil {
+		panic("slacktest: " + err.Error())
+	}
+	return s.send(e, "")
+}
+
+// Press is what a person's click in a Slack client does: it presses the
+// button blockID/actionID that the message (or the user's ephemeral
+// message) at messageTS shows now, with the value the app gave it, and
+// delivers the block_actions envelope Click sends. Unlike Click it never
+// panics: an unknown user, channel, message or button is an error, since
+// its caller (a person, through internal/demo) may name anything.
+func (s *Server) Press(user, channel, messageTS, blockID, actionID string) (envelopeID string, err error) {
+	s.mu.Lock()
+	u, ok := s.users[user]
+	c, cok := s.channels[channel]
+	var e *envelope
+	switch {
+	case !ok:
+		err = fmt.Errorf("unknown user %q", user)
+	case !cok:
+		err = fmt.Errorf("unknown channel %q", channel)
+	default:
+		e, err = s.clickLocked(u, c, messageTS, actionID, blockID, "", true)
+	}
+	s.mu.Unlock()
+	if err != nil {
+		return "", err
+	}
+	return s.send(e, ""), nil
+}
+
+// clickLocked builds a block_actions envelope. With press, the button must
+// exist in the message's blocks and its own value is sent.
+func (s *Server) clickLocked(u *user, c *channel, messageTS, actionID, blockID, value string, press bool) (*envelope, error) {
 	container := map[string]any{"type": "message", "message_ts": messageTS, "channel_id": c.id, "is_ephemeral": false, "is_app_unfurl": false}
 	payload := map[string]any{
 		"type":                  "block_actions",
@@ -141,7 +178,6 @@ func (s *Server) Click(user, channel, messageTS, actionID, blockID, value string
 		"api_app_id":            appID,
 		"token":                 verifyToken,
 		"container":             container,
-		"trigger_id":            s.issueTriggerLocked(u.id),
 		"team":                  teamRef(),
 		"enterprise":            nil,
 		"is_enterprise_install": false,
@@ -149,23 +185,32 @@ func (s *Server) Click(user, channel, messageTS, actionID, blockID, value string
 		"state":                 map[string]any{"values": map[string]any{}},
 	}
 	var blocks json.RawMessage
+	var respond func() string
 	if m := s.messageLocked(c.id, messageTS); m != nil && !m.Deleted {
 		blocks = m.Blocks
 		payload["message"] = s.messageJSONLocked(m)
 		if m.ThreadTS != "" {
 			container["thread_ts"] = m.ThreadTS
 		}
-		payload["response_url"] = s.newResponseURLLocked("actions", c.id, u.id, m.TS, false)
+		respond = func() string { return s.newResponseURLLocked("actions", c.id, u.id, m.TS, false) }
 	} else if e := s.ephemeralLocked(c.id, messageTS); e != nil && !e.Deleted && e.User == u.id {
 		// Slack omits the message of an ephemeral; only response_url can
 		// change it.
 		blocks = e.Blocks
 		container["is_ephemeral"] = true
-		payload["response_url"] = s.newResponseURLLocked("actions", c.id, u.id, e.TS, true)
+		respond = func() string { return s.newResponseURLLocked("actions", c.id, u.id, e.TS, true) }
 	} else {
-		s.mu.Unlock()
-		panic(fmt.Sprintf("slacktest: no message %s in %s for %s to click", messageTS, channel, user))
+		return nil, fmt.Errorf("no message %s in %s for %s to click", messageTS, c.id, u.id)
 	}
+	el := findElement(blocks, blockID, actionID)
+	if press {
+		if el == nil || string(el["type"]) != `"button"` {
+			return nil, fmt.Errorf("message %s has no button %s in block %s", messageTS, actionID, blockID)
+		}
+		_ = json.Unmarshal(el["value"], &value)
+	}
+	payload["trigger_id"] = s.issueTriggerLocked(u.id)
+	payload["response_url"] = respond()
 	action := map[string]any{
 		"action_id": actionID,
 		"block_id":  blockID,
@@ -173,7 +218,7 @@ func (s *Server) Click(user, channel, messageTS, actionID, blockID, value string
 		"value":     value,
 		"action_ts": s.nextTSLocked(),
 	}
-	if el := findElement(blocks, blockID, actionID); el != nil {
+	if el != nil {
 		for _, k := range []string{"type", "text", "style"} {
 			if v, ok := el[k]; ok {
 				action[k] = v
@@ -185,9 +230,7 @@ func (s *Server) Click(user, channel, messageTS, actionID, blockID, value string
 		}
 	}
 	payload["actions"] = []any{action}
-	e := s.newEnvelopeLocked("interactive", payload, false)
-	s.mu.Unlock()
-	return s.send(e, "")
+	return s.newEnvelopeLocked("interactive", payload, false), nil
 }
 
 // SubmitView delivers a view_submission for an open modal. values maps
@@ -376,4 +419,45 @@ func (s *Server) NewTriggerID(user string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.issueTriggerLocked(user)
+}
+
+// CloseView is a person pressing a modal's Close button: the view closes
+// (the one below it in the stack, if any, shows again) and, when the app
+// set notify_on_close, a view_closed envelope is delivered as Slack does.
+// envelopeID is "" when none was. An unknown view, one already closed, or
+// another user's is an error: a person can only close what they see.
+func (s *Server) CloseView(user, viewID string) (envelopeID string, err error) {
+	s.mu.Lock()
+	u, ok := s.users[user]
+	v := s.viewLocked(viewID)
+	switch {
+	case !ok:
+		err = fmt.Errorf("unknown user %q", user)
+	case v == nil || v.Type != "modal" || v.Closed || v.User != user:
+		err = fmt.Errorf("%s has no open modal %q", user, viewID)
+	}
+	if err != nil {
+		s.mu.Unlock()
+		return "", err
+	}
+	v.Closed = true
+	s.notifyLocked()
+	if string(v.raw["notify_on_close"]) != "true" {
+		s.mu.Unlock()
+		return "", nil
+	}
+	payload := map[string]any{
+		"type":                  "view_closed",
+		"team":                  teamRef(),
+		"user":                  userRef(u),
+		"api_app_id":            appID,
+		"token":                 verifyToken,
+		"view":                  s.viewJSONLocked(v),
+		"is_cleared":            false,
+		"is_enterprise_install": false,
+		"enterprise":            nil,
+	}
+	e := s.newEnvelopeLocked("interactive", payload, false)
+	s.mu.Unlock()
+	return s.send(e, ""), nil
 }
