@@ -49,6 +49,13 @@ type Config struct {
 	BlastWindow       time.Duration
 	BlastMaxTargets   int
 	BlastTargetWindow time.Duration
+
+	// LeaseDeadline, when set, is how long this replica surely still leads
+	// (an election's local lease deadline): every driver call runs with a
+	// deadline no later than it, and a call whose deadline has passed is
+	// refused right before acting (leaseCtx). nil: leadership is permanent
+	// (bbolt's file lock), no deadline.
+	LeaseDeadline func() time.Time
 }
 
 // DefaultConfig returns the documented defaults: dry-run mode, 0.80, 5 minutes.
@@ -231,14 +238,24 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	var timers []func()
 	var pending []Execution
+	var approved []string
 	for _, x := range open {
 		switch x.State {
 		case Verifying:
 			// Checking is read-only: resume it for the rest of its window.
 			e.resumeVerify(x)
-		case Approved, Executing, RollingBack:
-			// The process died while this was (about to be) acting. Whether the
-			// driver call happened is unknown: report it, never re-run it.
+		case Approved:
+			// Approved but not started: no driver was called (a run persists
+			// EXECUTING before its first call), so it starts now through the
+			// same admit and guards as any run start; the store's compare-and-set
+			// (fenced, under an election) lets only one replica start it.
+			e.mu.Lock()
+			e.openTargets[x.TargetKey] = x.ID
+			e.mu.Unlock()
+			approved = append(approved, x.ID)
+		case Executing, RollingBack:
+			// The process died while this was acting. Whether the driver call
+			// happened is unknown: report it, never re-run it.
 			if err := e.interrupt(ctx, &x, now); err != nil {
 				return err
 			}
@@ -264,6 +281,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	// bot was down fires at once, in its own goroutine, and must find them whole.
 	for _, arm := range timers {
 		arm()
+	}
+	for _, id := range approved {
+		e.goWork(func() { e.run(id) })
 	}
 	return nil
 }

@@ -224,6 +224,8 @@ type ExecutionFilter struct {
 var (
 	ErrNotFound  = errors.New("not found")
 	ErrDuplicate = errors.New("already exists")
+	// ErrFenced is returned by a write made after this replica lost leadership.
+	ErrFenced = errors.New("fenced: this replica no longer leads")
 )
 
 // Store persists everything the engine must not lose. Writes are durable (fsynced)
