@@ -58,6 +58,13 @@ type Config struct {
 	BlastMaxAuto           int           `yaml:"blast_max_auto" help:"blast-radius breaker: more automatic executions than this within an hour, all runbooks together, stop all automatic execution until resume"`
 	BlastMaxTargets        int           `yaml:"blast_max_targets" help:"blast-radius breaker: more distinct targets than this failing within 5 minutes stop all automatic execution until resume"`
 	AllowedHosts           string        `yaml:"allowed_hosts" help:"comma-separated host names requests may be addressed to besides loopback ones (a reverse proxy's name); required off loopback"`
+	Store                  string        `yaml:"store" help:"bbolt (one replica: the data file) or etcd (HA: several replicas, one leads, the others answer writes with 503)"`
+	EtcdEndpoints          string        `yaml:"etcd_endpoints" help:"with store: etcd, comma-separated etcd client URLs (http(s)://host:port)"`
+	EtcdPrefix             string        `yaml:"etcd_prefix" help:"with store: etcd, the key prefix of this bot's data and election (one per bot sharing an etcd)"`
+	EtcdCA                 string        `yaml:"etcd_ca" help:"with store: etcd, the CA file (PEM) etcd's certificate is checked against; empty: the system's roots"`
+	EtcdCert               string        `yaml:"etcd_cert" help:"with store: etcd, this client's certificate file (PEM), with etcd_key"`
+	EtcdKey                string        `yaml:"etcd_key" help:"with store: etcd, this client's key file (PEM), with etcd_cert"`
+	LeaderTTL              time.Duration `yaml:"leader_ttl" help:"with store: etcd, the leader's lease: a leader that stops renewing it is replaced after this long (whole seconds, 2s..1m)"`
 
 	IntakeToken  string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback; 16+ characters)"`
 	AdminTokens  string `yaml:"-" secret:"true" help:"the admin API's named tokens: name[:SlackUserID]=token,… (required off loopback; 16+ characters each); the audit records the name, or the Slack user"`
@@ -93,8 +100,17 @@ func DefaultConfig() Config {
 		AIPromptBytes:          ab.PromptBytes,
 		BlastMaxAuto:           d.BlastMaxAuto,
 		BlastMaxTargets:        d.BlastMaxTargets,
+		Store:                  StoreBbolt,
+		EtcdPrefix:             "/recoverbot/",
+		LeaderTTL:              5 * time.Second,
 	}
 }
+
+// The stores Config.Store names.
+const (
+	StoreBbolt = "bbolt"
+	StoreEtcd  = "etcd"
+)
 
 // LoadConfig applies defaults, then the file (unknown keys are errors), then
 // RECOVERBOT_* variables from getenv, then Validate.
@@ -358,7 +374,53 @@ func (c *Config) Validate() error {
 	if c.BlastMaxTargets < 1 || c.BlastMaxTargets > 100000 {
 		bad("blast_max_targets", "%d is outside 1..100000", c.BlastMaxTargets)
 	}
+	c.validateStore(bad)
 	return errors.Join(errs...)
+}
+
+// validateStore checks the store and, for etcd, its connection and election.
+func (c *Config) validateStore(bad func(k, format string, args ...any)) {
+	switch c.Store {
+	case StoreBbolt:
+		return
+	case StoreEtcd:
+	default:
+		bad("store", "%q is not bbolt or etcd", c.Store)
+		return
+	}
+	if _, err := parseEndpoints(c.EtcdEndpoints); err != nil {
+		bad("etcd_endpoints", "%v", err)
+	}
+	if !strings.HasPrefix(c.EtcdPrefix, "/") || !strings.HasSuffix(c.EtcdPrefix, "/") || len(c.EtcdPrefix) < 2 || !printable(c.EtcdPrefix) {
+		bad("etcd_prefix", "%q must start and end with / and name something between (like /recoverbot/)", c.EtcdPrefix)
+	}
+	if (c.EtcdCert == "") != (c.EtcdKey == "") {
+		bad("etcd_cert", "etcd_cert and etcd_key go together (a client certificate and its key)")
+	}
+	if c.LeaderTTL < 2*time.Second || c.LeaderTTL > time.Minute || c.LeaderTTL%time.Second != 0 {
+		bad("leader_ttl", "%s is not whole seconds within 2s..1m (etcd leases are whole seconds)", c.LeaderTTL)
+	}
+}
+
+// parseEndpoints reads RECOVERBOT_ETCD_ENDPOINTS: comma-separated
+// http(s)://host:port URLs, at least one.
+func parseEndpoints(s string) ([]string, error) {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		e = strings.TrimSpace(e)
+		if e == "" {
+			continue
+		}
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+			return nil, fmt.Errorf("%q is not an etcd client URL like https://etcd-0.etcd:2379", cutName(e))
+		}
+		out = append(out, e)
+	}
+	if len(out) == 0 {
+		return nil, errors.New("required with store: etcd (comma-separated http(s)://host:port)")
+	}
+	return out, nil
 }
 
 func printable(s string) bool {
