@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
@@ -213,7 +214,10 @@ func etcdClient(cfg Config) (*clientv3.Client, error) {
 		return nil, err
 	}
 	c := clientv3.Config{Endpoints: endpoints, DialTimeout: 10 * time.Second,
-		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second}
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		// The client's own zap log is another format on stderr; what matters
+		// reaches this process's log as errors (election, store).
+		Logger: zap.NewNop()}
 	if cfg.EtcdCA != "" || cfg.EtcdCert != "" {
 		tc := &tls.Config{MinVersion: tls.VersionTLS12}
 		if cfg.EtcdCA != "" {
