@@ -66,20 +66,24 @@ func (s *SyncBuffer) String() string {
 	return s.b.String()
 }
 
-// Etcd starts a one-member etcd (test/k8s/bin/etcd, built by make test-k8s,
-// or etcd on PATH) on loopback ports with its data in a temp dir, and returns
-// its client endpoint once it answers; it is killed when the test ends. No
-// etcd: skipped, or failed under RequireIntegration.
+// Etcd starts a one-member etcd (etcd on PATH: Debian's etcd-server, which
+// .ci/run installs; else test/k8s/bin/etcd, built by make test-k8s) on
+// loopback ports with its data in a temp dir, and returns its client endpoint
+// once it answers; it is killed when the test ends. No etcd: skipped, or
+// failed under RequireIntegration.
 func Etcd(t testing.TB) string {
 	t.Helper()
-	bin := ""
-	if dir, err := os.Getwd(); err == nil {
-		for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
-			if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-				if p := filepath.Join(d, "test", "k8s", "bin", "etcd"); fileExists(p) {
-					bin = p
+	bin, err := exec.LookPath("etcd")
+	if err != nil {
+		bin = ""
+		if dir, err := os.Getwd(); err == nil {
+			for d := dir; d != filepath.Dir(d); d = filepath.Dir(d) {
+				if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+					if p := filepath.Join(d, "test", "k8s", "bin", "etcd"); fileExists(p) {
+						bin = p
+					}
+					break
 				}
-				break
 			}
 		}
 	}
@@ -90,7 +94,7 @@ func Etcd(t testing.TB) string {
 	cmd := exec.Command(bin, "--data-dir", filepath.Join(t.TempDir(), "etcd"),
 		"--listen-client-urls", "http://"+client, "--advertise-client-urls", "http://"+client,
 		"--listen-peer-urls", "http://"+peer, "--initial-advertise-peer-urls", "http://"+peer,
-		"--initial-cluster", "default=http://"+peer, "--log-level", "error")
+		"--initial-cluster", "default=http://"+peer)
 	var out SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
