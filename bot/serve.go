@@ -117,9 +117,7 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	if be.db != nil {
-		metrics.WatchStore(be.db.Counts)
-	}
+	metrics.WatchStore(be.counts)
 	engStore := be.store
 	var fenced <-chan error
 	if lh, ok := lead.(leaseHolder); ok {
@@ -223,15 +221,13 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 		lc.onStop("leader label", func(ctx context.Context) error { return labeler.set(ctx, false) })
 	}
 
-	if be.db != nil {
-		// Retention runs beside everything else, in small transactions, and
-		// stops before the store closes.
-		var retention background
-		retention.start(func(ctx context.Context) {
-			be.db.Retain(ctx, store.Retention{Keep: cfg.Retention, SettingsOf: []string{commands.SettingMessagePrefix}})
-		})
-		lc.onStop("retention", retention.stop)
-	}
+	// Retention runs beside everything else, in small transactions, and stops
+	// before the store closes.
+	var retention background
+	retention.start(func(ctx context.Context) {
+		be.retain(ctx, store.Retention{Keep: cfg.Retention, SettingsOf: []string{commands.SettingMessagePrefix}})
+	})
+	lc.onStop("retention", retention.stop)
 	// Delivery stops after the engine, so the notifications of the executions
 	// that settle during shutdown still go out: its stop is pushed before the
 	// engine's, although it starts once the notifier exists.
@@ -295,9 +291,10 @@ func shutdown(log *slog.Logger, api *API, err error) error {
 
 // backend is the store and the leadership that goes with it.
 type backend struct {
-	store recovery.Store
-	lead  Leadership
-	db    *store.DB // bbolt only: retention and the set-aside counts
+	store  recovery.Store
+	lead   Leadership
+	retain func(context.Context, store.Retention) // the leader's retention sweep
+	counts storeCounts                            // the set-aside records, for /metrics
 }
 
 // openBackend opens the configured store: bbolt, whose file lock is
@@ -310,12 +307,13 @@ func openBackend(cfg Config, o Options, identity string, now func() time.Time, l
 			return backend{}, err
 		}
 		lc.onStop("etcd client", func(context.Context) error { return cli.Close() })
-		st, err := etcdstore.Open(cli, cfg.EtcdPrefix)
+		st, err := etcdstore.New(cli, cfg.EtcdPrefix, etcdstore.WithLog(o.Log), etcdstore.WithClock(now))
 		if err != nil {
 			return backend{}, fmt.Errorf("etcd store: %w", err)
 		}
 		lc.onStop("store", func(context.Context) error { return st.Close() })
-		return backend{store: st, lead: etcdstore.NewElection(cli, st, cfg.EtcdPrefix, identity, cfg.LeaderTTL, o.Log)}, nil
+		return backend{store: st, lead: etcdstore.NewElection(cli, st, cfg.EtcdPrefix, identity, cfg.LeaderTTL, o.Log),
+			retain: st.Retain, counts: st.Counts}, nil
 	}
 	db, err := store.Open(cfg.Data, store.WithLog(o.Log), store.WithClock(now))
 	if err != nil {
@@ -326,7 +324,7 @@ func openBackend(cfg Config, o Options, identity string, now func() time.Time, l
 	if o.Leadership != nil {
 		lead = o.Leadership
 	}
-	return backend{store: db, lead: lead, db: db}, nil
+	return backend{store: db, lead: lead, retain: db.Retain, counts: db.Counts}, nil
 }
 
 // engineConfig is the engine's configuration: the config file's settings plus
