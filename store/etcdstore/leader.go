@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,7 +60,8 @@ func NewElection(cli *clientv3.Client, fence Fencer, prefix, identity string, tt
 		log: log.With("component", "election"), now: time.Now, lost: make(chan struct{})}
 }
 
-// LeaderPrefix is the election's key prefix under the store prefix.
+// LeaderPrefix is where the candidates' keys are, under the store prefix:
+// <prefix>leader/<lease id>; the oldest one leads.
 func LeaderPrefix(prefix string) string { return prefix + "leader/" }
 
 // Campaign blocks until this replica leads or ctx ends. On winning it fences
@@ -79,7 +81,8 @@ func (e *Election) Campaign(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("etcd session: %w", err)
 	}
-	el := concurrency.NewElection(s, LeaderPrefix(e.prefix))
+	// concurrency.Election adds the "/" before each candidate's lease id.
+	el := concurrency.NewElection(s, strings.TrimSuffix(LeaderPrefix(e.prefix), "/"))
 	e.mu.Lock()
 	e.session, e.election = s, el
 	e.mu.Unlock()
@@ -198,5 +201,10 @@ func (e *Election) Close(ctx context.Context) error {
 	if s == nil {
 		return nil
 	}
-	return s.Close()
+	// A lease already gone (expired, revoked: how leadership was lost) is
+	// given up already.
+	if err := s.Close(); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		return fmt.Errorf("etcd resign: %w", err)
+	}
+	return nil
 }
