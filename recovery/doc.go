@@ -28,7 +28,9 @@
 //     plan that changed something (Execution.Changed) starts a cooldown. An automatic undo
 //     is checked again (undo.go): paused, a changed runbook or a never-auto action waits
 //     for a human; in dry-run no undo, not even a person's, calls a driver.
-//  7. At start-up, executions caught mid-way become INTERRUPTED and are reported,
-//     never re-run; deadlines and scheduled rollbacks are re-armed, verification
-//     resumes, plans awaiting approval are checked again.
+//  7. At start-up (or a takeover), executions caught mid-way become INTERRUPTED and
+//     are reported, never re-run; approved plans not yet started start (admit);
+//     deadlines and scheduled rollbacks are re-armed, verification resumes, plans
+//     awaiting approval are checked again. Under an election every driver call is
+//     bounded by the leader's lease (leaseCtx).
 package recovery

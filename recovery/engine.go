@@ -221,12 +221,13 @@ func (e *Engine) Runbooks() *runbooks.Set { return e.books }
 // Store returns the engine's store (for read-only queries by the edges).
 func (e *Engine) Store() Store { return e.store }
 
-// Start loads what must survive a restart (pause flag, breaker, rate and
-// blast-radius windows, cooldowns, open plans), marks executions that were
-// running when the process died as INTERRUPTED (never re-run on their own),
-// runs the guards again on plans awaiting approval (the mode or a runbook may
-// have changed: the thread says so), and re-arms approval deadlines and
-// scheduled rollbacks.
+// Start loads what must survive a restart or a takeover (pause flag, breaker,
+// rate and blast-radius windows, cooldowns, open plans), marks executions that
+// were running when the process died as INTERRUPTED (never re-run on their
+// own), starts APPROVED plans that had not started (through admit, as any run
+// start), runs the guards again on plans awaiting approval (the mode or a
+// runbook may have changed: the thread says so), and re-arms approval
+// deadlines and scheduled rollbacks.
 func (e *Engine) Start(ctx context.Context) error {
 	now := e.clock.Now()
 	if err := e.loadState(ctx, now); err != nil {
