@@ -132,6 +132,9 @@ func TestHAOverlay(t *testing.T) {
 	if cfg.Store != bot.StoreEtcd || cfg.EtcdEndpoints == "" {
 		t.Errorf("store %q endpoints %q, want etcd with endpoints", cfg.Store, cfg.EtcdEndpoints)
 	}
+	if _, hosts := cfg.API(); !slices.Contains(hosts, "recoverbot-leader.recoverbot.svc") {
+		t.Errorf("allowed hosts %q lack the leader Service's name: requests to it would be refused", hosts)
+	}
 
 	role, ok := objs["Role/recoverbot/recoverbot-leader"]
 	if !ok || len(role.Rules) != 1 || !slices.Equal(role.Rules[0].APIGroups, []string{""}) ||
