@@ -20,6 +20,7 @@ import (
 	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/recovery/claude"
+	"github.com/recoverbot/recoverbot/store/etcdstore"
 )
 
 // Config is every setting of the process. Each field has a YAML key (the config
@@ -61,6 +62,13 @@ type Config struct {
 	BlastMaxTargets        int            `yaml:"blast_max_targets" help:"blast-radius breaker: more distinct targets than this failing within 5 minutes stop all automatic execution until resume"`
 	AllowedHosts           string         `yaml:"allowed_hosts" help:"comma-separated host names requests may be addressed to besides loopback ones (a reverse proxy's name); required off loopback"`
 	FreezeWindows          []FreezeWindow `yaml:"freeze_windows" fileonly:"true" help:"recurring freezes (config file only): name, cron, duration, time_zone, runbook, target, reason; plans in scope wait for approval"`
+	Store                  string         `yaml:"store" help:"bbolt (one replica: the data file) or etcd (HA: several replicas, one leads, the others answer writes with 503)"`
+	EtcdEndpoints          string         `yaml:"etcd_endpoints" help:"with store: etcd, comma-separated etcd client URLs (http(s)://host:port)"`
+	EtcdPrefix             string         `yaml:"etcd_prefix" help:"with store: etcd, the key prefix of this bot's data and election (one per bot sharing an etcd)"`
+	EtcdCA                 string         `yaml:"etcd_ca" help:"with store: etcd, the CA file (PEM) etcd's certificate is checked against; empty: the system's roots"`
+	EtcdCert               string         `yaml:"etcd_cert" help:"with store: etcd, this client's certificate file (PEM), with etcd_key"`
+	EtcdKey                string         `yaml:"etcd_key" help:"with store: etcd, this client's key file (PEM), with etcd_cert"`
+	LeaderTTL              time.Duration  `yaml:"leader_ttl" help:"with store: etcd, the leader's lease: a leader that stops renewing it is replaced after this long (whole seconds, 2s..1m)"`
 
 	IntakeToken  string `yaml:"-" secret:"true" help:"bearer token required on the intake (required off loopback; 16+ characters)"`
 	AdminTokens  string `yaml:"-" secret:"true" help:"the admin API's named tokens: name[:SlackUserID]=token,… (required off loopback; 16+ characters each); the audit records the name, or the Slack user"`
@@ -99,8 +107,17 @@ func DefaultConfig() Config {
 		BlastMaxAuto:           d.BlastMaxAuto,
 		BlastMaxTargets:        d.BlastMaxTargets,
 		SilenceMax:             d.SilenceMax,
+		Store:                  StoreBbolt,
+		EtcdPrefix:             "/recoverbot/",
+		LeaderTTL:              5 * time.Second,
 	}
 }
+
+// The stores Config.Store names.
+const (
+	StoreBbolt = "bbolt"
+	StoreEtcd  = "etcd"
+)
 
 // LoadConfig applies defaults, then the file (unknown keys are errors), then
 // RECOVERBOT_* variables from getenv, then Validate.
@@ -388,7 +405,41 @@ func (c *Config) Validate() error {
 	if err := checkWindows(file, c.FreezeWindows); err != nil {
 		errs = append(errs, err)
 	}
+	c.validateStore(bad)
 	return errors.Join(errs...)
+}
+
+// validateStore checks the store and, for etcd, its connection and election.
+func (c *Config) validateStore(bad func(k, format string, args ...any)) {
+	switch c.Store {
+	case StoreBbolt:
+		return
+	case StoreEtcd:
+	default:
+		bad("store", "%q is not bbolt or etcd", c.Store)
+		return
+	}
+	// The etcd store owns these checks; here they are named by our keys.
+	var se *etcdstore.SettingError
+	for _, err := range unjoin(c.etcdConfig().Validate()) {
+		if errors.As(err, &se) {
+			bad("etcd_"+se.Setting, "%s", se.Msg)
+		}
+	}
+	if c.LeaderTTL < 2*time.Second || c.LeaderTTL > time.Minute || c.LeaderTTL%time.Second != 0 {
+		bad("leader_ttl", "%s is not whole seconds within 2s..1m (etcd leases are whole seconds)", c.LeaderTTL)
+	}
+}
+
+// unjoin lists the errors errors.Join put together (none for nil).
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	if err != nil {
+		return []error{err}
+	}
+	return nil
 }
 
 func printable(s string) bool {

@@ -47,6 +47,11 @@ type API struct {
 	Log                    *slog.Logger
 	// Metrics, when set, is served at /metrics (no auth: loopback or a scraper).
 	Metrics *Metrics
+	// Leading says whether this replica leads (nil: it always does). A
+	// follower serves reads and answers writes with 503 (mayWrite).
+	Leading func() bool
+	// Leader names the replica that leads, for /readyz (nil: not shown).
+	Leader func(ctx context.Context) (string, error)
 
 	ready atomic.Bool
 }
@@ -82,11 +87,24 @@ func (a *API) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		body := map[string]any{"status": "ready"}
+		status := http.StatusOK
 		if !a.ready.Load() {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready"})
-			return
+			body["status"], status = "not ready", http.StatusServiceUnavailable
 		}
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+		if a.Leader != nil {
+			// Readiness is not leadership (a rollout would stall on the
+			// followers); the body says who leads.
+			body["leading"] = a.leading()
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			l, err := a.Leader(ctx)
+			cancel()
+			if err != nil {
+				l = "unknown: " + recovery.CutText(err.Error(), 200)
+			}
+			body["leader"] = l
+		}
+		writeJSON(w, status, body)
 	})
 	return mux
 }
@@ -212,6 +230,12 @@ func (a *API) guard(h http.HandlerFunc) http.HandlerFunc {
 			a.writeError(w, r, err)
 			return
 		}
+		if err := a.mayWrite(r); err != nil {
+			// Alertmanager and the CLI retry a 5xx; by then a leader answers.
+			w.Header().Set("Retry-After", strconv.Itoa(followerRetryAfter))
+			a.writeError(w, r, err)
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		h(w, r)
 	}
@@ -223,6 +247,28 @@ func (a *API) guard(h http.HandlerFunc) http.HandlerFunc {
 // whose actions no other page may trigger. Refusals are logged to log.
 func BrowserGuard(log *slog.Logger, h http.HandlerFunc) http.HandlerFunc {
 	return (&API{Log: log}).guard(h)
+}
+
+// followerRetryAfter is the Retry-After (seconds) of a follower's 503: about
+// the time a takeover takes (the leader's lease, RECOVERBOT_LEADER_TTL).
+const followerRetryAfter = 5
+
+func (a *API) leading() bool { return a.Leading == nil || a.Leading() }
+
+// mayWrite is the one rule for whether this replica may take a request that
+// writes: every POST (intake, Alertmanager webhook, admin writes) needs the
+// leader, whose engine runs; reads are served by every replica.
+func (a *API) mayWrite(r *http.Request) error {
+	if r.Method == http.MethodGet || a.leading() {
+		return nil
+	}
+	who := "another replica"
+	if a.Leader != nil {
+		if l, err := a.Leader(r.Context()); err == nil && l != "" {
+			who = l
+		}
+	}
+	return &httpError{http.StatusServiceUnavailable, "not_leader", "this replica follows; " + who + " leads and takes writes: retry (the recoverbot Service that selects " + LeaderLabel + "=true reaches it)"}
 }
 
 // fromBrowser refuses a request a web page in someone's browser could have

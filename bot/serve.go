@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/recoverbot/recoverbot/commands"
@@ -17,6 +19,7 @@ import (
 	"github.com/recoverbot/recoverbot/recovery/promcheck"
 	"github.com/recoverbot/recoverbot/runbooks"
 	"github.com/recoverbot/recoverbot/store"
+	"github.com/recoverbot/recoverbot/store/etcdstore"
 )
 
 // Options are what Serve needs besides the config; tests set them.
@@ -28,6 +31,9 @@ type Options struct {
 	Drivers recovery.Drivers
 	// Ready, when set, receives the bound address once the server accepts requests.
 	Ready func(addr string)
+	// Leadership replaces bbolt's permanent leadership (tests of a follower);
+	// with store: etcd the election is built from the config.
+	Leadership Leadership
 }
 
 // GCPercent is the garbage collector's target the bot runs with unless GOGC is
@@ -61,9 +67,17 @@ func LoadRunbooks(dir string) (*runbooks.Set, error) {
 
 // Serve runs the bot until ctx ends, then shuts down in reverse order of
 // start-up: stop the intake, stop the Slack listener, let running executions
-// settle (ShutdownGrace), stop delivery, close the drivers and bbolt. Each
-// component registers its stop as soon as it has started (lifecycle), so an
-// error part-way through start-up tears down exactly what was built.
+// settle (ShutdownGrace), stop delivery, give leadership up, close the drivers
+// and the store. Each component registers its stop as soon as it has started
+// (lifecycle), so an error part-way through start-up tears down exactly what
+// was built.
+//
+// Every replica serves HTTP (reads; a follower answers writes with 503). The
+// leader-only parts — the engine (whose Start rebuilds the indexes from the
+// store), retention, the Slack listener and the outbox courier — start once
+// this replica leads (Leadership). Losing leadership, or a write fenced
+// because another replica leads, ends Serve with an error: the process exits
+// non-zero and restarts as a follower.
 func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	log := o.Log
 	if err := cfg.ValidateServe(); err != nil {
@@ -84,18 +98,12 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	if o.Clock != nil {
 		now = o.Clock.Now
 	}
-	db, err := store.Open(cfg.Data, store.WithLog(log), store.WithClock(now))
+	identity := Identity(o.Getenv)
+	be, err := openBackend(cfg, o, identity, now, lc)
 	if err != nil {
 		return err
 	}
-	lc.onStop("store", func(context.Context) error { return db.Close() })
-	// Retention runs beside everything else, in small transactions, and stops
-	// before the store closes.
-	var retention background
-	retention.start(func(ctx context.Context) {
-		db.Retain(ctx, store.Retention{Keep: cfg.Retention, SettingsOf: []string{commands.SettingMessagePrefix}})
-	})
-	lc.onStop("retention", retention.stop)
+	lead := be.lead
 	drivers := o.Drivers
 	if drivers == nil {
 		d, closeDrivers, err := buildDrivers(cfg, books, o.Getenv, log)
@@ -105,13 +113,122 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 		}
 		drivers = d
 	}
-	metrics := NewMetrics(outboxDepth(db))
+	metrics := NewMetrics(outboxDepth(be.store))
 	ecfg, err := engineConfig(ctx, cfg, books, o, metrics)
 	if err != nil {
 		return err
 	}
-	metrics.WatchStore(db.Counts)
-	eng := recovery.New(ecfg, db, books, drivers)
+	metrics.WatchStore(be.counts)
+	engStore := be.store
+	var fenced <-chan error
+	if lh, ok := lead.(leaseHolder); ok {
+		// Under an election: driver calls end with the lease, and a fenced
+		// write anywhere in the engine ends the process.
+		ecfg.LeaseDeadline = lh.Deadline
+		fs := newFencedStore(be.store)
+		engStore, fenced = fs, fs.fenced
+	}
+	eng := recovery.New(ecfg, engStore, books, drivers)
+	var leading atomic.Bool
+	metrics.Registry.MustRegister(newLeaderCollector(lead, leading.Load, log))
+
+	tokens, hosts := cfg.API()
+	// The admin API decides with Slack's approver policy (one cache of user
+	// groups); offline, a policy of the global list, where the local operator
+	// decides when there are no admin tokens (commands.Approvers.Permit).
+	approvers := commands.NewApprovers(cfg.SlackOptions(o.Getenv, log).Approvers, nil, commands.GroupTTL, nil)
+	api := &API{Engine: eng, IntakeToken: cfg.IntakeToken, AdminTokens: tokens, Approvers: approvers, AllowedHosts: hosts,
+		AlertmanagerConfidence: cfg.AlertmanagerConfidence, Log: log.With("component", "http"), Metrics: metrics,
+		Leading: leading.Load, Leader: lead.Leader}
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
+	}
+	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	var stopHTTP sync.Once
+	httpStop := func(ctx context.Context) error {
+		stopHTTP.Do(func() {
+			if e := srv.Shutdown(ctx); e != nil {
+				log.Warn("http shutdown", "err", e)
+			}
+		})
+		return nil
+	}
+	lc.onStop("http", httpStop)
+	var announced sync.Once
+	announce := func() {
+		announced.Do(func() {
+			api.SetReady(true)
+			log.Info("recoverbot listening", "addr", ln.Addr().String(), "mode", cfg.Mode, "store", cfg.Store, "identity", identity)
+			if o.Ready != nil {
+				o.Ready(ln.Addr().String())
+			}
+		})
+	}
+	if _, only := lead.(Permanent); !only {
+		// Readiness is not leadership: a rollout waits for every replica to
+		// be ready, and only one leads. The only replica (bbolt) is ready
+		// once its engine runs, below.
+		announce()
+	}
+
+	labeler, err := newPodLabeler(cfg, o.Getenv)
+	if err != nil {
+		return err
+	}
+	if labeler != nil {
+		// A deposed leader restarts in the same pod object, still labelled.
+		if err := labeler.set(ctx, false); err != nil {
+			return err
+		}
+	}
+	campaignCtx, stopCampaign := context.WithCancel(ctx)
+	won := make(chan error, 1)
+	campaigned := make(chan struct{})
+	go func() {
+		defer close(campaigned)
+		won <- lead.Campaign(campaignCtx)
+	}()
+	// Given up after the engine settled, before the store closes.
+	lc.onStop("leadership", func(ctx context.Context) error {
+		stopCampaign()
+		<-campaigned
+		return lead.Close(ctx)
+	})
+	log.Info("waiting to lead; until then writes are answered 503", "identity", identity)
+	select {
+	case <-ctx.Done():
+		return shutdown(log, api, nil)
+	case err = <-serveErr:
+		return shutdown(log, api, err)
+	case <-lead.Lost():
+		return fmt.Errorf("leadership lost before it was won: %w", lead.Err())
+	case err = <-won:
+		if err != nil {
+			if ctx.Err() != nil {
+				return shutdown(log, api, nil)
+			}
+			return fmt.Errorf("leader election: %w", err)
+		}
+	}
+	log.Info("this replica leads: starting the engine, Slack and delivery", "identity", identity)
+	if labeler != nil {
+		if err := labeler.set(ctx, true); err != nil {
+			return err
+		}
+		lc.onStop("leader label", func(ctx context.Context) error { return labeler.set(ctx, false) })
+	}
+
+	// Retention runs beside everything else, in small transactions, and stops
+	// before the store closes.
+	var retention background
+	retention.start(func(ctx context.Context) {
+		be.retain(ctx, store.Retention{Keep: cfg.Retention, SettingsOf: []string{commands.SettingMessagePrefix}})
+	})
+	lc.onStop("retention", retention.stop)
 	// Delivery stops after the engine, so the notifications of the executions
 	// that settle during shutdown still go out: its stop is pushed before the
 	// engine's, although it starts once the notifier exists.
@@ -131,7 +248,7 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	if err != nil {
 		return err
 	}
-	delivery.start((&recovery.Courier{Store: db, Notifier: notifier, Wake: eng.Wake(), Log: log,
+	delivery.start((&recovery.Courier{Store: engStore, Notifier: notifier, Wake: eng.Wake(), Log: log,
 		OnDeadLetter: metrics.DeadLettered}).Run)
 	slackErr := make(chan error, 1)
 	if sl != nil {
@@ -139,52 +256,76 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 		// stops after the intake, before the engine, so no click lands on a
 		// closing engine.
 		go func() { slackErr <- sl.run() }()
-	}
-
-	tokens, hosts := cfg.API()
-	// The admin API decides with Slack's approver policy (one cache of user
-	// groups); offline, a policy of the global list, where the local operator
-	// decides when there are no admin tokens (commands.Approvers.Permit).
-	approvers := commands.NewApprovers(cfg.SlackOptions(o.Getenv, log).Approvers, nil, commands.GroupTTL, nil)
-	if sl != nil {
-		approvers = sl.sl.router.Handler.Approvers
+		api.Approvers = sl.sl.router.Handler.Approvers
 	} else {
 		approvers.LocalDecides = len(tokens) == 0
 	}
-	api := &API{Engine: eng, IntakeToken: cfg.IntakeToken, AdminTokens: tokens, Approvers: approvers, AllowedHosts: hosts,
-		AlertmanagerConfidence: cfg.AlertmanagerConfidence, Log: log.With("component", "http"), Metrics: metrics}
-	ln, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", cfg.Listen, err)
-	}
-	srv := &http.Server{Handler: api.Handler(), ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute}
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- srv.Serve(ln) }()
-	// Stopped first: nothing new is accepted while the rest settles.
-	lc.onStop("http", func(ctx context.Context) error {
-		if e := srv.Shutdown(ctx); e != nil {
-			log.Warn("http shutdown", "err", e)
-		}
-		return nil
-	})
-	api.SetReady(true)
-	log.Info("recoverbot listening", "addr", ln.Addr().String(), "mode", cfg.Mode, "data", cfg.Data)
-	if o.Ready != nil {
-		o.Ready(ln.Addr().String())
-	}
+	// Stopped first: nothing new is accepted while the rest settles (pushed
+	// again now, above the leader's parts; it runs once).
+	lc.onStop("http", httpStop)
+	leading.Store(true)
+	announce()
 
 	select {
 	case <-ctx.Done():
 	case err = <-serveErr:
 	case err = <-slackErr:
+	case <-lead.Lost():
+		err = fmt.Errorf("leadership lost (%w): exiting so this replica restarts as a follower", lead.Err())
+	case ferr := <-fenced:
+		err = fmt.Errorf("a write was refused because another replica leads (%w): exiting so this replica restarts as a follower", ferr)
 	}
+	leading.Store(false)
+	return shutdown(log, api, err)
+}
+
+// shutdown marks the replica not ready before the teardown; a server closed
+// by it is not an error.
+func shutdown(log *slog.Logger, api *API, err error) error {
 	log.Info("shutting down")
 	api.SetReady(false)
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// backend is the store and the leadership that goes with it.
+type backend struct {
+	store  recovery.Store
+	lead   Leadership
+	retain func(context.Context, store.Retention) // the leader's retention sweep
+	counts storeCounts                            // the set-aside records, for /metrics
+}
+
+// openBackend opens the configured store: bbolt, whose file lock is
+// permanent leadership, or etcd with an election under its prefix.
+// Options.Leadership, when set, replaces bbolt's (tests).
+func openBackend(cfg Config, o Options, identity string, now func() time.Time, lc *lifecycle) (backend, error) {
+	if cfg.Store == StoreEtcd {
+		cli, err := etcdstore.Dial(cfg.etcdConfig())
+		if err != nil {
+			return backend{}, err
+		}
+		lc.onStop("etcd client", func(context.Context) error { return cli.Close() })
+		st, err := etcdstore.New(cli, cfg.EtcdPrefix, etcdstore.WithLog(o.Log), etcdstore.WithClock(now))
+		if err != nil {
+			return backend{}, fmt.Errorf("etcd store: %w", err)
+		}
+		lc.onStop("store", func(context.Context) error { return st.Close() })
+		return backend{store: st, lead: etcdstore.NewElection(cli, st, cfg.EtcdPrefix, identity, cfg.LeaderTTL, o.Log),
+			retain: st.Retain, counts: st.Counts}, nil
+	}
+	db, err := store.Open(cfg.Data, store.WithLog(o.Log), store.WithClock(now))
+	if err != nil {
+		return backend{}, err
+	}
+	lc.onStop("store", func(context.Context) error { return db.Close() })
+	var lead Leadership = Permanent{Identity: identity}
+	if o.Leadership != nil {
+		lead = o.Leadership
+	}
+	return backend{store: db, lead: lead, retain: db.Retain, counts: db.Counts}, nil
 }
 
 // engineConfig is the engine's configuration: the config file's settings plus

@@ -18,7 +18,7 @@ type setAside interface {
 // getQuarantine serves GET /v1/quarantine: the records set aside because they
 // cannot be decoded, without their bytes.
 func (a *API) getQuarantine(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.Engine.Store().(setAside)
+	s, ok := unwrapStore(a.Engine.Store()).(setAside)
 	if !ok {
 		a.writeError(w, r, recovery.Errorf(recovery.CodeNotFound, "this store keeps no quarantine"))
 		return
@@ -33,7 +33,7 @@ func (a *API) getQuarantine(w http.ResponseWriter, r *http.Request) {
 
 // getDeadLetters serves GET /v1/deadletters: the notifications given up on.
 func (a *API) getDeadLetters(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.Engine.Store().(setAside)
+	s, ok := unwrapStore(a.Engine.Store()).(setAside)
 	if !ok {
 		a.writeError(w, r, recovery.Errorf(recovery.CodeNotFound, "this store keeps no dead letters"))
 		return
@@ -44,6 +44,15 @@ func (a *API) getDeadLetters(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"dead_letters": nonNil(ds)})
+}
+
+// unwrapStore is the store under the leader's fencing wrapper (fencedStore),
+// whose own methods the wrapper does not carry.
+func unwrapStore(s recovery.Store) recovery.Store {
+	if f, ok := s.(*fencedStore); ok {
+		return f.Store
+	}
+	return s
 }
 
 func nonNil[T any](xs []T) []T {

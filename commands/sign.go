@@ -36,7 +36,10 @@ func NewSigner(key []byte) (*Signer, error) {
 
 // LoadSigner uses key when set (RECOVERBOT_SIGNING_KEY); otherwise the key kept
 // in the store, generating and persisting one at first use, so buttons posted
-// before a restart still work after it.
+// before a restart still work after it. Only the leader calls it (Slack runs
+// there), and under an election its write is fenced: a replica that no longer
+// leads cannot store a second key, and gets an error rather than signing with
+// a key nobody else knows.
 func LoadSigner(ctx context.Context, st recovery.Store, key string) (*Signer, error) {
 	if key != "" {
 		return NewSigner([]byte(key))

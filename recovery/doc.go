@@ -30,8 +30,10 @@
 //     runbook or a never-auto action waits for a human; in dry-run no undo, not
 //     even a person's, calls a driver. An alert's execution silences it in
 //     Alertmanager while the bot works on it, for a bounded time (silence.go).
-//  7. At start-up, executions caught mid-way become INTERRUPTED and are reported,
-//     never re-run; deadlines and scheduled rollbacks are re-armed, verification
-//     resumes, plans awaiting approval are checked again, silences the bot no
-//     longer works under are expired.
+//  7. At start-up (or a takeover), executions caught mid-way become INTERRUPTED and
+//     are reported, never re-run; approved plans not yet started start (admit);
+//     deadlines and scheduled rollbacks are re-armed, verification resumes, plans
+//     awaiting approval are checked again, silences the bot no longer works
+//     under are expired. Under an election every driver call is bounded by the
+//     leader's lease (leaseCtx).
 package recovery

@@ -55,6 +55,13 @@ type Config struct {
 	BlastWindow       time.Duration
 	BlastMaxTargets   int
 	BlastTargetWindow time.Duration
+
+	// LeaseDeadline, when set, is how long this replica surely still leads
+	// (an election's local lease deadline): every driver call runs with a
+	// deadline no later than it, and a call whose deadline has passed is
+	// refused right before acting (leaseCtx). nil: leadership is permanent
+	// (bbolt's file lock), no deadline.
+	LeaseDeadline func() time.Time
 }
 
 // DefaultConfig returns the documented defaults: dry-run mode, 0.80, 5 minutes.
@@ -226,12 +233,13 @@ func (e *Engine) Runbooks() *runbooks.Set { return e.books }
 // Store returns the engine's store (for read-only queries by the edges).
 func (e *Engine) Store() Store { return e.store }
 
-// Start loads what must survive a restart (pause flag, freezes, breaker, rate and
-// blast-radius windows, cooldowns, open plans), marks executions that were
-// running when the process died as INTERRUPTED (never re-run on their own),
-// runs the guards again on plans awaiting approval (the mode or a runbook may
-// have changed: the thread says so), and re-arms approval deadlines and
-// scheduled rollbacks.
+// Start loads what must survive a restart or a takeover (pause flag, freezes,
+// breaker, rate and blast-radius windows, cooldowns, open plans), marks
+// executions that were running when the process died as INTERRUPTED (never
+// re-run on their own), starts APPROVED plans that had not started (through
+// admit, as any run start), runs the guards again on plans awaiting approval
+// (the mode or a runbook may have changed: the thread says so), and re-arms
+// approval deadlines and scheduled rollbacks.
 func (e *Engine) Start(ctx context.Context) error {
 	now := e.clock.Now()
 	if err := e.loadState(ctx, now); err != nil {
@@ -243,14 +251,24 @@ func (e *Engine) Start(ctx context.Context) error {
 	}
 	var timers []func()
 	var pending []Execution
+	var approved []string
 	for _, x := range open {
 		switch x.State {
 		case Verifying:
 			// Checking is read-only: resume it for the rest of its window.
 			e.resumeVerify(x)
-		case Approved, Executing, RollingBack:
-			// The process died while this was (about to be) acting. Whether the
-			// driver call happened is unknown: report it, never re-run it.
+		case Approved:
+			// Approved but not started: no driver was called (a run persists
+			// EXECUTING before its first call), so it starts now through the
+			// same admit and guards as any run start; the store's compare-and-set
+			// (fenced, under an election) lets only one replica start it.
+			e.mu.Lock()
+			e.openTargets[x.TargetKey] = x.ID
+			e.mu.Unlock()
+			approved = append(approved, x.ID)
+		case Executing, RollingBack:
+			// The process died while this was acting. Whether the driver call
+			// happened is unknown: report it, never re-run it.
 			if err := e.interrupt(ctx, &x, now); err != nil {
 				return err
 			}
@@ -281,6 +299,9 @@ func (e *Engine) Start(ctx context.Context) error {
 	// bot was down fires at once, in its own goroutine, and must find them whole.
 	for _, arm := range timers {
 		arm()
+	}
+	for _, id := range approved {
+		e.goWork(func() { e.run(id) })
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package recovery
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -409,7 +410,12 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 		Outbox: []Notification{{Kind: NoteStep, Text: fmt.Sprintf("▶️ Step %d/%d: %s", i+1, n, drv.Describe(a))}}}); err != nil {
 		return fmt.Errorf("persist step start: %w", err)
 	}
-	before, applyErr := drv.Apply(WithExecution(ctx, id, i), a, e.reporter(ctx, id, Executing))
+	var before json.RawMessage
+	dctx, cancel, applyErr := e.leaseCtx(ctx)
+	if applyErr == nil {
+		before, applyErr = drv.Apply(WithExecution(dctx, id, i), a, e.reporter(ctx, id, Executing))
+		cancel()
+	}
 	end := e.clock.Now()
 	if o := e.cfg.Observer; o != nil {
 		o.ActionDone(a.Type, end.Sub(start), applyErr)
@@ -432,6 +438,27 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 		return errors.Join(applyErr, fmt.Errorf("persist step end: %w", err))
 	}
 	return applyErr
+}
+
+// errLeaseEnds is the cause of a driver call's deadline under an election:
+// past it, another replica may lead.
+var errLeaseEnds = errors.New("this replica's leadership lease ends: the driver call is cut off")
+
+// leaseCtx bounds a driver call by the leadership lease (Config.LeaseDeadline)
+// and refuses, right before acting, a call whose lease has run out: a deposed
+// leader still running (paused, partitioned) must not act, and its store
+// writes are fenced but a driver call is not. The refusal is the step's error,
+// persisted with it (audited); nothing was called.
+func (e *Engine) leaseCtx(ctx context.Context) (context.Context, context.CancelFunc, error) {
+	if e.cfg.LeaseDeadline == nil {
+		return ctx, func() {}, nil
+	}
+	dl := e.cfg.LeaseDeadline()
+	if now := e.clock.Now(); !now.Before(dl) {
+		return nil, nil, fmt.Errorf("not called: this replica's leadership lease ran out at %s (another replica may lead now)", dl.UTC().Format(time.RFC3339Nano))
+	}
+	dctx, cancel := context.WithDeadlineCause(ctx, dl, errLeaseEnds)
+	return dctx, cancel, nil
 }
 
 // reporter turns a driver's progress lines into step notifications.
@@ -539,7 +566,11 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 		Outbox: []Notification{{Kind: NoteStep, Text: fmt.Sprintf("↩️ Undoing action %d: %s", s.Action+1, a.Type)}}}); err != nil {
 		return fmt.Errorf("persist undo start: %w", err)
 	}
-	undoErr := drv.Undo(WithExecution(ctx, id, s.Action), a, s.Before, e.reporter(ctx, id, RollingBack))
+	dctx, cancel, undoErr := e.leaseCtx(ctx)
+	if undoErr == nil {
+		undoErr = drv.Undo(WithExecution(dctx, id, s.Action), a, s.Before, e.reporter(ctx, id, RollingBack))
+		cancel()
+	}
 	end := e.clock.Now()
 	text := fmt.Sprintf("✅ Action %d restored", s.Action+1)
 	if undoErr != nil {

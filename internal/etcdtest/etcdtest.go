@@ -50,7 +50,7 @@ func Binary(t testing.TB) string {
 	}
 	bin := filepath.Join(dir, "test", "k8s", "bin", "etcd")
 	if _, err := os.Stat(bin); err != nil {
-		msg := bin + " is missing: build it with `make -C test/k8s` (or .ci/run) to run this test"
+		msg := bin + " is missing: build it with `test/k8s/build.sh etcd` (.ci/run does) to run this test"
 		if testutil.RequireIntegration() {
 			t.Fatal(msg)
 		}

@@ -195,8 +195,9 @@ func TestConfigValidate(t *testing.T) {
 		{"tls", etcdstore.Config{Endpoints: []string{"https://etcd-0:2379"}, CA: "ca.pem", Cert: "c.pem", Key: "k.pem", Prefix: "/rb/"}, ""},
 		{"no endpoints", etcdstore.Config{}, "endpoints: none given"},
 		{"not a URL", etcdstore.Config{Endpoints: []string{"etcd-0:2379"}}, `endpoints: "etcd-0:2379" is not`},
-		{"https without CA", etcdstore.Config{Endpoints: []string{"https://etcd-0:2379"}}, "ca: required"},
-		{"cert without key", etcdstore.Config{Endpoints: []string{"http://e:2379"}, Cert: "c.pem"}, "cert, key: set both"},
+		{"https with the system roots", etcdstore.Config{Endpoints: []string{"https://etcd-0:2379"}}, ""},
+		{"URL with a path", etcdstore.Config{Endpoints: []string{"http://e:2379/x"}}, `endpoints: "http://e:2379/x" is not`},
+		{"cert without key", etcdstore.Config{Endpoints: []string{"http://e:2379"}, Cert: "c.pem"}, "cert: the client certificate and its key go together"},
 		{"prefix without slash", etcdstore.Config{Endpoints: []string{"http://e:2379"}, Prefix: "recoverbot"}, `prefix: "recoverbot" must`},
 	}
 	for _, tt := range tests {

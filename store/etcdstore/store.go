@@ -41,6 +41,7 @@ import (
 
 	"github.com/recoverbot/recoverbot/recovery"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 )
 
 var _ recovery.Store = (*Store)(nil)
@@ -65,8 +66,9 @@ var (
 type Config struct {
 	Endpoints []string
 	Prefix    string // default DefaultPrefix; must end in "/"
-	// TLS files; all empty for plain HTTP. CA alone verifies the server;
-	// Cert and Key together authenticate the bot.
+	// TLS files; all empty for plain HTTP. CA, when set, is what etcd's
+	// certificate is checked against (else the system's roots); Cert and Key
+	// together authenticate the bot.
 	CA, Cert, Key string
 	DialTimeout   time.Duration // default 5s
 }
@@ -101,27 +103,35 @@ type Option func(*Store)
 // (default time.Now).
 func WithClock(now func() time.Time) Option { return func(s *Store) { s.now = now } }
 
-// Validate checks cfg without reading the TLS files, each error naming the
-// setting (endpoints, prefix, ca, cert, key): the config loader calls it to
-// refuse a bad configuration early, and Open calls it too.
+// SettingError is one bad setting of a Config: Setting is endpoints, prefix,
+// ca, cert or key, so a caller can name its own key for it.
+type SettingError struct{ Setting, Msg string }
+
+func (e *SettingError) Error() string { return e.Setting + ": " + e.Msg }
+
+// Validate checks cfg without reading the TLS files; every error is a
+// *SettingError (joined): the config loader calls it to refuse a bad
+// configuration early, and Open calls it too. It is the one check of these
+// settings.
 func (c Config) Validate() error {
 	var errs []error
+	bad := func(setting, format string, args ...any) {
+		errs = append(errs, &SettingError{setting, fmt.Sprintf(format, args...)})
+	}
 	if len(c.Endpoints) == 0 {
-		errs = append(errs, errors.New("endpoints: none given (comma-separated URLs like https://etcd-0:2379)"))
+		bad("endpoints", "none given (comma-separated URLs like https://etcd-0:2379)")
 	}
 	for _, ep := range c.Endpoints {
 		u, err := url.Parse(ep)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("endpoints: %q is not an http:// or https:// URL", ep))
-		} else if u.Scheme == "https" && c.CA == "" {
-			errs = append(errs, fmt.Errorf("ca: required for %s (the CA that signed etcd's certificate)", ep))
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+			bad("endpoints", "%q is not an etcd client URL like https://etcd-0.etcd:2379", ep)
 		}
 	}
-	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/")) {
-		errs = append(errs, fmt.Errorf("prefix: %q must start and end with /", c.Prefix))
+	if c.Prefix != "" && (!strings.HasPrefix(c.Prefix, "/") || !strings.HasSuffix(c.Prefix, "/") || len(c.Prefix) < 2) {
+		bad("prefix", "%q must start and end with / and name something between (like /recoverbot/)", c.Prefix)
 	}
 	if (c.Cert == "") != (c.Key == "") {
-		errs = append(errs, errors.New("cert, key: set both (the client certificate and its key) or neither"))
+		bad("cert", "the client certificate and its key go together: set both or neither")
 	}
 	return errors.Join(errs...)
 }
@@ -129,8 +139,9 @@ func (c Config) Validate() error {
 // WithLog sets the logger of the retention sweep.
 func WithLog(log *slog.Logger) Option { return func(s *Store) { s.log = log } }
 
-// Open connects to etcd as cfg says and checks it answers within ctx.
-func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
+// Dial returns a client for cfg (validated; TLS files read), without waiting
+// for etcd to answer.
+func Dial(cfg Config) (*clientv3.Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("etcdstore: %w", err)
 	}
@@ -142,9 +153,22 @@ func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
 	if dial <= 0 {
 		dial = 5 * time.Second
 	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, TLS: tlsCfg, DialTimeout: dial})
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.Endpoints, TLS: tlsCfg, DialTimeout: dial,
+		DialKeepAliveTime: 10 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		// The client's own zap log is another format on stderr; what matters
+		// reaches the caller as errors (election, store).
+		Logger: zap.NewNop()})
 	if err != nil {
-		return nil, fmt.Errorf("etcdstore: %w", err)
+		return nil, fmt.Errorf("etcdstore: %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	return cli, nil
+}
+
+// Open connects to etcd as cfg says and checks it answers within ctx.
+func Open(ctx context.Context, cfg Config, opts ...Option) (*Store, error) {
+	cli, err := Dial(cfg)
+	if err != nil {
+		return nil, err
 	}
 	s, err := New(cli, cfg.Prefix, opts...)
 	if err != nil {
