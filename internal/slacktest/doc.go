@@ -24,7 +24,9 @@
 // parent; chat.update keeps fields it was not sent (an empty blocks array
 // clears them). Where it departs from Slack, for tests' sake: an envelope
 // sent while no live socket exists waits for the next one instead of
-// failing; test-side helpers (SlashCommand, Click, SubmitView, AppMention,
+// failing; with several sockets open every envelope goes to the newest one
+// (WithRandomDelivery draws one at random for each envelope, as Slack
+// does); test-side helpers (SlashCommand, Click, SubmitView, AppMention,
 // Redeliver) panic on an unknown user, channel, message or envelope, which
 // Slack could never deliver. Messages lists top-level messages; Thread lists
 // a thread's replies without its parent.
