@@ -2,6 +2,8 @@ package ha
 
 import (
 	"context"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -57,5 +59,44 @@ func TestEtcdCluster(t *testing.T) {
 	}
 	if len(kvs) != 2 || kvs[0].Key != "/ha-test/a" || kvs[1].Key != "/ha-test/b" || kvs[1].ModRevision > rev {
 		t.Errorf("range /ha-test/ = %+v at revision %d, want a and b", kvs, rev)
+	}
+	// The history, read from revision 1 after the member's restart, holds
+	// both writes in commit order.
+	h, err := c.history(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, e := range h {
+		if strings.HasPrefix(e.KV.Key, "/ha-test/") {
+			keys = append(keys, e.KV.Key)
+		}
+	}
+	if !slices.Equal(keys, []string{"/ha-test/a", "/ha-test/b"}) {
+		t.Errorf("history under /ha-test/ = %q, want a then b", keys)
+	}
+}
+
+// TestHistoryExtraction reads candidates' keys and store writes out of a
+// synthetic etcd history.
+func TestHistoryExtraction(t *testing.T) {
+	h := []event{
+		{KV: kv{Key: "/p/leader/a", CreateRevision: 3, ModRevision: 3, Lease: 1}},
+		{KV: kv{Key: "/p/seq", Value: []byte("1 1 e1.1"), ModRevision: 4}},
+		{KV: kv{Key: "/p/leader/b", CreateRevision: 5, ModRevision: 5, Lease: 2}},
+		{KV: kv{Key: "/p/x/1", ModRevision: 6}},
+		{KV: kv{Key: "/p/seq", Value: []byte("2 1 e1.2"), ModRevision: 6}},
+		{Delete: true, KV: kv{Key: "/p/leader/a", ModRevision: 9}},
+		{KV: kv{Key: "/p/seq", Value: []byte("3 2 e2.1"), ModRevision: 10}},
+	}
+	if got, want := electionKeys(h, "/p/leader/"), []electionKey{{3, 9}, {5, 0}}; !slices.Equal(got, want) {
+		t.Errorf("electionKeys = %v, want %v", got, want)
+	}
+	got, err := storeWrites(h, "/p/seq")
+	if want := []write{{4, "e1"}, {6, "e1"}, {10, "e2"}}; err != nil || !slices.Equal(got, want) {
+		t.Errorf("storeWrites = %v, %v; want %v", got, err, want)
+	}
+	if _, err := storeWrites([]event{{KV: kv{Key: "/p/seq", Value: []byte("1 1")}}}, "/p/seq"); err == nil {
+		t.Error("storeWrites of a seq value without a batch id: no error")
 	}
 }

@@ -285,3 +285,123 @@ func (c *cluster) put(ctx context.Context, i int, key, value string) error {
 	return c.post(ctx, i, "/v3/kv/put", map[string]any{"key": base64.StdEncoding.EncodeToString([]byte(key)),
 		"value": base64.StdEncoding.EncodeToString([]byte(value))}, &resp)
 }
+
+// event is one change in etcd's history.
+type event struct {
+	Delete bool
+	KV     kv
+}
+
+// history reads every change etcd ever made (no compaction runs), oldest
+// first, through a watch from revision 1 on any running member. It first
+// writes a marker key outside every prefix the bots use and reads until the
+// marker: everything committed before the call is in the answer.
+func (c *cluster) history(ctx context.Context) ([]event, error) {
+	marker := fmt.Sprintf("/ha-test-history-end/%d", time.Now().UnixNano())
+	i := -1
+	for j, m := range c.members {
+		if m.cmd != nil && c.put(ctx, j, marker, "") == nil {
+			i = j
+			break
+		}
+	}
+	if i < 0 {
+		return nil, fmt.Errorf("etcd: no member takes the history marker")
+	}
+	req, _ := json.Marshal(map[string]any{"create_request": map[string]any{
+		"key": base64.StdEncoding.EncodeToString([]byte{0}), "range_end": base64.StdEncoding.EncodeToString([]byte{0}),
+		"start_revision": 1}})
+	r, err := http.NewRequestWithContext(ctx, "POST", c.members[i].clientURL+"/v3/watch", bytes.NewReader(req))
+	if err != nil {
+		return nil, err
+	}
+	r.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(r) // a stream: no client timeout, ctx bounds it
+	if err != nil {
+		return nil, err
+	}
+	defer res.Body.Close()
+	dec := json.NewDecoder(res.Body)
+	var out []event
+	for {
+		var msg struct {
+			Result struct {
+				Canceled     bool   `json:"canceled"`
+				CancelReason string `json:"cancel_reason"`
+				Events       []struct {
+					Type string `json:"type"`
+					KV   struct {
+						Key            []byte `json:"key"`
+						Value          []byte `json:"value"`
+						CreateRevision u64    `json:"create_revision"`
+						ModRevision    u64    `json:"mod_revision"`
+						Lease          u64    `json:"lease"`
+					} `json:"kv"`
+				} `json:"events"`
+			} `json:"result"`
+			Error *struct {
+				Message string `json:"message"`
+			} `json:"error"`
+		}
+		if err := dec.Decode(&msg); err != nil {
+			return nil, fmt.Errorf("etcd watch from revision 1: %w", err)
+		}
+		if msg.Error != nil || msg.Result.Canceled {
+			return nil, fmt.Errorf("etcd watch from revision 1 ended: %+v %s", msg.Error, msg.Result.CancelReason)
+		}
+		for _, e := range msg.Result.Events {
+			if string(e.KV.Key) == marker {
+				return out, nil
+			}
+			out = append(out, event{Delete: e.Type == "DELETE", KV: kv{Key: string(e.KV.Key), Value: e.KV.Value,
+				CreateRevision: int64(e.KV.CreateRevision), ModRevision: int64(e.KV.ModRevision), Lease: int64(e.KV.Lease)}})
+		}
+	}
+}
+
+// electionKeys are the candidates' keys under prefix in the history: each
+// with its create revision (the term it would lead) and deletion revision.
+func electionKeys(h []event, prefix string) []electionKey {
+	byKey := map[string]*electionKey{}
+	var order []string
+	for _, e := range h {
+		if !strings.HasPrefix(e.KV.Key, prefix) {
+			continue
+		}
+		k, ok := byKey[e.KV.Key]
+		switch {
+		case !e.Delete && (!ok || k.Deleted != 0):
+			byKey[e.KV.Key] = &electionKey{Term: e.KV.CreateRevision}
+			order = append(order, e.KV.Key)
+		case e.Delete && ok && k.Deleted == 0:
+			k.Deleted = e.KV.ModRevision
+		}
+	}
+	var out []electionKey
+	for _, key := range order {
+		out = append(out, *byKey[key])
+	}
+	return out
+}
+
+// storeWrites are the etcd store's write transactions in the history: each
+// one puts the seq key "<audit> <outbox> <batch id>", the batch id being
+// "<epoch>.<n>" with an epoch unique to the writing process.
+func storeWrites(h []event, seqKey string) ([]write, error) {
+	var out []write
+	for _, e := range h {
+		if e.KV.Key != seqKey || e.Delete {
+			continue
+		}
+		f := strings.Fields(string(e.KV.Value))
+		i := -1
+		if len(f) >= 3 {
+			i = strings.LastIndexByte(f[2], '.')
+		}
+		if i <= 0 {
+			return nil, fmt.Errorf("seq key %s at revision %d is %q: want \"<audit> <outbox> <epoch>.<batch>\"", seqKey, e.KV.ModRevision, e.KV.Value)
+		}
+		out = append(out, write{Rev: e.KV.ModRevision, Writer: f[2][:i]})
+	}
+	return out, nil
+}

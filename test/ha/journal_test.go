@@ -173,36 +173,52 @@ func leaderships(keys []electionKey) []span {
 	return out
 }
 
-// write is one store write transaction: its revision, and the term of the
-// replica that made it.
+// write is one store write transaction: its revision, and which process
+// made it. The etcd store writes its seq key in every transaction, with a
+// batch id whose epoch is unique to the process; a process leads at most once
+// (lost leadership ends it), so a writer is one leadership.
 type write struct {
-	Rev, Term int64
+	Rev    int64
+	Writer string
 }
 
 // interleavedWrites checks that the writes of different leaders never
-// interleave: each write falls within its own term's leadership span, and,
-// in revision order, no write of an older term follows one of a newer term.
+// interleave: in revision order each writer's writes form one run, and all of
+// them fall within one leadership span.
 func interleavedWrites(writes []write, spans []span) []string {
-	byTerm := map[int64]span{}
-	for _, s := range spans {
-		byTerm[s.Term] = s
-	}
 	writes = slices.Clone(writes)
 	slices.SortFunc(writes, func(a, b write) int { return cmp.Compare(a.Rev, b.Rev) })
-	var out []string
-	var newest write
-	for _, w := range writes {
-		s, ok := byTerm[w.Term]
-		switch {
-		case !ok:
-			out = append(out, fmt.Sprintf("write at revision %d by term %d, which never led", w.Rev, w.Term))
-		case w.Rev < s.From || (s.To != 0 && w.Rev >= s.To):
-			out = append(out, fmt.Sprintf("write at revision %d by term %d outside its leadership [%d, %d)", w.Rev, w.Term, s.From, s.To))
+	spanOf := func(rev int64) (span, bool) {
+		for _, s := range spans {
+			if rev >= s.From && (s.To == 0 || rev < s.To) {
+				return s, true
+			}
 		}
-		if w.Term < newest.Term {
-			out = append(out, fmt.Sprintf("write at revision %d by term %d after term %d wrote at revision %d", w.Rev, w.Term, newest.Term, newest.Rev))
-		} else {
-			newest = w
+		return span{}, false
+	}
+	var out []string
+	done := map[string]int64{} // writers whose run ended → their last revision
+	term := map[string]int64{} // writer → the term its first write fell in
+	var cur write
+	for _, w := range writes {
+		if w.Writer != cur.Writer {
+			if cur.Writer != "" {
+				done[cur.Writer] = cur.Rev
+			}
+			if last, ok := done[w.Writer]; ok {
+				out = append(out, fmt.Sprintf("write at revision %d by %s, whose writes had stopped at revision %d, after %s's", w.Rev, w.Writer, last, cur.Writer))
+			}
+		}
+		cur = w
+		s, ok := spanOf(w.Rev)
+		if !ok {
+			out = append(out, fmt.Sprintf("write at revision %d by %s while nobody led", w.Rev, w.Writer))
+			continue
+		}
+		if t, seen := term[w.Writer]; !seen {
+			term[w.Writer] = s.Term
+		} else if t != s.Term {
+			out = append(out, fmt.Sprintf("write at revision %d by %s under term %d, its first under term %d", w.Rev, w.Writer, s.Term, t))
 		}
 	}
 	return out

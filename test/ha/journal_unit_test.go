@@ -135,10 +135,11 @@ func TestInterleavedWrites(t *testing.T) {
 		writes []write
 		want   int
 	}{
-		{"each leader within its span", []write{{6, 5}, {39, 5}, {41, 7}, {89, 7}, {95, 41}}, 0},
-		{"a deposed leader writes after its key is gone", []write{{6, 5}, {45, 7}, {50, 5}}, 2}, // outside its span, and after term 7
-		{"a candidate that never led writes", []write{{20, 6}}, 1},
-		{"a leader writes before it leads", []write{{30, 7}}, 1},
+		{"each leader within its span, one after the other", []write{{6, "a"}, {39, "a"}, {41, "b"}, {89, "b"}, {95, "c"}}, 0},
+		{"a deposed leader writes after the next one began", []write{{6, "a"}, {45, "b"}, {50, "a"}}, 2}, // a's run resumes, in term 7
+		{"two processes write in one term, taking turns", []write{{41, "b"}, {42, "x"}, {43, "b"}}, 1},
+		{"a write while nobody led", []write{{2, "a"}}, 1},
+		{"revision order, not input order, counts", []write{{95, "c"}, {6, "a"}, {41, "b"}}, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := interleavedWrites(tc.writes, spans); len(got) != tc.want {
