@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -58,6 +59,15 @@ type cluster struct {
 	bin     string
 	members []*member
 	hc      *http.Client
+
+	mu sync.Mutex // guards each member's cmd: the poller reads while faults kill
+}
+
+// running reports whether member i's process was started and not killed.
+func (c *cluster) running(i int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.members[i].cmd != nil
 }
 
 func startCluster(t testing.TB, n int) *cluster {
@@ -101,7 +111,9 @@ func (c *cluster) start(m *member) {
 		c.t.Fatal(err)
 	}
 	exited := make(chan struct{})
+	c.mu.Lock()
 	m.cmd, m.exited = cmd, exited
+	c.mu.Unlock()
 	go func() {
 		_ = cmd.Wait()
 		close(exited)
@@ -110,13 +122,16 @@ func (c *cluster) start(m *member) {
 
 // kill9 kills member i with SIGKILL and reaps it.
 func (c *cluster) kill9(i int) {
+	c.mu.Lock()
 	m := c.members[i]
-	if m.cmd == nil {
+	cmd, exited := m.cmd, m.exited
+	m.cmd = nil
+	c.mu.Unlock()
+	if cmd == nil {
 		return
 	}
-	_ = m.cmd.Process.Signal(syscall.SIGKILL)
-	<-m.exited
-	m.cmd = nil
+	_ = cmd.Process.Signal(syscall.SIGKILL)
+	<-exited
 }
 
 // restart starts a killed member again on its own data dir (it rejoins the
@@ -190,8 +205,8 @@ func (c *cluster) status(ctx context.Context, i int) (id, leader uint64, err err
 func (c *cluster) leader(ctx context.Context) (int, error) {
 	ids := map[uint64]int{}
 	leaders := map[uint64]bool{}
-	for i, m := range c.members {
-		if m.cmd == nil {
+	for i := range c.members {
+		if !c.running(i) {
 			continue
 		}
 		id, l, err := c.status(ctx, i)
@@ -260,8 +275,8 @@ func (c *cluster) rangePrefix(ctx context.Context, prefix string) ([]kv, int64, 
 		} `json:"kvs"`
 	}
 	var err error
-	for i, m := range c.members {
-		if m.cmd == nil {
+	for i := range c.members {
+		if !c.running(i) {
 			continue
 		}
 		if err = c.post(ctx, i, "/v3/kv/range", req, &resp); err == nil {
@@ -299,8 +314,8 @@ type event struct {
 func (c *cluster) history(ctx context.Context) ([]event, error) {
 	marker := fmt.Sprintf("/ha-test-history-end/%d", time.Now().UnixNano())
 	i := -1
-	for j, m := range c.members {
-		if m.cmd != nil && c.put(ctx, j, marker, "") == nil {
+	for j := range c.members {
+		if c.running(j) && c.put(ctx, j, marker, "") == nil {
 			i = j
 			break
 		}

@@ -110,6 +110,7 @@ type Bot struct {
 	cmd    *exec.Cmd
 	exited chan struct{}
 	err    error // cmd.Wait's result, once exited is closed
+	code   int   // the exit code, once exited is closed
 	Starts int
 }
 
@@ -183,6 +184,7 @@ func (b *Bot) Launch() error {
 	b.Starts++
 	go func() {
 		b.err = cmd.Wait()
+		b.code = cmd.ProcessState.ExitCode()
 		close(exited)
 	}()
 	return nil
@@ -194,7 +196,10 @@ func (b *Bot) Exited() <-chan struct{} { return b.exited }
 
 // ExitCode is the exit code of the process started last once Exited is
 // closed: -1 for a death by signal.
-func (b *Bot) ExitCode() int { return b.cmd.ProcessState.ExitCode() }
+func (b *Bot) ExitCode() int {
+	<-b.exited
+	return b.code
+}
 
 // Running reports whether a started process has not exited yet.
 func (b *Bot) Running() bool {
