@@ -20,13 +20,14 @@ import (
 	"github.com/recoverbot/recoverbot/test/harness"
 )
 
-// The replicas' HA settings (bot/config.go owns them; named once here).
+// The replicas' HA settings (bot/config.go owns them; named once here)
+// and their identity (bot.Identity: POD_NAME, as the downward API sets it).
 const (
 	envStore     = "RECOVERBOT_STORE"
 	envEndpoints = "RECOVERBOT_ETCD_ENDPOINTS"
 	envPrefix    = "RECOVERBOT_ETCD_PREFIX"
 	envTTL       = "RECOVERBOT_LEADER_TTL"
-	envReplica   = "RECOVERBOT_REPLICA"
+	envReplica   = "POD_NAME" // the replica's identity in the election and /readyz
 )
 
 // The scenario's shape: the minimum counts of each fault, the load,
