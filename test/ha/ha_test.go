@@ -41,8 +41,11 @@ const (
 	leaderTTL    = 2 * time.Second
 	maxTakeover  = 15 * time.Second
 	prefix       = "/recoverbot-ha/"
-	channel      = "C0HAINCIDENT"
-	approver     = "U0HAALICE"
+	// adminToken is the operator's admin token; it names the Slack approver,
+	// who alone may approve (RECOVERBOT_ADMIN_TOKENS).
+	adminToken = "ha-test-operator-token"
+	channel    = "C0HAINCIDENT"
+	approver   = "U0HAALICE"
 )
 
 // TestHA runs three recoverbot replicas (the binary built from this tree, log
@@ -192,6 +195,7 @@ func newHA(t *testing.T, seed uint64) *ha {
 		name := fmt.Sprintf("replica-%c", 'a'+i)
 		addr := harness.FreeAddr(t)
 		r := &replica{name: name, journal: filepath.Join(dir, name+".journal"), api: harness.NewAPI(addr, 64)}
+		r.api.Token = adminToken
 		r.bot = &harness.Bot{Bin: bin, Addr: addr, LogPath: filepath.Join(dir, name+".log"), Env: map[string]string{
 			"RECOVERBOT_LISTEN":             addr,
 			"RECOVERBOT_DATA":               filepath.Join(dir, name+".db"),
@@ -205,6 +209,7 @@ func newHA(t *testing.T, seed uint64) *ha {
 			"RECOVERBOT_BLAST_MAX_TARGETS":  "100000",
 			"RECOVERBOT_SLACK_CHANNEL":      channel,
 			"RECOVERBOT_SLACK_APPROVERS":    approver,
+			"RECOVERBOT_ADMIN_TOKENS":       "operator:" + approver + "=" + adminToken,
 			envStore:                        "etcd",
 			envEndpoints:                    h.etcd.endpoints(),
 			envPrefix:                       prefix,

@@ -305,7 +305,9 @@ func EnvInt(t testing.TB, name string, def int) int {
 // API is a client of the bot's HTTP API with many keep-alive connections.
 type API struct {
 	Base string
-	hc   *http.Client
+	// Token, when set, is sent as the bearer token (an admin token).
+	Token string
+	hc    *http.Client
 }
 
 // NewAPI returns a client of the bot listening on addr keeping up to conns
@@ -334,6 +336,9 @@ func (a *API) DoHeader(ctx context.Context, method, path string, body []byte) (i
 	}
 	if method == "POST" { // every POST, bodyless ones too (the bot answers 415 otherwise)
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+a.Token)
 	}
 	resp, err := a.hc.Do(req)
 	if err != nil {
