@@ -102,6 +102,7 @@ func TestHA(t *testing.T) {
 			break
 		}
 		h.settle(time.Duration(1000+h.rng.IntN(2000)) * time.Millisecond)
+		h.t.Logf("fault %d/%d: %s", n+1, len(faults), f)
 		switch f {
 		case "kill":
 			h.killLeader(n)
@@ -279,9 +280,12 @@ func (h *ha) leader() (int, error) {
 	return -1, fmt.Errorf("/readyz of %d replicas names %v, not a running replica", answers, named)
 }
 
+// waitLeader waits for a leader, restarting meanwhile any replica that went
+// down (a deposed or fenced leader exits, and a supervisor restarts it).
 func (h *ha) waitLeader(within time.Duration) (int, error) {
 	deadline := time.Now().Add(within)
 	for {
+		h.revive()
 		i, err := h.leader()
 		if err == nil {
 			return i, nil
@@ -334,6 +338,7 @@ func (h *ha) killLeader(n int) {
 	h.mu.Lock()
 	h.takeovers = append(h.takeovers, d)
 	h.mu.Unlock()
+	h.t.Logf("  killed leader %s: takeover %s", h.reps[l].name, d.Round(time.Millisecond))
 }
 
 // pauseLeader SIGSTOPs the leader until another replica answers (its lease
@@ -357,6 +362,7 @@ func (h *ha) pauseLeader(n int) {
 	h.mu.Lock()
 	h.pauses = append(h.pauses, d)
 	h.mu.Unlock()
+	h.t.Logf("  paused leader %s: takeover %s", r.name, d.Round(time.Millisecond))
 	if err := r.bot.Signal(syscall.SIGCONT); err != nil {
 		h.t.Fatal(err)
 	}
@@ -406,8 +412,9 @@ func (h *ha) revive() {
 		case <-r.bot.Exited():
 			if code := r.bot.ExitCode(); code != -1 {
 				h.mu.Lock()
-				h.exits = append(h.exits, fmt.Sprintf("%s exited %d", r.name, code))
+				h.exits = append(h.exits, fmt.Sprintf("%s exited %d at %s", r.name, code, time.Now().Format("15:04:05.000")))
 				h.mu.Unlock()
+				h.t.Logf("%s exited %d; log tail:\n%s", r.name, code, harness.Tail(r.bot.LogPath, 3))
 			}
 			r.bot.Kill9()
 		default:
