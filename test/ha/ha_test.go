@@ -410,7 +410,9 @@ func (h *ha) revive() {
 		}
 		select {
 		case <-r.bot.Exited():
-			if code := r.bot.ExitCode(); code != -1 {
+			// Pid is 0 once the test reaped the process itself (Kill9): a
+			// kill or an expected exit after SIGCONT.
+			if code := r.bot.ExitCode(); r.bot.Pid() != 0 {
 				h.mu.Lock()
 				h.exits = append(h.exits, fmt.Sprintf("%s exited %d at %s", r.name, code, time.Now().Format("15:04:05.000")))
 				h.mu.Unlock()
