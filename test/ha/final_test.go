@@ -37,7 +37,9 @@ func (h *ha) final() {
 	}
 	rng := rand.New(rand.NewPCG(h.rng.Uint64(), 7))
 	for _, x := range xs {
-		code, body, _ := h.post(ctx, rng, "/v1/executions/"+url.PathEscape(x.ID)+"/rollback", nil)
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		code, body, _ := h.post(pctx, rng, "/v1/executions/"+url.PathEscape(x.ID)+"/rollback", nil)
+		cancel()
 		if code != 200 && code != 409 { // 409: nothing it changed can be undone
 			h.problem("rollback", "rollback of INTERRUPTED %s: %d %s, want 200 or 409", x.ID, code, body)
 		}
@@ -45,18 +47,25 @@ func (h *ha) final() {
 	h.waitSettled(api, 3*time.Minute)
 
 	// The outbox: read in etcd, where every replica's courier reads it.
-	deadline := time.Now().Add(3 * time.Minute)
+	start, first := time.Now(), -1
+	deadline := start.Add(4 * time.Minute)
 	for {
 		kvs, _, err := h.etcd.rangePrefix(ctx, prefix+"o/")
+		if first < 0 && err == nil {
+			first = len(kvs)
+		}
 		if err == nil && len(kvs) == 0 {
 			break
 		}
 		if time.Now().After(deadline) {
-			h.problem("outbox", "%d notifications still in the outbox after 3 minutes (%v)", len(kvs), err)
+			h.problem("outbox", "%d notifications still in the outbox after 4 minutes, %d when the wait began (%v)", len(kvs), first, err)
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+	h.mu.Lock()
+	h.drain = fmt.Sprintf("the outbox held %d notifications once everything settled; drained in %s", first, time.Since(start).Round(100*time.Millisecond))
+	h.mu.Unlock()
 
 	h.checkEvents(api)
 	calls := h.readJournals()
@@ -334,6 +343,7 @@ func (h *ha) report(took time.Duration) {
 		len(h.events), h.retries, h.refused, len(h.plans), approvals, h.fates, len(h.clicked), len(h.approved))
 	harness.Report(t, "ha: %d driver calls in the journals, %d time-boxed actions reverted exactly once, %d applies in flight at a fault; %d store writes; %d terms seen; exits after SIGCONT %v, other exits %v (%s)",
 		h.counts.calls, h.reverted, h.unknown, h.counts.writes, len(h.seenTerms), h.exitCodes, h.exits, took.Round(time.Second))
+	harness.Report(t, "ha: %s", h.drain)
 	for kind, ps := range h.problems {
 		harness.Report(t, "ha: %d × %s", len(ps), kind)
 	}

@@ -160,6 +160,7 @@ type ha struct {
 	fates     map[string]int      // what the scenario chose for each approval plan
 	exitCodes map[string][]int    // replica → exit codes after SIGCONT
 	unknown   int                 // applies the store has no outcome for (in flight at a fault)
+	drain     string              // how the outbox drained after the faults
 	reverted  int                 // time-boxed actions reverted exactly once
 	counts    struct{ calls, writes int }
 }
@@ -205,7 +206,7 @@ func newHA(t *testing.T, seed uint64) *ha {
 			"RECOVERBOT_LOG_DRIVER_JOURNAL": r.journal,
 			"RECOVERBOT_RUNBOOKS":           books,
 			"RECOVERBOT_APPROVAL_TIMEOUT":   "15s",
-			"RECOVERBOT_DEFAULT_COOLDOWN":   "1s",
+			"RECOVERBOT_DEFAULT_COOLDOWN":   "5s",
 			"RECOVERBOT_BLAST_MAX_AUTO":     "100000",
 			"RECOVERBOT_BLAST_MAX_TARGETS":  "100000",
 			"RECOVERBOT_SLACK_CHANNEL":      channel,
@@ -500,8 +501,10 @@ func (h *ha) post(ctx context.Context, rng *rand.Rand, path string, body []byte)
 	return 0, nil, -1
 }
 
-// send posts events at a steady pace: an alert storm over a few targets per
-// runbook (most events fold into an open plan), with a unique id each.
+// send posts events at a steady pace: an alert storm over six targets per
+// runbook (most events fold into an open plan or its 5 s cooldown, so the
+// plans, and what the courier posts to Slack for each, stay a few per
+// second), with a unique id each.
 func (h *ha) send(ctx context.Context, w int, every time.Duration, rng *rand.Rand) {
 	next := time.Now()
 	for n := 0; ; n++ {
@@ -527,7 +530,7 @@ func (h *ha) send(ctx context.Context, w int, every time.Duration, rng *rand.Ran
 		default:
 			typ, key = "LATENCY_ANOMALY", "upstream" // no runbook
 		}
-		target := fmt.Sprintf("%s-%02d", strings.ToLower(key), rng.IntN(12))
+		target := fmt.Sprintf("%s-%02d", strings.ToLower(key), rng.IntN(6))
 		body, _ := json.Marshal(map[string]any{"id": id, "type": typ, "severity": "WARNING", "confidence": 0.9,
 			"summary": "HA test", "data": map[string]any{}, "context": map[string]any{key: target}})
 		// An event in flight when the load stops is still sent to the end;
