@@ -286,6 +286,25 @@ func (h *ha) checkUndos(api *harness.API, calls []call, states map[string]*harne
 	for _, p := range problems {
 		h.problem("revert", "%s", p)
 	}
+	// What the store says about each action not undone exactly once.
+	undos := map[actionKey]int{}
+	for _, c := range calls {
+		if c.Op == "undo" {
+			undos[actionKey{c.Execution, c.Action}]++
+		}
+	}
+	for k := range must {
+		if undos[k] == 1 {
+			continue
+		}
+		ex := states[k.execution]
+		var trail []string
+		for _, r := range ex.Audit[max(0, len(ex.Audit)-5):] {
+			trail = append(trail, fmt.Sprintf("%s→%s (%s, %s)", r.From, r.To, r.Actor, r.Reason))
+		}
+		h.t.Logf("revert: %s action %d undone %d times; execution %s, steps %+v, audit tail %q",
+			k.execution, k.action, undos[k], ex.Execution.State, ex.Execution.Steps, trail)
+	}
 	h.mu.Lock()
 	h.unknown, h.reverted = unknown, reverted
 	h.mu.Unlock()

@@ -307,9 +307,11 @@ func (h *ha) firstAckAfter(since time.Time, except int, within time.Duration) (t
 		h.mu.Lock()
 		changed := h.changed
 		var first time.Time
-		for i := len(h.acks) - 1; i >= 0 && h.acks[i].at.After(since); i-- {
-			if h.acks[i].replica != except {
-				first = h.acks[i].at
+		// Answers are appended about in time order (each takes the lock
+		// right after its answer): look back a second before since.
+		for i := len(h.acks) - 1; i >= 0 && h.acks[i].at.After(since.Add(-time.Second)); i-- {
+			if a := h.acks[i]; a.at.After(since) && a.replica != except && (first.IsZero() || a.at.Before(first)) {
+				first = a.at
 			}
 		}
 		h.mu.Unlock()
@@ -501,11 +503,15 @@ func (h *ha) post(ctx context.Context, rng *rand.Rand, path string, body []byte)
 	return 0, nil, -1
 }
 
-// send posts events at a steady pace: an alert storm over six targets per
-// runbook (most events fold into an open plan or its 5 s cooldown, so the
-// plans, and what the courier posts to Slack for each, stay a few per
-// second), with a unique id each.
+// send posts events at a steady pace, open loop: each event is delivered by
+// its own goroutine (as Alertmanager retries each notification on its own),
+// so a takeover delays the events in flight, never the ones after them. The
+// storm is over six targets per runbook (most events fold into an open plan
+// or its 5 s cooldown, so the plans, and what the courier posts to Slack for
+// each, stay a few per second), with a unique id each.
 func (h *ha) send(ctx context.Context, w int, every time.Duration, rng *rand.Rand) {
+	var inflight sync.WaitGroup
+	defer inflight.Wait()
 	next := time.Now()
 	for n := 0; ; n++ {
 		if d := time.Until(next); d > 0 {
@@ -533,38 +539,46 @@ func (h *ha) send(ctx context.Context, w int, every time.Duration, rng *rand.Ran
 		target := fmt.Sprintf("%s-%02d", strings.ToLower(key), rng.IntN(6))
 		body, _ := json.Marshal(map[string]any{"id": id, "type": typ, "severity": "WARNING", "confidence": 0.9,
 			"summary": "HA test", "data": map[string]any{}, "context": map[string]any{key: target}})
-		// An event in flight when the load stops is still sent to the end;
-		// a sender gives up after 90 s without a 2xx (a takeover takes less).
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 90*time.Second)
-		code, out, from := h.post(pctx, rng, "/v1/events", body)
-		cancel()
-		var ans harness.Answer
-		if code/100 != 2 || json.Unmarshal(out, &ans) != nil || ans.EventID != id {
-			h.problem("intake", "POST /v1/events %s: %d %s, want 2xx with its event id", id, code, out)
-			continue
-		}
-		now := time.Now()
-		h.mu.Lock()
-		h.acks = append(h.acks, ack{at: now, replica: from})
-		close(h.changed)
-		h.changed = make(chan struct{})
-		h.events[id] = ans.PlanID
-		if p := h.plans[ans.PlanID]; ans.PlanID != "" && p == nil {
-			p = &plan{id: ans.PlanID, event: id, decision: ans.Decision, at: now}
-			if ans.Decision == "approval" {
-				switch k := rng.IntN(100); {
-				case k < 35:
-					p.fate = "click"
-				case k < 70:
-					p.fate = "admin"
-				default:
-					p.fate = "expire"
-				}
-				h.fates[p.fate]++
+		erng := rand.New(rand.NewPCG(rng.Uint64(), uint64(n)))
+		fate := erng.IntN(100)
+		inflight.Go(func() { h.deliver(ctx, id, body, fate, erng) })
+	}
+}
+
+// deliver sends one event until a replica acknowledges it and records the
+// answer. fate (0-99) decides what happens to a plan that needs approval.
+func (h *ha) deliver(ctx context.Context, id string, body []byte, fate int, rng *rand.Rand) {
+	// An event in flight when the load stops is still sent to the end; it
+	// is given up after 90 s without a 2xx (a takeover takes less).
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 90*time.Second)
+	code, out, from := h.post(pctx, rng, "/v1/events", body)
+	cancel()
+	var ans harness.Answer
+	if code/100 != 2 || json.Unmarshal(out, &ans) != nil || ans.EventID != id {
+		h.problem("intake", "POST /v1/events %s: %d %s, want 2xx with its event id", id, code, out)
+		return
+	}
+	now := time.Now()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.acks = append(h.acks, ack{at: now, replica: from})
+	close(h.changed)
+	h.changed = make(chan struct{})
+	h.events[id] = ans.PlanID
+	if p := h.plans[ans.PlanID]; ans.PlanID != "" && p == nil {
+		p = &plan{id: ans.PlanID, event: id, decision: ans.Decision, at: now}
+		if ans.Decision == "approval" {
+			switch {
+			case fate < 35:
+				p.fate = "click"
+			case fate < 70:
+				p.fate = "admin"
+			default:
+				p.fate = "expire"
 			}
-			h.plans[p.id] = p
+			h.fates[p.fate]++
 		}
-		h.mu.Unlock()
+		h.plans[p.id] = p
 	}
 }
 
