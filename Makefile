@@ -3,7 +3,7 @@ GO          ?= go
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 PKGS        ?= ./...
 
-.PHONY: run demo build image test test-image test-long test-k8s lint bench bench-decide clean
+.PHONY: run demo build image test test-image test-long test-ha test-k8s lint bench bench-decide clean
 
 # Offline, dry-run, embedded runbooks, bbolt under ./data, listening on 127.0.0.1:8080.
 run:
@@ -40,6 +40,15 @@ test-image:
 # About ten minutes; .ci/run runs them after make test.
 test-long:
 	RECOVERBOT_LONG=1 GO=$(GO) $(GO) test -count=1 -timeout 30m -v ./test/long/
+
+# The HA fault test (test/ha): 3 replicas of the binary built from this tree
+# on a 3-member etcd cluster (test/k8s/bin/etcd, built by test/k8s/build.sh
+# when missing), under load, through 30 kill -9s and 10 SIGSTOPs of the
+# leader and 5 kill -9s of etcd's leader. About ten minutes; .ci/run runs it
+# after test-long.
+test-ha:
+	@[ -x test/k8s/bin/etcd ] || GO=$(GO) test/k8s/build.sh
+	RECOVERBOT_HA=1 GO=$(GO) $(GO) test -count=1 -timeout 20m -v ./test/ha/
 
 # The Kubernetes driver against a real control plane (etcd, kube-apiserver,
 # kube-controller-manager built from test/k8s/tools, cached in test/k8s/bin) on

@@ -46,7 +46,7 @@ safety:
 		{"real drivers, dry-run, no backend", Config{Drivers: "real", Mode: "dry-run"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, closeAll, err := buildDrivers(tc.cfg, books, func(string) string { return "" }, slog.New(slog.DiscardHandler))
+			_, closeAll, err := buildDrivers(tc.cfg, books, func(string) string { return "" }, nil, slog.New(slog.DiscardHandler))
 			closeAll()
 			if err == nil {
 				t.Fatal("buildDrivers: got nil, want the refused literal actions")

@@ -71,11 +71,12 @@ func (r *router) For(a runbooks.Action) (recovery.Driver, error) {
 // not configured stops the start-up, except in dry-run mode, where it is only a
 // warning (nothing runs, and the plan says which setting is missing). In every
 // mode a literal action its driver refuses stops the start-up (checkActions).
-func buildDrivers(cfg Config, books *runbooks.Set, getenv func(string) string, log *slog.Logger) (recovery.Drivers, func(), error) {
+func buildDrivers(cfg Config, books *runbooks.Set, getenv func(string) string, term func() int64, log *slog.Logger) (recovery.Drivers, func(), error) {
 	if cfg.Drivers == "log" {
 		log.Warn("drivers: log — every action is only recorded and logged; nothing is changed")
 		d := logdriver.New(log.With("component", "driver"))
 		d.Rules = backends.Rules{Namespace: kubeop.DefaultNamespace}
+		d.Term = term
 		drivers := d.All()
 		if err := checkActions(books, drivers); err != nil {
 			return nil, func() {}, err

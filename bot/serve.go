@@ -106,7 +106,11 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	lead := be.lead
 	drivers := o.Drivers
 	if drivers == nil {
-		d, closeDrivers, err := buildDrivers(cfg, books, o.Getenv, log)
+		var term func() int64 // the log driver's journal names the leadership term
+		if t, ok := lead.(interface{ Term() int64 }); ok {
+			term = t.Term
+		}
+		d, closeDrivers, err := buildDrivers(cfg, books, o.Getenv, term, log)
 		lc.onStop("drivers", func(context.Context) error { closeDrivers(); return nil })
 		if err != nil {
 			return err

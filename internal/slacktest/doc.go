@@ -24,7 +24,9 @@
 // parent; chat.update keeps fields it was not sent (an empty blocks array
 // clears them). Where it departs from Slack, for tests' sake: an envelope
 // sent while no live socket exists waits for the next one instead of
-// failing; test-side helpers (SlashCommand, Click, ClickHome, SubmitView,
+// failing; with several sockets open every envelope goes to the newest one
+// (WithRandomDelivery draws one at random for each envelope, as Slack
+// does); test-side helpers (SlashCommand, Click, ClickHome, SubmitView,
 // AppMention, AppHomeOpened, Redeliver) panic on an unknown user, channel,
 // message or envelope, which Slack could never deliver. Press (a click on a
 // button the message shows, with its own value) and CloseView (a modal's

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,6 +50,7 @@ type config struct {
 	now          func() time.Time
 	log          *slog.Logger
 	onAck        func(Ack)
+	pick         func(n int) int // nil: the newest live socket
 }
 
 // WithPingInterval sets how often the server pings each socket (Slack pings
@@ -67,6 +69,15 @@ func WithTriggerTTL(d time.Duration) Option {
 // Network deadlines still use the wall clock.
 func WithClock(now func() time.Time) Option {
 	return func(c *config) { c.now = now }
+}
+
+// WithRandomDelivery delivers each envelope to one live socket drawn at
+// random, as Slack does when an app holds several connections (while a
+// replica takes over from another, for instance). Without it the newest live
+// socket gets every envelope, which keeps single-connection tests
+// deterministic.
+func WithRandomDelivery() Option {
+	return func(c *config) { c.pick = rand.IntN }
 }
 
 // WithLogger makes the server log every call and socket frame at debug level.

@@ -152,21 +152,29 @@ func (s *Server) requeue(frames [][]byte) {
 	s.pending = append(frames, s.pending...)
 }
 
-// dispatch delivers a frame to the newest live connection, or queues it
-// until a bot connects; it drops the frame while LoseDeliveries is on. (Slack would fail a slash command with no app
-// connected; queueing keeps tests free of start-up races.)
+// dispatch delivers a frame to one live connection, the newest, or one drawn
+// at random with WithRandomDelivery, or queues it until a bot connects; it
+// drops the frame while LoseDeliveries is on. (Slack would fail a slash
+// command with no app connected; queueing keeps tests free of start-up races.)
 func (s *Server) dispatch(frame []byte) {
 	s.mu.Lock()
 	if s.lose {
 		s.mu.Unlock()
 		return
 	}
-	var target *conn
-	for i := len(s.conns) - 1; i >= 0; i-- {
-		if c := s.conns[i]; c.ready && !c.silenced && !c.dropped {
-			target = c
-			break
+	var live []*conn
+	for _, c := range s.conns {
+		if c.ready && !c.silenced && !c.dropped {
+			live = append(live, c)
 		}
+	}
+	var target *conn
+	switch {
+	case len(live) == 0:
+	case s.cfg.pick != nil:
+		target = live[s.cfg.pick(len(live))]
+	default:
+		target = live[len(live)-1]
 	}
 	if target == nil {
 		s.pending = append(s.pending, frame)

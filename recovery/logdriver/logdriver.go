@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/recovery/backends"
@@ -39,9 +40,15 @@ type Driver struct {
 	// drivers' rules with Kubernetes' default namespace (backends.Rules{}).
 	Rules recovery.Checker
 	// Journal, when set, receives one JSON line per call (op, execution id,
-	// action index, type, target), written before the call returns: a durable
-	// record of what would have been done, which the crash tests count.
-	Journal   io.Writer
+	// action index, type, target, the wall-clock time "at", and "term" when
+	// Term is set), written before the call returns: a durable record of what
+	// would have been done, which the crash and HA tests count.
+	Journal io.Writer
+	// Term, when set, returns the leadership term the process acts under
+	// (with etcd, its election key's create revision; 0 for none). It goes
+	// into each journal line, so that a call made by a replica after it lost
+	// leadership, or two leaders' calls interleaved, can be found.
+	Term      func() int64
 	FailApply func(a runbooks.Action) error
 	FailUndo  func(a runbooks.Action) error
 	Block     func(ctx context.Context, a runbooks.Action)
@@ -132,8 +139,12 @@ func (d *Driver) record(ctx context.Context, c Call, target string) {
 	d.calls = append(d.calls, c)
 	if d.Journal != nil {
 		id, idx, _ := recovery.ExecutionOf(ctx)
-		line, _ := json.Marshal(map[string]any{"op": c.Op, "execution": id, "action": idx,
-			"type": c.Action.Type, "target": target})
+		rec := map[string]any{"op": c.Op, "execution": id, "action": idx,
+			"type": c.Action.Type, "target": target, "at": time.Now().UTC().Format(time.RFC3339Nano)}
+		if d.Term != nil {
+			rec["term"] = d.Term()
+		}
+		line, _ := json.Marshal(rec)
 		_, _ = d.Journal.Write(append(line, '\n'))
 		if f, ok := d.Journal.(interface{ Sync() error }); ok {
 			_ = f.Sync()

@@ -162,6 +162,17 @@ func (e *Election) Deadline() time.Time {
 	return e.deadline
 }
 
+// Term is this replica's leadership term: its election key's create
+// revision (the fence), 0 before Campaign created the key.
+func (e *Election) Term() int64 {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.election == nil {
+		return 0
+	}
+	return e.election.Rev()
+}
+
 // Lost is closed when leadership is lost; Err then says why.
 func (e *Election) Lost() <-chan struct{} { return e.lost }
 

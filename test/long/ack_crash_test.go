@@ -12,6 +12,7 @@ import (
 
 	"github.com/recoverbot/recoverbot/commands"
 	"github.com/recoverbot/recoverbot/internal/slacktest"
+	"github.com/recoverbot/recoverbot/test/harness"
 )
 
 // TestAckCrashKill9 runs the real binary against internal/slacktest and
@@ -38,20 +39,20 @@ func TestAckCrashKill9(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var b *bot
+	var b *harness.Bot
 	var armed atomic.Bool
 	srv := slacktest.New(slacktest.WithOnAck(func(a slacktest.Ack) {
 		// The ack is in Slack's hands but not taken yet: kill the bot now.
 		if a.Type == "interactive" && armed.CompareAndSwap(true, false) {
-			b.kill9()
+			b.Kill9()
 		}
 	}))
 	t.Cleanup(srv.Close)
 	srv.AddUser("U1", "alice")
 	srv.AddChannel("C1", "incident")
 
-	addr := freeAddr(t)
-	b = &bot{bin: binary(t), addr: addr, logPath: filepath.Join(dir, "bot.log"), env: map[string]string{
+	addr := harness.FreeAddr(t)
+	b = &harness.Bot{Bin: harness.Binary(t), Addr: addr, LogPath: filepath.Join(dir, "bot.log"), Env: map[string]string{
 		"RECOVERBOT_LISTEN":          addr,
 		"RECOVERBOT_DATA":            filepath.Join(dir, "bot.db"),
 		"RECOVERBOT_MODE":            "full",
@@ -63,15 +64,15 @@ func TestAckCrashKill9(t *testing.T) {
 		"SLACK_APP_TOKEN":            srv.AppToken(),
 		"SLACK_API_URL":              srv.APIURL(),
 	}}
-	t.Cleanup(b.kill9)
-	a := newAPI(addr, 2)
+	t.Cleanup(b.Kill9)
+	a := harness.NewAPI(addr, 2)
 
-	b.start(t)
+	b.Start(t)
 	must(t, srv.WaitConnections(ctx, 1), "socket")
 	body, _ := json.Marshal(map[string]any{"id": "ack-crash-1", "type": "RATE_LIMIT_BREACH", "severity": "WARNING",
 		"confidence": 0.9, "summary": "ack crash", "data": map[string]any{}, "context": map[string]any{"client": "c1"}})
-	code, resp, err := a.do(ctx, "POST", "/v1/events", body)
-	var ans answer
+	code, resp, err := a.Do(ctx, "POST", "/v1/events", body)
+	var ans harness.Answer
 	if err != nil || code/100 != 2 || json.Unmarshal(resp, &ans) != nil || ans.Decision != "approval" {
 		t.Fatalf("POST /v1/events: %d %s %v, want a plan awaiting approval", code, resp, err)
 	}
@@ -94,9 +95,9 @@ func TestAckCrashKill9(t *testing.T) {
 		t.Fatal("the ack was lost but the bot was not killed")
 	}
 
-	b.start(t)
-	var x execution
-	must(t, a.getJSON(ctx, "/v1/executions/"+ans.PlanID, &x), "the plan after the kill")
+	b.Start(t)
+	var x harness.Execution
+	must(t, a.GetJSON(ctx, "/v1/executions/"+ans.PlanID, &x), "the plan after the kill")
 	if x.Execution.State == "PENDING_APPROVAL" {
 		t.Fatalf("after kill -9 at the ack the plan is PENDING_APPROVAL: the click was acked before its approval was durable")
 	}
@@ -112,7 +113,7 @@ func TestAckCrashKill9(t *testing.T) {
 	if got := srv.Ephemerals("C1", "U1")[0].Text; !strings.Contains(got, ans.PlanID) || !strings.Contains(got, "nothing was done") && !strings.Contains(got, "nothing more was done") {
 		t.Errorf("reply to the redelivered click = %q, want the plan's state and that nothing was done", got)
 	}
-	must(t, a.getJSON(ctx, "/v1/executions/"+ans.PlanID, &x), "the plan after the redelivery")
+	must(t, a.GetJSON(ctx, "/v1/executions/"+ans.PlanID, &x), "the plan after the redelivery")
 	approvals := 0
 	for _, r := range x.Audit {
 		if r.To == "APPROVED" {
@@ -122,7 +123,7 @@ func TestAckCrashKill9(t *testing.T) {
 	if approvals != 1 {
 		t.Errorf("%d approvals in the audit trail, want 1: %+v", approvals, x.Audit)
 	}
-	report(t, "ack crash: killed at the ack, plan %s was %s after the restart; the redelivery was answered from the store", ans.PlanID, x.Execution.State)
+	harness.Report(t, "ack crash: killed at the ack, plan %s was %s after the restart; the redelivery was answered from the store", ans.PlanID, x.Execution.State)
 }
 
 func must(t *testing.T, err error, what string) {

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/recoverbot/recoverbot/test/harness"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -47,8 +48,8 @@ import (
 // mix again.
 func TestCrashLoop(t *testing.T) {
 	requireLong(t)
-	crashes := envInt(t, "RECOVERBOT_CRASHES", 50)
-	seed := uint64(envInt(t, "RECOVERBOT_LONG_SEED", int(time.Now().UnixNano()&0x7fffffff)))
+	crashes := harness.EnvInt(t, "RECOVERBOT_CRASHES", 50)
+	seed := uint64(harness.EnvInt(t, "RECOVERBOT_LONG_SEED", int(time.Now().UnixNano()&0x7fffffff)))
 	t.Logf("seed %d (RECOVERBOT_LONG_SEED=%d draws the same kill moments and event mix again)", seed, seed)
 	began := time.Now()
 
@@ -64,8 +65,8 @@ func TestCrashLoop(t *testing.T) {
 		journalExecs: map[string]bool{}, interruptedAt: map[string]int{},
 		reportedRestart: map[string]bool{},
 	}
-	addr := freeAddr(t)
-	c.b = &bot{bin: binary(t), addr: addr, logPath: filepath.Join(dir, "bot.log"), env: map[string]string{
+	addr := harness.FreeAddr(t)
+	c.b = &harness.Bot{Bin: harness.Binary(t), Addr: addr, LogPath: filepath.Join(dir, "bot.log"), Env: map[string]string{
 		"RECOVERBOT_LISTEN":             addr,
 		"RECOVERBOT_DATA":               c.dbPath,
 		"RECOVERBOT_MODE":               "full",
@@ -75,47 +76,47 @@ func TestCrashLoop(t *testing.T) {
 		"RECOVERBOT_APPROVAL_TIMEOUT":   "10s",
 		"RECOVERBOT_DEFAULT_COOLDOWN":   "1s",
 	}}
-	c.api = newAPI(c.b.addr, 64)
-	t.Cleanup(c.b.kill9)
+	c.api = harness.NewAPI(c.b.Addr, 64)
+	t.Cleanup(c.b.Kill9)
 	defer func() {
 		if t.Failed() {
-			t.Logf("bot log tail:\n%s", tail(c.b.logPath, 60))
+			t.Logf("bot log tail:\n%s", harness.Tail(c.b.LogPath, 60))
 		}
 	}()
 
 	c.runStart = []int64{0, 0} // run 1 starts at the journal's beginning
-	c.b.start(t)
+	c.b.Start(t)
 	for i := 1; i <= crashes && !t.Failed(); i++ {
 		killAfter := time.Duration(200+c.rng.IntN(2800)) * time.Millisecond
 		c.scenario(killAfter)
 		c.checkBolt("after kill " + strconv.Itoa(i))
-		c.runStart = append(c.runStart, fileSize(c.journalPath))
-		c.b.start(t)
+		c.runStart = append(c.runStart, harness.FileSize(c.journalPath))
+		c.b.Start(t)
 		c.afterRestart()
 	}
 	if t.Failed() {
 		return
 	}
 	c.final()
-	if code := c.b.stop(t); code != 0 {
-		t.Errorf("SIGTERM after the last run: exit code %d, want 0; log tail:\n%s", code, tail(c.b.logPath, 30))
+	if code := c.b.Stop(t); code != 0 {
+		t.Errorf("SIGTERM after the last run: exit code %d, want 0; log tail:\n%s", code, harness.Tail(c.b.LogPath, 30))
 	}
 	c.checkBolt("after the final SIGTERM")
 
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	report(t, "crash loop: restarts=%d events_accepted=%d plans=%d interrupted=%d expired=%d reverted=%d journal_applies=%d (approved=%d, seed %d, %s)",
+	harness.Report(t, "crash loop: restarts=%d events_accepted=%d plans=%d interrupted=%d expired=%d reverted=%d journal_applies=%d (approved=%d, seed %d, %s)",
 		crashes, len(c.events), len(c.plans), len(c.interruptedAt), c.tally.expired, c.tally.reverted, c.journalApplies,
 		c.approved, seed, time.Since(began).Round(time.Second))
-	report(t, "crash loop: %s", c.outbox)
+	harness.Report(t, "crash loop: %s", c.outbox)
 }
 
 // crash is the crash loop's bookkeeping: what the bot answered, what the
 // driver journal says, and what the restarts found.
 type crash struct {
 	t                   *testing.T
-	b                   *bot
-	api                 *api
+	b                   *harness.Bot
+	api                 *harness.API
 	rng                 *rand.Rand // the test goroutine's; workers derive their own
 	dbPath, journalPath string
 
@@ -164,31 +165,11 @@ type jkey struct {
 	action int
 }
 
-func envInt(t *testing.T, name string, def int) int {
-	s := os.Getenv(name)
-	if s == "" {
-		return def
-	}
-	n, err := strconv.Atoi(s)
-	if err != nil || n < 0 {
-		t.Fatalf("%s=%q: want a non-negative integer", name, s)
-	}
-	return n
-}
-
-func fileSize(path string) int64 {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return 0
-	}
-	return fi.Size()
-}
-
 // scenario drives the running bot until killAfter, then kill -9s it while
 // events and approvals are in flight.
 func (c *crash) scenario(killAfter time.Duration) {
 	const workers, rate = 8, 80.0 // events per second, all workers together
-	run := c.b.starts
+	run := c.b.Starts
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for w := range workers {
@@ -208,13 +189,13 @@ func (c *crash) scenario(killAfter time.Duration) {
 				return
 			case <-time.After(after):
 			}
-			if code, body, err := c.api.do(ctx, "POST", "/v1/resume", nil); err == nil && code != 200 {
+			if code, body, err := c.api.Do(ctx, "POST", "/v1/resume", nil); err == nil && code != 200 {
 				c.t.Errorf("POST /v1/resume: %d %s", code, body)
 			}
 		})
 	}
 	time.Sleep(killAfter)
-	c.b.kill9()
+	c.b.Kill9()
 	cancel()
 	wg.Wait()
 }
@@ -250,11 +231,11 @@ func (c *crash) intake(ctx context.Context, run, w int, every time.Duration, rng
 		}
 		body, _ := json.Marshal(map[string]any{"id": id, "type": typ, "severity": "WARNING", "confidence": 0.9,
 			"summary": "crash loop", "data": map[string]any{}, "context": map[string]any{key: target}})
-		code, resp, err := c.api.do(ctx, "POST", "/v1/events", body)
+		code, resp, err := c.api.Do(ctx, "POST", "/v1/events", body)
 		if err != nil {
 			continue
 		}
-		var ans answer
+		var ans harness.Answer
 		if code/100 != 2 || json.Unmarshal(resp, &ans) != nil || ans.EventID != id {
 			c.t.Errorf("POST /v1/events %s: %d %s, want 2xx with its event id", id, code, resp)
 			continue
@@ -300,7 +281,7 @@ func (c *crash) approver(ctx context.Context, rng *rand.Rand) {
 		})
 		c.mu.Unlock()
 		for _, a := range due {
-			code, body, err := c.api.do(ctx, "POST", "/v1/executions/"+url.PathEscape(a.id)+"/approve", nil)
+			code, body, err := c.api.Do(ctx, "POST", "/v1/executions/"+url.PathEscape(a.id)+"/approve", nil)
 			c.mu.Lock()
 			p := c.plans[a.id]
 			switch {
@@ -345,12 +326,12 @@ func (c *crash) afterRestart() {
 	t := c.t
 	t.Helper()
 	ctx := context.Background()
-	run := c.b.starts
+	run := c.b.Starts
 
 	// Start marks what was running INTERRUPTED before the server listens, and
 	// nothing new was asked of this process yet.
 	for _, st := range []string{"APPROVED", "EXECUTING"} {
-		xs, err := c.api.list(ctx, st, "")
+		xs, err := c.api.List(ctx, st, "")
 		if err != nil {
 			t.Fatalf("restart %d: %v", run-1, err)
 		}
@@ -358,7 +339,7 @@ func (c *crash) afterRestart() {
 			t.Errorf("restart %d: execution %s (%s) is still %s: it should be INTERRUPTED", run-1, x.ID, x.Runbook, st)
 		}
 	}
-	xs, err := c.api.list(ctx, "INTERRUPTED", "")
+	xs, err := c.api.List(ctx, "INTERRUPTED", "")
 	if err != nil {
 		t.Fatalf("restart %d: %v", run-1, err)
 	}
@@ -372,12 +353,12 @@ func (c *crash) afterRestart() {
 		if known {
 			continue
 		}
-		var ex execution
-		if err := c.api.getJSON(ctx, "/v1/executions/"+url.PathEscape(x.ID), &ex); err != nil {
+		var ex harness.Execution
+		if err := c.api.GetJSON(ctx, "/v1/executions/"+url.PathEscape(x.ID), &ex); err != nil {
 			t.Errorf("interrupted execution %s: %v", x.ID, err)
 			continue
 		}
-		if !slices.ContainsFunc(ex.Audit, func(r auditRecord) bool {
+		if !slices.ContainsFunc(ex.Audit, func(r harness.AuditRecord) bool {
 			return r.To == "INTERRUPTED" && strings.Contains(r.Reason, "restarted while")
 		}) {
 			t.Errorf("interrupted execution %s: no INTERRUPTED record with the reason in its audit trail: %+v", x.ID, ex.Audit)
@@ -413,7 +394,7 @@ func (c *crash) checkEvents(ctx context.Context, evs []acceptedEvent, final bool
 					PlanID   string `json:"plan_id"`
 					Decision string `json:"decision"`
 				}
-				if err := c.api.getJSON(ctx, "/v1/events/"+url.PathEscape(e.id), &rec); err != nil {
+				if err := c.api.GetJSON(ctx, "/v1/events/"+url.PathEscape(e.id), &rec); err != nil {
 					t.Errorf("event %s (accepted in run %d) lost: %v", e.id, e.run, err)
 					continue
 				}
@@ -423,8 +404,8 @@ func (c *crash) checkEvents(ctx context.Context, evs []acceptedEvent, final bool
 				if e.plan == "" || final {
 					continue // the final pass reads every plan itself
 				}
-				var ex execution
-				if err := c.api.getJSON(ctx, "/v1/executions/"+url.PathEscape(e.plan), &ex); err != nil {
+				var ex harness.Execution
+				if err := c.api.GetJSON(ctx, "/v1/executions/"+url.PathEscape(e.plan), &ex); err != nil {
 					t.Errorf("plan %s of event %s vanished: %v", e.plan, e.id, err)
 				}
 			}
@@ -518,13 +499,13 @@ func (c *crash) drain() {
 	t := c.t
 	ctx := context.Background()
 	depth := func() float64 {
-		m, err := c.api.metrics(ctx)
+		m, err := c.api.Metrics(ctx)
 		if err != nil {
 			t.Fatalf("final: %v", err)
 		}
 		return m["recoverbot_outbox_depth"]
 	}
-	start, logStart := time.Now(), fileSize(c.b.logPath)
+	start, logStart := time.Now(), harness.FileSize(c.b.LogPath)
 	first := depth()
 	deadline := start.Add(8 * time.Minute)
 	for d := first; d != 0; d = depth() {
@@ -534,7 +515,7 @@ func (c *crash) drain() {
 		time.Sleep(500 * time.Millisecond)
 	}
 	took := time.Since(start)
-	b, _ := os.ReadFile(c.b.logPath)
+	b, _ := os.ReadFile(c.b.LogPath)
 	delivered := 0
 	if int64(len(b)) > logStart {
 		delivered = bytes.Count(b[logStart:], []byte("component=notify"))
@@ -550,7 +531,7 @@ var restartedLine = regexp.MustCompile(`restarted while.* plan=(\S+)`)
 // readLog collects the plan ids of "restarted while" notifications the bot
 // logged since the last read (offline mode logs every notification).
 func (c *crash) readLog() {
-	f, err := os.Open(c.b.logPath)
+	f, err := os.Open(c.b.LogPath)
 	if err != nil {
 		c.t.Fatal(err)
 	}
@@ -587,7 +568,7 @@ func (c *crash) final() {
 		var out []string
 		for _, q := range [][2]string{{"PENDING_APPROVAL", ""}, {"APPROVED", ""}, {"EXECUTING", ""}, {"ROLLING_BACK", ""},
 			{"SUCCEEDED", "crash-breaker"}, {"SUCCEEDED", "crash-approval"}} {
-			xs, err := c.api.list(ctx, q[0], q[1])
+			xs, err := c.api.List(ctx, q[0], q[1])
 			if err != nil {
 				t.Fatalf("final: %v", err)
 			}
@@ -630,8 +611,8 @@ func (c *crash) final() {
 	for range 8 {
 		wg.Go(func() {
 			for id := range ch {
-				var ex execution
-				if err := c.api.getJSON(ctx, "/v1/executions/"+url.PathEscape(id), &ex); err != nil {
+				var ex harness.Execution
+				if err := c.api.GetJSON(ctx, "/v1/executions/"+url.PathEscape(id), &ex); err != nil {
 					t.Errorf("final: execution %s vanished: %v", id, err)
 					continue
 				}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/recoverbot/recoverbot/test/harness"
 )
 
 // TestSustainedLoad posts events to the real binary over loopback at a fixed
@@ -35,21 +37,21 @@ import (
 // RECOVERBOT_LOAD_SECONDS (60) change the load.
 func TestSustainedLoad(t *testing.T) {
 	requireLong(t)
-	rate := envInt(t, "RECOVERBOT_LOAD_RATE", 2000)
-	seconds := envInt(t, "RECOVERBOT_LOAD_SECONDS", 60)
+	rate := harness.EnvInt(t, "RECOVERBOT_LOAD_RATE", 2000)
+	seconds := harness.EnvInt(t, "RECOVERBOT_LOAD_SECONDS", 60)
 	const warmup = 5 * time.Second
 	dir := t.TempDir()
-	addr := freeAddr(t)
-	b := &bot{bin: binary(t), addr: addr, logPath: filepath.Join(dir, "bot.log"), env: map[string]string{
+	addr := harness.FreeAddr(t)
+	b := &harness.Bot{Bin: harness.Binary(t), Addr: addr, LogPath: filepath.Join(dir, "bot.log"), Env: map[string]string{
 		"RECOVERBOT_LISTEN":  addr,
 		"RECOVERBOT_DATA":    filepath.Join(dir, "bot.db"),
 		"RECOVERBOT_MODE":    "full",
 		"RECOVERBOT_DRIVERS": "log",
 	}}
-	t.Cleanup(b.kill9)
-	b.start(t)
-	pid := b.pid()
-	a := newAPI(b.addr, conns)
+	t.Cleanup(b.Kill9)
+	b.Start(t)
+	pid := b.Pid()
+	a := harness.NewAPI(b.Addr, conns)
 	l := &load{api: a, rng: rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7)), decisions: map[string]int{}}
 
 	l.run(t, "warmup", rate, warmup)
@@ -62,17 +64,17 @@ func TestSustainedLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dbSize := fileSize(b.env["RECOVERBOT_DATA"])
+	dbSize := harness.FileSize(b.Env["RECOVERBOT_DATA"])
 
 	l.verify(t)
-	if code := b.stop(t); code != 0 {
-		t.Errorf("SIGTERM after the load: exit code %d, want 0; log tail:\n%s", code, tail(b.logPath, 20))
+	if code := b.Stop(t); code != 0 {
+		t.Errorf("SIGTERM after the load: exit code %d, want 0; log tail:\n%s", code, harness.Tail(b.LogPath, 20))
 	}
 
-	report(t, "load: %d events in %.1fs = %.0f/s (target %d/s), %d connections, latency p50 %s p99 %s max %s, non-2xx %d, transport errors %d",
+	harness.Report(t, "load: %d events in %.1fs = %.0f/s (target %d/s), %d connections, latency p50 %s p99 %s max %s, non-2xx %d, transport errors %d",
 		res.sent, res.elapsed.Seconds(), float64(res.sent)/res.elapsed.Seconds(), rate, conns,
 		res.pct(50), res.pct(99), res.pct(100), res.non2xx, res.transport)
-	report(t, "load: memory after warm-up %s; at the end %s; bbolt file %.1f MiB; decisions %v",
+	harness.Report(t, "load: memory after warm-up %s; at the end %s; bbolt file %.1f MiB; decisions %v",
 		m0, m1, float64(dbSize)/(1<<20), l.decisions)
 	if m1.anon > 3*m0.anon {
 		t.Errorf("anonymous RSS grew from %.1f MiB to %.1f MiB (more than 3x) in %ds: a leak", float64(m0.anon)/1024, float64(m1.anon)/1024, seconds)
@@ -85,11 +87,11 @@ const conns = 512
 
 // load generates the events and keeps what was answered.
 type load struct {
-	api *api
+	api *harness.API
 	rng *rand.Rand
 
 	mu        sync.Mutex
-	accepted  []answer
+	accepted  []harness.Answer
 	decisions map[string]int
 	total     int64 // events sent in every phase, each with a unique id
 }
@@ -157,7 +159,7 @@ func (l *load) run(t *testing.T, phase string, rate int, d time.Duration) *loadR
 	for range conns {
 		wg.Go(func() {
 			for j := range jobs {
-				code, body, err := l.api.do(ctx, "POST", "/v1/events", j.body)
+				code, body, err := l.api.Do(ctx, "POST", "/v1/events", j.body)
 				lat[j.id-base] = time.Since(j.at)
 				if err != nil {
 					if transport.Add(1) <= 5 {
@@ -165,7 +167,7 @@ func (l *load) run(t *testing.T, phase string, rate int, d time.Duration) *loadR
 					}
 					continue
 				}
-				var ans answer
+				var ans harness.Answer
 				if code/100 != 2 || json.Unmarshal(body, &ans) != nil || ans.EventID == "" {
 					if non2xx.Add(1) <= 5 {
 						t.Errorf("%s: event %d: %d %s, want 2xx with an answer", phase, j.id, code, body)
@@ -216,20 +218,20 @@ func (l *load) verify(t *testing.T) {
 	if int64(len(accepted)) != l.total {
 		t.Errorf("%d events sent, %d accepted", l.total, len(accepted))
 	}
-	sample := make([]answer, 0, 1500)
+	sample := make([]harness.Answer, 0, 1500)
 	for range min(1500, len(accepted)) {
 		sample = append(sample, accepted[l.rng.IntN(len(accepted))])
 	}
 	var lost, vanished atomic.Int64
 	var wg sync.WaitGroup
-	ch := make(chan answer)
+	ch := make(chan harness.Answer)
 	for range 16 {
 		wg.Go(func() {
 			for ans := range ch {
 				var rec struct {
 					PlanID string `json:"plan_id"`
 				}
-				if err := l.api.getJSON(ctx, "/v1/events/"+url.PathEscape(ans.EventID), &rec); err != nil || rec.PlanID != ans.PlanID {
+				if err := l.api.GetJSON(ctx, "/v1/events/"+url.PathEscape(ans.EventID), &rec); err != nil || rec.PlanID != ans.PlanID {
 					if lost.Add(1) <= 5 {
 						t.Errorf("event %s: %v (plan %q, answered %q)", ans.EventID, err, rec.PlanID, ans.PlanID)
 					}
@@ -238,8 +240,8 @@ func (l *load) verify(t *testing.T) {
 				if ans.PlanID == "" {
 					continue
 				}
-				var ex execution
-				if err := l.api.getJSON(ctx, "/v1/executions/"+url.PathEscape(ans.PlanID), &ex); err != nil {
+				var ex harness.Execution
+				if err := l.api.GetJSON(ctx, "/v1/executions/"+url.PathEscape(ans.PlanID), &ex); err != nil {
 					if vanished.Add(1) <= 5 {
 						t.Errorf("plan %s of event %s: %v", ans.PlanID, ans.EventID, err)
 					}
@@ -266,7 +268,7 @@ func (l *load) verify(t *testing.T) {
 			t.Errorf("recoverbot_decisions_total{decision=%q} is %d, %d answers said so", d, got.decisions[d], n)
 		}
 	}
-	report(t, "load: read back %d sampled events (%d lost, %d plans vanished); /metrics counts %d events, decisions %v",
+	harness.Report(t, "load: read back %d sampled events (%d lost, %d plans vanished); /metrics counts %d events, decisions %v",
 		len(sample), lost.Load(), vanished.Load(), got.events, got.decisions)
 }
 
@@ -279,7 +281,7 @@ type counters struct {
 // recoverbot_decisions_total per decision from /metrics.
 func (l *load) metrics(ctx context.Context) (counters, error) {
 	c := counters{decisions: map[string]int64{}}
-	samples, err := l.api.metrics(ctx)
+	samples, err := l.api.Metrics(ctx)
 	if err != nil {
 		return c, err
 	}
