@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/recoverbot/recoverbot/recovery"
@@ -261,6 +262,14 @@ func (db *DB) sweep(ctx context.Context, cutoff time.Time, settingsOf []string, 
 // closes: batches of Sweep until one deletes nothing more. It does nothing
 // when r.Keep is 0. The cutoff is the store's clock (WithClock) minus r.Keep.
 func (db *DB) Retain(ctx context.Context, r Retention) {
+	RetainLoop(ctx, r, db.log, db.now, db.Sweep, ErrClosed)
+}
+
+// RetainLoop is every store's Retain: a first sweep at once, then one every
+// r.Every (default 1h), each deleting what finished before now() - r.Keep
+// (nothing when r.Keep is 0), until ctx ends or sweep returns closed.
+func RetainLoop(ctx context.Context, r Retention, log *slog.Logger, now func() time.Time,
+	sweep func(ctx context.Context, cutoff time.Time, settingsOf []string) (int, error), closed error) {
 	if r.Keep <= 0 {
 		return
 	}
@@ -268,7 +277,7 @@ func (db *DB) Retain(ctx context.Context, r Retention) {
 	if every <= 0 {
 		every = time.Hour
 	}
-	log := db.log.With("component", "retention")
+	log = log.With("component", "retention")
 	t := time.NewTimer(0) // a first sweep at start
 	defer t.Stop()
 	for {
@@ -277,8 +286,8 @@ func (db *DB) Retain(ctx context.Context, r Retention) {
 			return
 		case <-t.C:
 		}
-		total, err := db.Sweep(ctx, db.now().Add(-r.Keep), r.SettingsOf)
-		if errors.Is(err, ErrClosed) || ctx.Err() != nil {
+		total, err := sweep(ctx, now().Add(-r.Keep), r.SettingsOf)
+		if errors.Is(err, closed) || ctx.Err() != nil {
 			return
 		}
 		if err != nil {

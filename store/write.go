@@ -35,22 +35,12 @@ const RateKeep = 2 * time.Hour
 // ignored. ctx bounds only the handover to the writer: an Accept that returns
 // ctx's error wrote nothing, and one handed over returns what its commit did.
 func (db *DB) Accept(ctx context.Context, a recovery.Accepted) error {
-	eventID := a.Event.Event.ID
-	if eventID == "" {
-		return errors.New("store: accept: event has no id")
+	if err := CheckAccepted(a); err != nil {
+		return fmt.Errorf("store: %w", err)
 	}
-	var execID string
+	eventID, execID := a.Event.Event.ID, ""
 	if a.Execution != nil {
 		execID = a.Execution.ID
-		if execID == "" {
-			return fmt.Errorf("store: accept %s: execution has no id", eventID)
-		}
-		if !a.Execution.State.Valid() {
-			return fmt.Errorf("store: accept %s: execution %s has unknown state %q", eventID, execID, a.Execution.State)
-		}
-	}
-	if a.Dedup != nil && a.Dedup.Key == "" {
-		return fmt.Errorf("store: accept %s: dedup entry has no key", eventID)
 	}
 
 	// Encode in the caller's goroutine: the writer is one goroutine, and JSON
@@ -186,17 +176,8 @@ func (db *DB) Record(ctx context.Context, audit []recovery.AuditRecord, outbox [
 // empty PlanID deletes its key. Writing a rate stamp prunes that runbook's
 // stamps older than two hours before it.
 func (db *DB) Transition(ctx context.Context, t recovery.Transition) (recovery.Execution, error) {
-	if t.ID == "" {
-		return recovery.Execution{}, errors.New("store: transition: no execution id")
-	}
-	if len(t.From) == 0 {
-		return recovery.Execution{}, fmt.Errorf("store: transition %s: no From states", t.ID)
-	}
-	if !t.To.Valid() {
-		return recovery.Execution{}, fmt.Errorf("store: transition %s: unknown state %q", t.ID, t.To)
-	}
-	if t.Dedup != nil && t.Dedup.Key == "" {
-		return recovery.Execution{}, fmt.Errorf("store: transition %s: dedup entry has no key", t.ID)
+	if err := CheckTransition(t); err != nil {
+		return recovery.Execution{}, fmt.Errorf("store: %w", err)
 	}
 	outbox, err := EncodeOutbox(t.Outbox, t.ID, t.At)
 	if err != nil {
@@ -335,6 +316,45 @@ func (db *DB) PutSetting(ctx context.Context, key string, value []byte) error {
 	return db.submit(ctx, func(tx *bolt.Tx) error {
 		return dirty(tx.Bucket(bucketSettings).Put([]byte(key), value))
 	})
+}
+
+// CheckTransition is what every Store's Transition requires of t before
+// looking at the execution: an id, some From states, a known To state, a
+// dedup entry (when there is one) with a key.
+func CheckTransition(t recovery.Transition) error {
+	switch {
+	case t.ID == "":
+		return errors.New("transition: no execution id")
+	case len(t.From) == 0:
+		return fmt.Errorf("transition %s: no From states", t.ID)
+	case !t.To.Valid():
+		return fmt.Errorf("transition %s: unknown state %q", t.ID, t.To)
+	case t.Dedup != nil && t.Dedup.Key == "":
+		return fmt.Errorf("transition %s: dedup entry has no key", t.ID)
+	}
+	return nil
+}
+
+// CheckAccepted is what every Store's Accept requires of a before writing
+// anything: an event id, an execution (when there is one) with an id and a
+// known state, a dedup entry (when there is one) with a key.
+func CheckAccepted(a recovery.Accepted) error {
+	eventID := a.Event.Event.ID
+	if eventID == "" {
+		return errors.New("accept: event has no id")
+	}
+	if x := a.Execution; x != nil {
+		if x.ID == "" {
+			return fmt.Errorf("accept %s: execution has no id", eventID)
+		}
+		if !x.State.Valid() {
+			return fmt.Errorf("accept %s: execution %s has unknown state %q", eventID, x.ID, x.State)
+		}
+	}
+	if a.Dedup != nil && a.Dedup.Key == "" {
+		return fmt.Errorf("accept %s: dedup entry has no key", eventID)
+	}
+	return nil
 }
 
 // AcceptAudit returns a's audit records with Accept's defaults: Seq 0 (the

@@ -278,32 +278,5 @@ func (s *Store) deleteExecution(ctx context.Context, id string, cutoff time.Time
 // gets its failures (a follower's sweep is fenced: it deletes nothing and
 // says so).
 func (s *Store) Retain(ctx context.Context, r store.Retention) {
-	if r.Keep <= 0 {
-		return
-	}
-	every := r.Every
-	if every <= 0 {
-		every = time.Hour
-	}
-	log := s.log.With("component", "retention")
-	t := time.NewTimer(0)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		total, err := s.Sweep(ctx, s.now().Add(-r.Keep), r.SettingsOf)
-		if errors.Is(err, ErrClosed) || ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			log.Warn("retention sweep failed; retrying at the next round", "err", err)
-		}
-		if total > 0 {
-			log.Info("retention: deleted finished records", "records", total, "older_than", r.Keep)
-		}
-		t.Reset(every)
-	}
+	store.RetainLoop(ctx, r, s.log, s.now, s.Sweep, ErrClosed)
 }

@@ -20,22 +20,12 @@ import (
 // and ErrTooLarge, writing nothing, when it needs more than one etcd
 // transaction holds.
 func (s *Store) Accept(ctx context.Context, a recovery.Accepted) error {
-	eventID := a.Event.Event.ID
-	if eventID == "" {
-		return errors.New("etcdstore: accept: event has no id")
+	if err := store.CheckAccepted(a); err != nil {
+		return fmt.Errorf("etcdstore: %w", err)
 	}
-	var execID string
+	eventID, execID := a.Event.Event.ID, ""
 	if a.Execution != nil {
 		execID = a.Execution.ID
-		if execID == "" {
-			return fmt.Errorf("etcdstore: accept %s: execution has no id", eventID)
-		}
-		if !a.Execution.State.Valid() {
-			return fmt.Errorf("etcdstore: accept %s: execution %s has unknown state %q", eventID, execID, a.Execution.State)
-		}
-	}
-	if a.Dedup != nil && a.Dedup.Key == "" {
-		return fmt.Errorf("etcdstore: accept %s: dedup entry has no key", eventID)
 	}
 	eventJSON, err := json.Marshal(a.Event)
 	if err != nil {
@@ -124,17 +114,8 @@ func (s *Store) Record(ctx context.Context, audit []recovery.AuditRecord, outbox
 // recovery.ErrNotFound, *recovery.MoveError, store.ErrNotAllowed, t.Mutate's
 // error, recovery.ErrFenced, ErrTooLarge.
 func (s *Store) Transition(ctx context.Context, t recovery.Transition) (recovery.Execution, error) {
-	if t.ID == "" {
-		return recovery.Execution{}, errors.New("etcdstore: transition: no execution id")
-	}
-	if len(t.From) == 0 {
-		return recovery.Execution{}, fmt.Errorf("etcdstore: transition %s: no From states", t.ID)
-	}
-	if !t.To.Valid() {
-		return recovery.Execution{}, fmt.Errorf("etcdstore: transition %s: unknown state %q", t.ID, t.To)
-	}
-	if t.Dedup != nil && t.Dedup.Key == "" {
-		return recovery.Execution{}, fmt.Errorf("etcdstore: transition %s: dedup entry has no key", t.ID)
+	if err := store.CheckTransition(t); err != nil {
+		return recovery.Execution{}, fmt.Errorf("etcdstore: %w", err)
 	}
 	outbox, err := store.EncodeOutbox(t.Outbox, t.ID, t.At)
 	if err != nil {
