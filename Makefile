@@ -44,8 +44,7 @@ test-long:
 # The HA fault test (test/ha): 3 replicas of the binary built from this tree
 # on a 3-member etcd cluster (test/k8s/bin/etcd, v3.7.0: test/k8s/build.sh etcd,
 # a no-op once built), under load, through 30 kill -9s and 10 SIGSTOPs of the
-# leader and 5 kill -9s of etcd's leader. About ten minutes; .ci/run runs it
-# after test-long.
+# leader and 5 kill -9s of etcd's leader. About ten minutes.
 test-ha:
 	GO=$(GO) test/k8s/build.sh etcd
 	RECOVERBOT_HA=1 GO=$(GO) $(GO) test -count=1 -timeout 20m -v ./test/ha/
