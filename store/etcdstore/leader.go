@@ -124,7 +124,7 @@ func (e *Election) campaign(ctx context.Context) error {
 	case lapsed:
 		// Won or not, this candidacy's lease is gone or going: drop it (its
 		// key goes with the lease) and let Campaign start another.
-		e.drop(grant.ID, ttl)
+		e.drop(s, ttl)
 		if ctx.Err() != nil {
 			return fmt.Errorf("etcd campaign: %w", ctx.Err())
 		}
@@ -138,17 +138,19 @@ func (e *Election) campaign(ctx context.Context) error {
 	return nil
 }
 
-// drop stops a lapsed candidacy's keep-alives and revokes its lease, waiting
-// at most ttl for etcd (a lease etcd cannot be reached to revoke expires).
-func (e *Election) drop(id clientv3.LeaseID, ttl time.Duration) {
+// drop stops a lapsed candidacy's keep-alives (its own and the session's)
+// and revokes its lease, waiting at most ttl for etcd (a lease etcd cannot be
+// reached to revoke expires).
+func (e *Election) drop(s *concurrency.Session, ttl time.Duration) {
 	e.mu.Lock()
 	stop, done := e.stop, e.done
 	e.mu.Unlock()
 	stop()
 	<-done
+	s.Orphan()
 	ctx, cancel := context.WithTimeout(context.Background(), ttl)
 	defer cancel()
-	if _, err := e.cli.Revoke(ctx, id); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	if _, err := e.cli.Revoke(ctx, s.Lease()); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		e.log.Warn("revoke a lapsed candidacy's lease (it expires on its own)", "err", err)
 	}
 }
