@@ -139,9 +139,14 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 			he.Status, he.Code = http.StatusInternalServerError, "internal"
 		}
 	}
-	if he.Status >= 500 {
+	switch {
+	case he.Code == codeNotLeader:
+		// Expected on every follower (clients retry, until they reach the
+		// leader): not an error, and at the intake's rate it would flood.
+		a.Log.Debug("write refused: this replica follows", "method", r.Method, "path", r.URL.Path)
+	case he.Status >= 500:
 		a.Log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-	} else {
+	default:
 		a.Log.Info("request refused", "method", r.Method, "path", r.URL.Path, "status", he.Status, "err", err)
 	}
 	writeJSON(w, he.Status, he)
@@ -249,6 +254,9 @@ func BrowserGuard(log *slog.Logger, h http.HandlerFunc) http.HandlerFunc {
 	return (&API{Log: log}).guard(h)
 }
 
+// codeNotLeader is the error code of a follower's 503 to a write.
+const codeNotLeader = "not_leader"
+
 // followerRetryAfter is the Retry-After (seconds) of a follower's 503: about
 // the time a takeover takes (the leader's lease, RECOVERBOT_LEADER_TTL).
 const followerRetryAfter = 5
@@ -268,7 +276,7 @@ func (a *API) mayWrite(r *http.Request) error {
 			who = l
 		}
 	}
-	return &httpError{http.StatusServiceUnavailable, "not_leader", "this replica follows; " + who + " leads and takes writes: retry (the recoverbot Service that selects " + LeaderLabel + "=true reaches it)"}
+	return &httpError{http.StatusServiceUnavailable, codeNotLeader, "this replica follows; " + who + " leads and takes writes: retry (the recoverbot Service that selects " + LeaderLabel + "=true reaches it)"}
 }
 
 // fromBrowser refuses a request a web page in someone's browser could have

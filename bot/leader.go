@@ -92,10 +92,15 @@ func newFencedStore(s recovery.Store) *fencedStore {
 
 func (f *fencedStore) check(err error) error {
 	if errors.Is(err, recovery.ErrFenced) {
-		f.once.Do(func() { f.fenced <- err })
+		f.end(err)
 	}
 	return err
 }
+
+// end reports, once, that this replica must stop leading: a fenced write, or
+// a driver call the engine refused because the lease ran out
+// (recovery.Config.LeaseLost).
+func (f *fencedStore) end(err error) { f.once.Do(func() { f.fenced <- err }) }
 
 func (f *fencedStore) Accept(ctx context.Context, a recovery.Accepted) error {
 	return f.check(f.Store.Accept(ctx, a))

@@ -1,12 +1,15 @@
 package bot
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -269,5 +272,27 @@ func TestPodLabelerPatchesItsOwnPod(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("actions:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+// Issue #13 (HA): followers logged every 503 to a write at ERROR, flooding
+// their logs under the intake's rate. A follower's refusal is expected: it is
+// logged at debug, and still answered 503 not_leader.
+func TestFollowerRefusalIsLoggedAtDebug(t *testing.T) {
+	var logs bytes.Buffer
+	a := &API{Log: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Leading: func() bool { return false }}
+	r := httptest.NewRequest(http.MethodPost, "/v1/events", nil)
+	w := httptest.NewRecorder()
+	err := a.mayWrite(r)
+	if err == nil {
+		t.Fatal("a follower may write")
+	}
+	a.writeError(w, r, err)
+	if w.Code != http.StatusServiceUnavailable || !strings.Contains(w.Body.String(), `"not_leader"`) {
+		t.Errorf("answer %d %s, want 503 not_leader", w.Code, w.Body)
+	}
+	if got := logs.String(); !strings.Contains(got, "level=DEBUG") || strings.Contains(got, "level=ERROR") {
+		t.Errorf("log %q: want one debug line, no error", got)
 	}
 }

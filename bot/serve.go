@@ -130,6 +130,7 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 		// write anywhere in the engine ends the process.
 		ecfg.LeaseDeadline = lh.Deadline
 		fs := newFencedStore(be.store)
+		ecfg.LeaseLost = fs.end // a driver call refused on the lease ends it too
 		engStore, fenced = fs, fs.fenced
 	}
 	eng := recovery.New(ecfg, engStore, books, drivers)
@@ -277,7 +278,7 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	case <-lead.Lost():
 		err = fmt.Errorf("leadership lost (%w): exiting so this replica restarts as a follower", lead.Err())
 	case ferr := <-fenced:
-		err = fmt.Errorf("a write was refused because another replica leads (%w): exiting so this replica restarts as a follower", ferr)
+		err = fmt.Errorf("this replica no longer leads (%w): exiting so this replica restarts as a follower", ferr)
 	}
 	leading.Store(false)
 	return shutdown(log, api, err)

@@ -31,9 +31,14 @@
 //     even a person's, calls a driver. An alert's execution silences it in
 //     Alertmanager while the bot works on it, for a bounded time (silence.go).
 //  7. At start-up (or a takeover), executions caught mid-way become INTERRUPTED and
-//     are reported, never re-run; approved plans not yet started start (admit);
+//     are reported, never re-run — except a rollback (ROLLING_BACK) no undo call
+//     of which may have acted (every undo step ended well or was never called,
+//     Step.NotCalled): that one is finished, once (resumableUndo); approved plans
+//     not yet started start (admit);
 //     deadlines and scheduled rollbacks are re-armed, verification resumes, plans
 //     awaiting approval are checked again, silences the bot no longer works
 //     under are expired. Under an election every driver call is bounded by the
-//     leader's lease (leaseCtx).
+//     leader's lease (leaseCtx); a call refused or cut off on it is not a failure:
+//     the replica stops acting for that execution and gives up leadership
+//     (leaseLost), leaving it to the next leader's start-up.
 package recovery

@@ -62,6 +62,10 @@ type Config struct {
 	// refused right before acting (leaseCtx). nil: leadership is permanent
 	// (bbolt's file lock), no deadline.
 	LeaseDeadline func() time.Time
+	// LeaseLost, when set, is called when a driver call was refused or cut
+	// off because the lease ran out (leaseLost): the engine has stopped
+	// acting for that execution, and the replica must give up leadership.
+	LeaseLost func(error)
 }
 
 // DefaultConfig returns the documented defaults: dry-run mode, 0.80, 5 minutes.
@@ -252,6 +256,7 @@ func (e *Engine) Start(ctx context.Context) error {
 	var timers []func()
 	var pending []Execution
 	var approved []string
+	var undos []Execution
 	for _, x := range open {
 		switch x.State {
 		case Verifying:
@@ -266,9 +271,24 @@ func (e *Engine) Start(ctx context.Context) error {
 			e.openTargets[x.TargetKey] = x.ID
 			e.mu.Unlock()
 			approved = append(approved, x.ID)
-		case Executing, RollingBack:
-			// The process died while this was acting. Whether the driver call
-			// happened is unknown: report it, never re-run it.
+		case RollingBack:
+			// The previous leader died, or its lease ran out, while undoing.
+			// An undo no call of which may have acted is finished here, once;
+			// one whose driver call may have acted is reported, never re-run.
+			if why := e.resumableUndo(&x, now); why != "" {
+				if err := e.interruptUndo(ctx, &x, now, why); err != nil {
+					return err
+				}
+				break
+			}
+			e.mu.Lock()
+			e.openTargets[x.TargetKey] = x.ID
+			e.mu.Unlock()
+			undos = append(undos, x)
+		case Executing:
+			// The process died (or its lease ran out) while this was acting.
+			// Whether the driver call happened may be unknown: report it,
+			// never re-run it.
 			if err := e.interrupt(ctx, &x, now); err != nil {
 				return err
 			}
@@ -303,7 +323,40 @@ func (e *Engine) Start(ctx context.Context) error {
 	for _, id := range approved {
 		e.goWork(func() { e.run(id) })
 	}
+	for _, x := range undos {
+		e.goWork(func() { e.undoAll(x.ID, x.Actions, x.Error, false) })
+	}
 	return nil
+}
+
+// resumableUndo says why the undo of an execution found ROLLING_BACK at
+// start-up may not be finished by this replica ("": it may). Each undo step is
+// persisted before its driver call and again after it: an undo step that
+// started and never ended may have acted, and so may one whose call failed
+// or was cut off; only those that ended well or were never called
+// (Step.NotCalled) leave the rest safe to run. And where no driver may be
+// called now (undoCheck), nothing is undone.
+func (e *Engine) resumableUndo(x *Execution, now time.Time) string {
+	for _, s := range x.Steps {
+		switch {
+		case s.Phase != PhaseUndo || s.NotCalled:
+		case s.EndedAt.IsZero():
+			return fmt.Sprintf("the undo of action %d started and its outcome was never recorded", s.Action+1)
+		case s.Error != "":
+			return fmt.Sprintf("the undo of action %d failed and may have acted: %s", s.Action+1, s.Error)
+		}
+	}
+	if refuse, _ := e.undoCheck(x, now); refuse != "" {
+		return refuse
+	}
+	return ""
+}
+
+// interruptUndo reports a rollback that may not be finished unattended
+// (resumableUndo) as INTERRUPTED.
+func (e *Engine) interruptUndo(ctx context.Context, x *Execution, now time.Time, why string) error {
+	reason := fmt.Sprintf("recoverbot restarted while this execution was %s and did not finish the undo (%s): check the target and roll back by hand if needed", x.State, why)
+	return e.markInterrupted(ctx, x, now, reason)
 }
 
 // loadState loads the pause flag, the freezes, the breaker, the rate and blast-radius
@@ -345,6 +398,11 @@ func (e *Engine) loadState(ctx context.Context, now time.Time) error {
 // interrupt reports an execution the process died under as INTERRUPTED.
 func (e *Engine) interrupt(ctx context.Context, x *Execution, now time.Time) error {
 	reason := fmt.Sprintf("recoverbot restarted while this execution was %s: not re-run; check the target and roll back by hand if needed", x.State)
+	return e.markInterrupted(ctx, x, now, reason)
+}
+
+// markInterrupted moves x to INTERRUPTED with reason, for a human.
+func (e *Engine) markInterrupted(ctx context.Context, x *Execution, now time.Time, reason string) error {
 	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{x.State}, To: Interrupted,
 		Actor: ActorBot, Reason: reason,
 		Outbox: []Notification{{Kind: NoteState, Text: "⚠️ " + reason, State: Interrupted}},

@@ -301,6 +301,9 @@ func (e *Engine) run(id string) {
 	e.startSilence(&x) // in the background: Alertmanager never delays the actions
 	for i, a := range x.Actions {
 		if err := e.applyOne(ctx, id, i, a, len(x.Actions)); err != nil {
+			if e.leaseLost(id, err) {
+				return // EXECUTING: the next leader reports it INTERRUPTED (Start)
+			}
 			e.fail(ctx, id, i, a, err)
 			return
 		}
@@ -412,8 +415,10 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 	}
 	var before json.RawMessage
 	dctx, cancel, applyErr := e.leaseCtx(ctx)
-	if applyErr == nil {
+	notCalled := applyErr != nil
+	if !notCalled {
 		before, applyErr = drv.Apply(WithExecution(dctx, id, i), a, e.reporter(ctx, id, Executing))
+		applyErr = leaseCut(dctx, applyErr)
 		cancel()
 	}
 	end := e.clock.Now()
@@ -428,7 +433,7 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 		Actor: ActorBot, Reason: fmt.Sprintf("action %d/%d %s ended", i+1, n, a.Type),
 		Mutate: func(x *Execution) error {
 			s := &x.Steps[len(x.Steps)-1]
-			s.Before, s.EndedAt = before, end
+			s.Before, s.EndedAt, s.NotCalled = before, end, notCalled
 			if applyErr != nil {
 				s.Error = applyErr.Error()
 			}
@@ -444,21 +449,52 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 // past it, another replica may lead.
 var errLeaseEnds = errors.New("this replica's leadership lease ends: the driver call is cut off")
 
+// errLeaseOver marks a driver call refused, or cut off, because this
+// replica's lease ran out: not a failure of the action but the end of this
+// replica's leadership (leaseLost).
+var errLeaseOver = errors.New("this replica's leadership lease ran out (another replica may lead now)")
+
 // leaseCtx bounds a driver call by the leadership lease (Config.LeaseDeadline)
 // and refuses, right before acting, a call whose lease has run out: a deposed
 // leader still running (paused, partitioned) must not act, and its store
 // writes are fenced but a driver call is not. The refusal is the step's error,
-// persisted with it (audited); nothing was called.
+// persisted with it (audited, Step.NotCalled); nothing was called.
 func (e *Engine) leaseCtx(ctx context.Context) (context.Context, context.CancelFunc, error) {
 	if e.cfg.LeaseDeadline == nil {
 		return ctx, func() {}, nil
 	}
 	dl := e.cfg.LeaseDeadline()
 	if now := e.clock.Now(); !now.Before(dl) {
-		return nil, nil, fmt.Errorf("not called: this replica's leadership lease ran out at %s (another replica may lead now)", dl.UTC().Format(time.RFC3339Nano))
+		return nil, nil, fmt.Errorf("not called: %w at %s", errLeaseOver, dl.UTC().Format(time.RFC3339Nano))
 	}
 	dctx, cancel := context.WithDeadlineCause(ctx, dl, errLeaseEnds)
 	return dctx, cancel, nil
+}
+
+// leaseCut marks the error of a driver call that the lease deadline cut off
+// (errLeaseOver): the driver may have acted, so its step is not NotCalled.
+func leaseCut(dctx context.Context, err error) error {
+	if err != nil && errors.Is(context.Cause(dctx), errLeaseEnds) {
+		return fmt.Errorf("%w: the call was cut off and may have acted: %w", errLeaseOver, err)
+	}
+	return err
+}
+
+// leaseLost reports whether a driver call's error is this replica's lease
+// running out. Then the replica stops acting and writing for execution id:
+// its state (EXECUTING, ROLLING_BACK) and steps are left for the next
+// leader's Start, which resumes an undo no call of which may have acted and
+// reports anything else INTERRUPTED; and Config.LeaseLost ends this
+// replica's leadership.
+func (e *Engine) leaseLost(id string, err error) bool {
+	if !errors.Is(err, errLeaseOver) {
+		return false
+	}
+	e.log.Warn("leadership lease ran out: this execution is left to the next leader", "plan", id, "err", err)
+	if e.cfg.LeaseLost != nil {
+		e.cfg.LeaseLost(err)
+	}
+	return true
 }
 
 // reporter turns a driver's progress lines into step notifications.
@@ -545,6 +581,9 @@ func (e *Engine) undoAll(id string, actions []runbooks.Action, cause string, loc
 		s := x.Steps[j]
 		a := actions[s.Action]
 		if err := e.undoOne(ctx, id, s, a); err != nil {
+			if e.leaseLost(id, err) {
+				return // ROLLING_BACK: the next leader's Start decides (resumeUndo)
+			}
 			failures = append(failures, fmt.Sprintf("undo of action %d (%s): %v", s.Action+1, a.Type, err))
 		}
 	}
@@ -567,8 +606,9 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 		return fmt.Errorf("persist undo start: %w", err)
 	}
 	dctx, cancel, undoErr := e.leaseCtx(ctx)
-	if undoErr == nil {
-		undoErr = drv.Undo(WithExecution(dctx, id, s.Action), a, s.Before, e.reporter(ctx, id, RollingBack))
+	notCalled := undoErr != nil
+	if !notCalled {
+		undoErr = leaseCut(dctx, drv.Undo(WithExecution(dctx, id, s.Action), a, s.Before, e.reporter(ctx, id, RollingBack)))
 		cancel()
 	}
 	end := e.clock.Now()
@@ -580,7 +620,7 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 		Actor: ActorBot, Reason: fmt.Sprintf("undo of action %d ended", s.Action+1),
 		Mutate: func(x *Execution) error {
 			st := &x.Steps[len(x.Steps)-1]
-			st.EndedAt = end
+			st.EndedAt, st.NotCalled = end, notCalled
 			if undoErr != nil {
 				st.Error = undoErr.Error()
 			}

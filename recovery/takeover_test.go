@@ -57,28 +57,42 @@ func TestStartRunsAnApprovedPlanThatHadNotStarted(t *testing.T) {
 
 // Under an election every driver call runs with a deadline no later than the
 // lease's, and a call whose lease ran out is refused before acting: the step
-// records why, the plan fails with nothing changed, and the driver is never
-// called.
+// records why (NotCalled), the driver is never called, the plan is not failed
+// (nothing failed: this replica stops leading, LeaseLost) and the next
+// leader reports it INTERRUPTED.
 func TestDriverCallsAreBoundByTheLeaseDeadline(t *testing.T) {
 	t.Run("lease ran out: refused", func(t *testing.T) {
 		h := newHarness(t, recovery.ModeFull)
 		h.close()
-		h.cfg.LeaseDeadline = func() time.Time { return t0.Add(-time.Millisecond) }
+		lost := expireLease(h, t0.Add(-time.Millisecond))
 		h.open()
 		a := h.submit(referenceEvents(t)["ERROR_RATE_SPIKE"])
 		h.idle()
 		x := h.exec(a.PlanID)
-		if x.State != recovery.Failed {
-			t.Fatalf("state %s, want FAILED", x.State)
+		if x.State != recovery.Executing {
+			t.Fatalf("state %s, want EXECUTING left to the next leader", x.State)
 		}
 		if n := len(h.drv.Calls()); n != 0 {
 			t.Errorf("driver calls %d, want 0", n)
 		}
-		if len(x.Steps) == 0 || !strings.Contains(x.Steps[0].Error, "leadership lease ran out") {
-			t.Errorf("steps %+v: want the first one to say the lease ran out", x.Steps)
+		if len(x.Steps) != 1 || !x.Steps[0].NotCalled || !strings.Contains(x.Steps[0].Error, "leadership lease ran out") {
+			t.Errorf("steps %+v: want one, not called, saying the lease ran out", x.Steps)
 		}
 		if x.Changed() {
 			t.Error("a refused call counts as a change")
+		}
+		if n := len(lost); n != 1 {
+			t.Errorf("LeaseLost called %d times, want 1", n)
+		}
+		h.close()
+		h.cfg.LeaseDeadline = nil
+		h.open()
+		h.idle()
+		if x := h.exec(a.PlanID); x.State != recovery.Interrupted {
+			t.Errorf("after takeover: %s, want INTERRUPTED", x.State)
+		}
+		if n := len(h.drv.Calls()); n != 0 {
+			t.Errorf("driver calls %d after takeover, want 0 (never re-run unattended)", n)
 		}
 	})
 	t.Run("lease runs: the call's deadline is the lease's", func(t *testing.T) {
@@ -109,4 +123,105 @@ func TestDriverCallsAreBoundByTheLeaseDeadline(t *testing.T) {
 			t.Fatal("the driver was not called")
 		}
 	})
+}
+
+// expireLease sets the harness's lease deadline to dl and returns the channel
+// LeaseLost reports on.
+func expireLease(h *harness, dl time.Time) chan error {
+	lost := make(chan error, 16)
+	h.cfg.LeaseDeadline = func() time.Time { return dl }
+	h.cfg.LeaseLost = func(err error) { lost <- err }
+	return lost
+}
+
+// Issue #13 (HA): a leader whose lease ran out in the middle of a scheduled
+// rollback refused the undo (right) but then moved the execution to
+// ROLLBACK_FAILED, terminal, and the next leader never reverted it. Now the
+// refusing replica leaves it ROLLING_BACK with the step not called, and the
+// next leader's Start finishes the undo, once.
+func TestLeaseRanOutMidRollbackTheNextLeaderUndoesOnce(t *testing.T) {
+	h, id := undoHarness(t, restartRunbook("  autoRollback: true\n"))
+	h.close()
+	lost := expireLease(h, t0.Add(5*time.Minute)) // runs out before the rollback at +10m
+	h.open()
+	h.clock.Advance(10 * time.Minute)
+	h.idle()
+	x := h.exec(id)
+	if x.State != recovery.RollingBack {
+		t.Fatalf("state %s, want ROLLING_BACK left to the next leader", x.State)
+	}
+	if got := h.ops(); got != "apply RESTART_POD" {
+		t.Fatalf("driver calls %s: the undo ran past the lease", got)
+	}
+	last := x.Steps[len(x.Steps)-1]
+	if last.Phase != recovery.PhaseUndo || !last.NotCalled || last.EndedAt.IsZero() || !strings.Contains(last.Error, "lease ran out") {
+		t.Errorf("last step %+v: want the undo, ended, not called, saying the lease ran out", last)
+	}
+	if n := len(lost); n != 1 {
+		t.Errorf("LeaseLost called %d times, want 1", n)
+	}
+
+	// The next leader (a lease that runs).
+	h.close()
+	expireLease(h, t0.Add(time.Hour))
+	h.open()
+	h.idle()
+	if x := h.exec(id); x.State != recovery.RolledBack {
+		t.Fatalf("after takeover: %s, want ROLLED_BACK", x.State)
+	}
+	if got := h.ops(); got != "apply RESTART_POD,undo RESTART_POD" {
+		t.Errorf("driver calls %s, want the undo once", got)
+	}
+	h.reopen()
+	h.idle()
+	if got := h.ops(); got != "apply RESTART_POD,undo RESTART_POD" {
+		t.Errorf("driver calls %s after another restart, want the undo once", got)
+	}
+}
+
+// At start-up an execution found ROLLING_BACK is finished only when no undo
+// call may have acted; otherwise it is INTERRUPTED and nothing is re-run.
+func TestStartResumesOnlyAnUndoNoCallOfWhichMayHaveActed(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		undo *recovery.Step // the undo step the previous leader left, if any
+		want recovery.State
+		ops  string
+	}{
+		{"no undo started", nil, recovery.RolledBack, "apply RESTART_POD,undo RESTART_POD"},
+		{"undo refused, not called", &recovery.Step{Error: "not called: lease ran out", NotCalled: true, EndedAt: t0}, recovery.RolledBack, "apply RESTART_POD,undo RESTART_POD"},
+		{"undo started, outcome unknown", &recovery.Step{}, recovery.Interrupted, "apply RESTART_POD"},
+		{"undo failed", &recovery.Step{Error: "cut off", EndedAt: t0}, recovery.Interrupted, "apply RESTART_POD"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			h, id := undoHarness(t, restartRunbook("  autoRollback: true\n"))
+			h.close()
+			db, err := store.Open(h.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := db.Transition(context.Background(), recovery.Transition{ID: id,
+				From: []recovery.State{recovery.Succeeded}, To: recovery.RollingBack, At: t0, Actor: recovery.ActorBot, Reason: "scheduled rollback",
+				Mutate: func(x *recovery.Execution) error {
+					x.RollbackAt = time.Time{}
+					if c.undo != nil {
+						s := *c.undo
+						s.Action, s.Type, s.Phase, s.StartedAt = 0, string(runbooks.RestartPod), recovery.PhaseUndo, t0
+						x.Steps = append(x.Steps, s)
+					}
+					return nil
+				}}); err != nil {
+				t.Fatal(err)
+			}
+			_ = db.Close()
+			h.open()
+			h.idle()
+			if x := h.exec(id); x.State != c.want {
+				t.Errorf("state %s, want %s", x.State, c.want)
+			}
+			if got := h.ops(); got != c.ops {
+				t.Errorf("driver calls %s, want %s", got, c.ops)
+			}
+		})
+	}
 }

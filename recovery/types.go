@@ -89,14 +89,17 @@ type AIParam struct {
 
 // Step is one driver call of an execution.
 type Step struct {
-	Action    int             `json:"action"` // index into Plan.Actions
-	Type      string          `json:"type"`
-	Phase     Phase           `json:"phase"`
-	Before    json.RawMessage `json:"before,omitempty"`
-	Report    []string        `json:"report,omitempty"`
-	Error     string          `json:"error,omitempty"`
-	StartedAt time.Time       `json:"started_at"`
-	EndedAt   time.Time       `json:"ended_at,omitzero"`
+	Action int             `json:"action"` // index into Plan.Actions
+	Type   string          `json:"type"`
+	Phase  Phase           `json:"phase"`
+	Before json.RawMessage `json:"before,omitempty"`
+	Report []string        `json:"report,omitempty"`
+	Error  string          `json:"error,omitempty"`
+	// NotCalled says the driver was never called for this step: refused
+	// because this replica's leadership lease had run out (Error says so).
+	NotCalled bool      `json:"not_called,omitempty"`
+	StartedAt time.Time `json:"started_at"`
+	EndedAt   time.Time `json:"ended_at,omitzero"`
 }
 
 // Execution is a plan and everything that happened to it.

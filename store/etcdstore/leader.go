@@ -43,6 +43,9 @@ type Election struct {
 	why      error
 
 	mu       sync.Mutex
+	leading  bool                    // the campaign won: a session's end is leadership lost
+	lapsed   bool                    // the session ended before the campaign won
+	lapse    context.CancelCauseFunc // ends the running campaign
 	deadline time.Time
 	session  *concurrency.Session
 	election *concurrency.Election
@@ -67,8 +70,26 @@ func LeaderPrefix(prefix string) string { return prefix + "leader/" }
 // Campaign blocks until this replica leads or ctx ends. On winning it fences
 // the store (before returning, so no write of this leader goes unfenced) and
 // watches the lease: Lost closes when the session ends (lease expired or
-// revoked) or a keep-alive could not renew it before Deadline.
+// revoked) or a keep-alive could not renew it before Deadline. A candidate
+// whose session ends before it wins (etcd lost its own leader for longer
+// than the TTL, say) has lost nothing: it opens a new session and campaigns
+// again.
 func (e *Election) Campaign(ctx context.Context) error {
+	for {
+		err := e.campaign(ctx)
+		if !errors.Is(err, errCandidacyLapsed) {
+			return err
+		}
+		e.log.Warn("the etcd session ended while this replica waited to lead: campaigning again with a new one", "err", err)
+	}
+}
+
+// errCandidacyLapsed is why a campaign restarts: its session ended before it won.
+var errCandidacyLapsed = errors.New("the etcd session of this candidacy ended before it won")
+
+// campaign is one candidacy: a new lease and session, its keep-alives, and
+// the wait to win.
+func (e *Election) campaign(ctx context.Context) error {
 	secs := int64(e.ttl / time.Second)
 	sent := e.now()
 	grant, err := e.cli.Grant(ctx, max(secs, 1))
@@ -83,17 +104,32 @@ func (e *Election) Campaign(ctx context.Context) error {
 	}
 	// concurrency.Election adds the "/" before each candidate's lease id.
 	el := concurrency.NewElection(s, strings.TrimSuffix(LeaderPrefix(e.prefix), "/"))
-	e.mu.Lock()
-	e.session, e.election = s, el
-	e.mu.Unlock()
+	cctx, lapse := context.WithCancelCause(ctx)
+	defer lapse(nil)
 	// The lease must stay alive while this replica waits its turn, or its
 	// candidacy would lapse: keep-alives run from now on.
 	kctx, stop := context.WithCancel(context.Background())
 	e.mu.Lock()
+	e.session, e.election = s, el
+	e.lapse, e.lapsed, e.leading = lapse, false, false
 	e.stop, e.done = stop, make(chan struct{})
 	e.mu.Unlock()
 	go e.keepAlive(kctx, grant.ID, ttl, s)
-	if err := el.Campaign(ctx, e.identity); err != nil {
+	err = el.Campaign(cctx, e.identity)
+	e.mu.Lock()
+	lapsed := e.lapsed
+	e.leading = err == nil && !lapsed
+	e.mu.Unlock()
+	switch {
+	case lapsed:
+		// Won or not, this candidacy's lease is gone or going: drop it (its
+		// key goes with the lease) and let Campaign start another.
+		e.drop(s, ttl)
+		if ctx.Err() != nil {
+			return fmt.Errorf("etcd campaign: %w", ctx.Err())
+		}
+		return fmt.Errorf("%w: %w", errCandidacyLapsed, context.Cause(cctx))
+	case err != nil:
 		e.Close(context.Background())
 		return fmt.Errorf("etcd campaign: %w", err)
 	}
@@ -102,9 +138,27 @@ func (e *Election) Campaign(ctx context.Context) error {
 	return nil
 }
 
+// drop stops a lapsed candidacy's keep-alives (its own and the session's)
+// and revokes its lease, waiting at most ttl for etcd (a lease etcd cannot be
+// reached to revoke expires).
+func (e *Election) drop(s *concurrency.Session, ttl time.Duration) {
+	e.mu.Lock()
+	stop, done := e.stop, e.done
+	e.mu.Unlock()
+	stop()
+	<-done
+	s.Orphan()
+	ctx, cancel := context.WithTimeout(context.Background(), ttl)
+	defer cancel()
+	if _, err := e.cli.Revoke(ctx, s.Lease()); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+		e.log.Warn("revoke a lapsed candidacy's lease (it expires on its own)", "err", err)
+	}
+}
+
 // keepAlive renews the lease every third of its TTL, recording when each
-// successful renewal was sent (the lease deadline), and declares leadership
-// lost when the session ends or the deadline passes without a renewal.
+// successful renewal was sent (the lease deadline), and, when the session
+// ends or the deadline passes without a renewal, ends the session's use:
+// leadership is lost, or a candidacy lapses (ended).
 func (e *Election) keepAlive(ctx context.Context, id clientv3.LeaseID, ttl time.Duration, s *concurrency.Session) {
 	defer close(e.done)
 	tick := time.NewTicker(ttl / 3)
@@ -114,7 +168,7 @@ func (e *Election) keepAlive(ctx context.Context, id clientv3.LeaseID, ttl time.
 		case <-ctx.Done():
 			return
 		case <-s.Done():
-			e.lose(errors.New("the etcd session ended (lease expired or revoked)"))
+			e.ended(errors.New("the etcd session ended (lease expired or revoked)"))
 			return
 		case <-tick.C:
 		}
@@ -129,15 +183,29 @@ func (e *Election) keepAlive(ctx context.Context, id clientv3.LeaseID, ttl time.
 		case err == nil && resp.TTL > 0:
 			e.setDeadline(sent.Add(time.Duration(resp.TTL) * time.Second))
 		case errors.Is(err, rpctypes.ErrLeaseNotFound) || (err == nil && resp.TTL <= 0):
-			e.lose(errors.New("the etcd lease is gone"))
+			e.ended(errors.New("the etcd lease is gone"))
 			return
 		case !e.now().Before(e.Deadline()):
-			e.lose(fmt.Errorf("the etcd lease could not be renewed before its deadline: %w", err))
+			e.ended(fmt.Errorf("the etcd lease could not be renewed before its deadline: %w", err))
 			return
 		default:
 			e.log.Warn("etcd keep-alive failed; retrying before the lease deadline", "err", err, "deadline", e.Deadline())
 		}
 	}
+}
+
+// ended is the end of the session: a leader has lost leadership; a
+// candidate's campaign lapses and starts again (Campaign).
+func (e *Election) ended(why error) {
+	e.mu.Lock()
+	leading, lapse := e.leading, e.lapse
+	e.lapsed = !leading
+	e.mu.Unlock()
+	if leading {
+		e.lose(why)
+		return
+	}
+	lapse(why)
 }
 
 func (e *Election) setDeadline(t time.Time) {

@@ -2,6 +2,7 @@ package etcdstore
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -134,4 +135,76 @@ func TestElectionCloseHandsOver(t *testing.T) {
 		t.Fatal(err)
 	}
 	within(t, bWon, 10*time.Second, "b takes over after a closed (the TTL is 60s)")
+}
+
+// Issue #13 (HA): a candidate whose session ended while it waited (etcd lost
+// its own leader for longer than the TTL) exited as if it had lost
+// leadership. It lost nothing: it campaigns again with a new session, and
+// wins when the leader goes.
+func TestElectionCandidateWhoseSessionEndsCampaignsAgain(t *testing.T) {
+	endpoint := etcdtest.Start(t, 1).Endpoints[0]
+	ctx := context.Background()
+	var fa, fb fenceRecord
+	a := NewElection(newClient(t, endpoint), &fa, "/rb/", "pod-a", 2*time.Second, nil)
+	b := NewElection(newClient(t, endpoint), &fb, "/rb/", "pod-b", 2*time.Second, nil)
+	t.Cleanup(func() { _ = a.Close(ctx); _ = b.Close(ctx) })
+	if err := a.Campaign(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bWon := make(chan error, 1)
+	go func() { bWon <- b.Campaign(ctx) }()
+	cli := newClient(t, endpoint)
+	first := candidateLease(t, cli, "pod-b", 0)
+	if _, err := cli.Revoke(ctx, first); err != nil { // as an expiry would
+		t.Fatal(err)
+	}
+	second := candidateLease(t, cli, "pod-b", first)
+	select {
+	case <-b.Lost():
+		t.Fatalf("b, a candidate, was told it lost leadership: %v", b.Err())
+	case err := <-bWon:
+		t.Fatalf("b's campaign ended while a leads: %v", err)
+	default:
+	}
+	if err := a.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-bWon:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("b did not take over within 10s of a resigning")
+	}
+	if key, _ := fb.get(); key != LeaderPrefix("/rb/")+fmt.Sprintf("%x", int64(second)) {
+		t.Errorf("b's fence key %q, want its second candidacy's (lease %x)", key, int64(second))
+	}
+	select {
+	case <-b.Lost():
+		t.Fatalf("b lost the leadership it just won: %v", b.Err())
+	default:
+	}
+}
+
+// candidateLease waits (10 s at most) for identity's candidate key under the
+// election prefix with a lease other than not, and returns that lease.
+func candidateLease(t *testing.T, cli *clientv3.Client, identity string, not clientv3.LeaseID) clientv3.LeaseID {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := cli.Watch(ctx, LeaderPrefix("/rb/"), clientv3.WithPrefix(), clientv3.WithRev(1))
+	timeout := time.After(10 * time.Second)
+	for {
+		select {
+		case resp := <-w:
+			for _, ev := range resp.Events {
+				if ev.Type == clientv3.EventTypePut && string(ev.Kv.Value) == identity && clientv3.LeaseID(ev.Kv.Lease) != not {
+					return clientv3.LeaseID(ev.Kv.Lease)
+				}
+			}
+		case <-timeout:
+			t.Fatalf("no candidacy of %s (other than lease %x) within 10s", identity, int64(not))
+		}
+	}
 }

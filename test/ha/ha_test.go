@@ -37,8 +37,8 @@ const (
 	leaderKills  = 30
 	leaderPauses = 10
 	etcdKills    = 5
-	eventRate    = 100 // events per second, all replicas together
-	leaderTTL    = 2 * time.Second
+	eventRate    = 100             // events per second, all replicas together
+	leaderTTL    = 3 * time.Second // etcd elects its own leader in 1-2 s: a follower's keep-alive outlives that
 	maxTakeover  = 15 * time.Second
 	prefix       = "/recoverbot-ha/"
 	// adminToken is the operator's admin token; it names the Slack approver,
