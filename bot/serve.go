@@ -203,7 +203,9 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 		<-campaigned
 		return lead.Close(ctx)
 	})
-	log.Info("waiting to lead; until then writes are answered 503", "identity", identity)
+	if cfg.Store == StoreEtcd { // bbolt's file lock is leadership already
+		log.Info("waiting to lead; until then writes are answered 503", "identity", identity)
+	}
 	select {
 	case <-ctx.Done():
 		return shutdown(log, api, nil)
