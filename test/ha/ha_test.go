@@ -121,7 +121,7 @@ func TestHA(t *testing.T) {
 		case "etcd":
 			h.killEtcdLeader(n)
 		}
-		h.revive()
+		h.revive(-1)
 	}
 	h.settle(3 * time.Second)
 	stopLoad()
@@ -299,7 +299,7 @@ func (h *ha) leader() (int, error) {
 func (h *ha) waitLeader(within time.Duration) (int, error) {
 	deadline := time.Now().Add(within)
 	for {
-		h.revive()
+		h.revive(-1)
 		i, err := h.leader()
 		if err == nil {
 			return i, nil
@@ -313,9 +313,17 @@ func (h *ha) waitLeader(within time.Duration) (int, error) {
 
 // firstAckAfter waits until a replica other than except answers an event
 // 2xx after since, and returns how long after since the first did.
+// Meanwhile it restarts, every 500 ms, any replica but except that went
+// down (revive), as Kubernetes would: a fault can take more than the one
+// replica it was aimed at (an etcd leader's kill can cost every replica its
+// lease), and with none running nothing would ever answer. (except, the
+// killed leader, is restarted after the takeover: restarted at once, it
+// could win the election again and the takeover would not be measured.)
 func (h *ha) firstAckAfter(since time.Time, except int, within time.Duration) (time.Duration, bool) {
 	deadline := time.NewTimer(within)
 	defer deadline.Stop()
+	supervise := time.NewTicker(500 * time.Millisecond)
+	defer supervise.Stop()
 	for {
 		h.mu.Lock()
 		changed := h.changed
@@ -333,6 +341,8 @@ func (h *ha) firstAckAfter(since time.Time, except int, within time.Duration) (t
 		}
 		select {
 		case <-changed:
+		case <-supervise.C:
+			h.revive(except)
 		case <-deadline.C:
 			return within, false
 		}
@@ -417,11 +427,12 @@ func (h *ha) killEtcdLeader(n int) {
 	h.etcd.restart(e)
 }
 
-// revive restarts every replica that is not running, as a supervisor
-// (Kubernetes) would, and notes the exits the test did not cause.
-func (h *ha) revive() {
-	for _, r := range h.reps {
-		if r.bot.Running() {
+// revive restarts every replica that is not running but skip (-1: none), as
+// a supervisor (Kubernetes) would, and notes the exits the test did not
+// cause.
+func (h *ha) revive(skip int) {
+	for i, r := range h.reps {
+		if i == skip || r.bot.Running() {
 			continue
 		}
 		select {
