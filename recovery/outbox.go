@@ -153,30 +153,40 @@ func sleep(ctx context.Context, d time.Duration) bool {
 }
 
 // drain delivers one page of the outbox; it returns how many it delivered and,
-// when the notifier failed, the notification it failed on.
+// when the notifier failed, the notification it failed on. The page's
+// delivered notifications leave the outbox in one Store.AckOutbox, after the
+// last of them (or before the one that failed): one write per page, not one
+// per notification, so on a store whose every write is a consensus round (etcd)
+// the courier keeps up with a storm's announcements. A crash before that ack
+// delivers them again, which the notifier makes harmless (see Courier).
 func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 	page, err := c.Store.Outbox(ctx, 0, 100)
 	if err != nil {
 		return 0, nil, err
 	}
-	for i, n := range page {
+	done := make([]uint64, 0, len(page))
+	ack := func(err error) error {
+		if aerr := c.Store.AckOutbox(ctx, done...); aerr != nil {
+			return errors.Join(err, aerr)
+		}
+		return err
+	}
+	for _, n := range page {
 		var x *Execution
 		if n.ExecutionID != "" {
 			got, err := c.Store.Execution(ctx, n.ExecutionID)
 			if err == nil {
 				x = &got
 			} else if !errors.Is(err, ErrNotFound) {
-				return i, nil, err
+				return len(done), nil, ack(err)
 			}
 		}
 		if err := c.Notifier.Notify(ctx, n, x); err != nil {
-			return i, &n, err
+			return len(done), &n, ack(err)
 		}
-		if err := c.Store.AckOutbox(ctx, n.Seq); err != nil {
-			return i, nil, err
-		}
+		done = append(done, n.Seq)
 	}
-	return len(page), nil, nil
+	return len(done), nil, ack(nil)
 }
 
 // LogNotifier is the offline notifier: every notification becomes a log line.

@@ -31,8 +31,8 @@
 // message or envelope, which Slack could never deliver. Press (a click on a
 // button the message shows, with its own value) and CloseView (a modal's
 // Close) are what a person does in a client: they return errors instead, for
-// internal/demo's page. Messages lists top-level messages; Thread lists
-// a thread's replies without its parent.
+// internal/demo's page. Messages lists top-level messages (MessagesAfter,
+// those after a ts); Thread lists a thread's replies without its parent.
 //
 // Acks are observable against the bot's state: WithOnAck runs a function on
 // each ack before the server records it (a test reads the bot's store there:

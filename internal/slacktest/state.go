@@ -167,6 +167,31 @@ func (s *Server) Messages(channel string) []Message {
 	return out
 }
 
+// MessagesAfter lists the channel's top-level messages posted after the one
+// whose timestamp is ts ("" or a ts not in the channel: all of them), oldest
+// first: what a client that has read up to ts has not seen yet. A test that
+// follows a busy channel reads it this way instead of copying every message
+// each time with Messages.
+func (s *Server) MessagesAfter(channel, ts string) []Message {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	all := s.messages[channel]
+	from := 0
+	for i := len(all) - 1; i >= 0 && ts != ""; i-- {
+		if all[i].TS == ts {
+			from = i + 1
+			break
+		}
+	}
+	var out []Message
+	for _, m := range all[from:] {
+		if m.ThreadTS == "" && !m.Deleted {
+			out = append(out, m.clone())
+		}
+	}
+	return out
+}
+
 // Message returns one message (deleted ones too, with Deleted set).
 func (s *Server) Message(channel, ts string) (Message, bool) {
 	s.mu.Lock()

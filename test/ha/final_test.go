@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -198,6 +199,7 @@ func (h *ha) checkPlans(api *harness.API, calls []call) map[string]*harness.Exec
 		}
 	}
 	h.mu.Unlock()
+	slackAcks := h.slack.AckLog()
 	states := map[string]*harness.Execution{}
 	var smu sync.Mutex
 	parallel(ids, func(id string) {
@@ -212,6 +214,16 @@ func (h *ha) checkPlans(api *harness.API, calls []call) map[string]*harness.Exec
 	})
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	ackedClicks := map[string]int{} // plan id → its click envelopes Slack saw acknowledged
+	for _, a := range slackAcks {
+		if id, ok := h.clicks[a.EnvelopeID]; ok {
+			ackedClicks[id]++
+		}
+	}
+	h.clickAcks = clickCount{sent: len(h.clicks), plans: len(ackedClicks)}
+	for _, n := range ackedClicks {
+		h.clickAcks.acked += n
+	}
 	for id, ex := range states {
 		st := ex.Execution.State
 		switch st {
@@ -231,18 +243,38 @@ func (h *ha) checkPlans(api *harness.API, calls []call) map[string]*harness.Exec
 				return r.To == "APPROVED" && (actor == "" || r.Actor == actor)
 			})
 		}
+		// A click decided too late (the deadline passed first) is refused,
+		// and the refusal is recorded: also in the audit.
+		refusedBy := func(actor string) bool {
+			return slices.ContainsFunc(ex.Audit, func(r harness.AuditRecord) bool {
+				return r.To == "" && r.Actor == actor && strings.HasPrefix(r.Reason, "refused: ")
+			})
+		}
+		clicker := commands.Actor(approver)
+		if ackedClicks[id] > 0 && !approvedBy(clicker) && refusedBy(clicker) {
+			h.clickAcks.refused++
+		}
 		switch {
-		case h.clicked[id] != "" && !approvedBy(commands.Actor(approver)):
-			h.problemLocked("click lost", "the approve click on %s (envelope %s) was acknowledged, but its audit has no approval by %s (state %s)",
-				id, h.clicked[id], approver, st)
+		case ackedClicks[id] > 0 && !approvedBy(clicker) && !refusedBy(clicker):
+			h.problemLocked("click lost", "%d approve clicks on %s were acknowledged, but its audit has neither an approval nor a refusal by %s (state %s)",
+				ackedClicks[id], id, approver, st)
 		case h.approved[id] && !approvedBy(""):
 			h.problemLocked("approval lost", "the admin API approved %s (200), but its audit has no approval (state %s)", id, st)
 		case p.fate == "expire" && st != "EXPIRED":
 			h.problemLocked("deadline", "plan %s was left alone but is %s, want EXPIRED", id, st)
 		}
 	}
+	if h.clickAcks.plans < minClicks {
+		h.problemLocked("clicks not exercised", "%d plans got an acknowledged Approve click (%d clicks sent, %d acknowledged), want at least %d",
+			h.clickAcks.plans, h.clickAcks.sent, h.clickAcks.acked, minClicks)
+	}
 	return states
 }
+
+// clickCount is what became of the approve clicks: envelopes sent and
+// acknowledged (Slack's ack log), plans with an acknowledged click, and of
+// those the ones whose audit has the clicker's refusal instead of an approval.
+type clickCount struct{ sent, acked, plans, refused int }
 
 // problemLocked is problem with h.mu held.
 func (h *ha) problemLocked(kind, format string, args ...any) {
@@ -358,8 +390,8 @@ func (h *ha) report(took time.Duration) {
 			approvals++
 		}
 	}
-	harness.Report(t, "ha: %d events acknowledged (%d sends retried, non-2xx %v), %d plans (%d for approval: %v), %d clicks and %d admin approvals acknowledged",
-		len(h.events), h.retries, h.refused, len(h.plans), approvals, h.fates, len(h.clicked), len(h.approved))
+	harness.Report(t, "ha: %d events acknowledged (%d sends retried, non-2xx %v), %d plans (%d for approval: %v), %d admin approvals acknowledged; approve clicks: %d sent, %d acknowledged, on %d plans (on %d the audit has the refusal, on the rest the approval)",
+		len(h.events), h.retries, h.refused, len(h.plans), approvals, h.fates, len(h.approved), h.clickAcks.sent, h.clickAcks.acked, h.clickAcks.plans, h.clickAcks.refused)
 	harness.Report(t, "ha: %d driver calls in the journals, %d time-boxed actions reverted exactly once, %d applies in flight at a fault; %d store writes; %d terms seen; exits after SIGCONT %v, other exits %v (%s)",
 		h.counts.calls, h.reverted, h.unknown, h.counts.writes, len(h.seenTerms), h.exitCodes, h.exits, took.Round(time.Second))
 	harness.Report(t, "ha: %s", h.drain)
