@@ -196,7 +196,7 @@ func TestFollowerRefusesWritesThenTakesOverThenExitsOnLoss(t *testing.T) {
 	}
 	select {
 	case err := <-r.done:
-		if err == nil || !strings.Contains(err.Error(), "leadership lost") {
+		if !errors.Is(err, ErrDeposed) {
 			t.Fatalf("Serve after its lease went: %v, want a leadership-lost error", err)
 		}
 		r.done <- err // for the cleanup

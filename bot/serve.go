@@ -78,6 +78,8 @@ func LoadRunbooks(dir string) (*runbooks.Set, error) {
 // this replica leads (Leadership). Losing leadership, or a write fenced
 // because another replica leads, ends Serve with an error: the process exits
 // non-zero and restarts as a follower.
+//
+// Such an exit wraps ErrDeposed.
 func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	log := o.Log
 	if err := cfg.ValidateServe(); err != nil {
@@ -212,7 +214,7 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	case err = <-serveErr:
 		return shutdown(log, api, err)
 	case <-lead.Lost():
-		return fmt.Errorf("leadership lost before it was won: %w", lead.Err())
+		return fmt.Errorf("%w: leadership lost before it was won: %w", ErrDeposed, lead.Err())
 	case err = <-won:
 		if err != nil {
 			if ctx.Err() != nil {
@@ -278,13 +280,17 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	case err = <-serveErr:
 	case err = <-slackErr:
 	case <-lead.Lost():
-		err = fmt.Errorf("leadership lost (%w): exiting so this replica restarts as a follower", lead.Err())
+		err = fmt.Errorf("%w: leadership lost (%w): exiting so this replica restarts as a follower", ErrDeposed, lead.Err())
 	case ferr := <-fenced:
-		err = fmt.Errorf("this replica no longer leads (%w): exiting so this replica restarts as a follower", ferr)
+		err = fmt.Errorf("%w: a write was fenced (%w): exiting so this replica restarts as a follower", ErrDeposed, ferr)
 	}
 	leading.Store(false)
 	return shutdown(log, api, err)
 }
+
+// ErrDeposed is wrapped by Serve's error when this replica stops leading: its
+// lease ended or another replica's election fenced one of its writes.
+var ErrDeposed = errors.New("this replica no longer leads")
 
 // shutdown marks the replica not ready before the teardown; a server closed
 // by it is not an error.

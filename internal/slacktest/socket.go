@@ -79,21 +79,30 @@ func (s *Server) serveLink(w http.ResponseWriter, r *http.Request) {
 		},
 		"connection_info": map[string]any{"app_id": appID},
 	})
-	err = c.writeLocked(hello)
+	// Ready before hello is written: a bot that has read hello may be sent
+	// envelopes at once. They wait for writeMu, so they land after hello and
+	// the backlog; if a write fails, dispatch requeues its frame.
 	s.mu.Lock()
-	c.ready = err == nil
+	c.ready = true
 	backlog := s.pending
-	if c.ready {
-		s.pending = nil
-	}
+	s.pending = nil
 	s.mu.Unlock()
-	if c.ready {
-		for i, f := range backlog {
-			if err := c.writeLocked(f); err != nil {
-				s.requeue(backlog[i:])
-				break
-			}
+	err = c.writeLocked(hello)
+	for i, f := range backlog {
+		if err != nil {
+			s.requeue(backlog[i:])
+			break
 		}
+		err = c.writeLocked(f)
+		if err != nil {
+			s.requeue(backlog[i:])
+			break
+		}
+	}
+	if err != nil {
+		s.mu.Lock()
+		c.ready = false
+		s.mu.Unlock()
 	}
 	c.writeMu.Unlock()
 	s.log.Debug("socket connected", "connections", open)
