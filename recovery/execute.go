@@ -159,18 +159,17 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 		return x, err
 	}
 	if err := x.CheckRollBack(); err != nil {
+		if why := unsureUndo(&x); why != "" && x.checkRollBackState() == nil {
+			// Refused for what only a person can check: said in the thread
+			// and the audit, not only to the one who asked.
+			return x, e.refuseRollback(ctx, &x, actor, why)
+		}
 		return x, err
 	}
 	if refuse, _ := e.undoCheck(&x, e.clock.Now()); refuse != "" {
 		// A person may roll back while paused, or after the runbook changed;
 		// but where no driver may be called, nobody's click calls one.
-		reason := fmt.Sprintf("rollback by %s refused, nothing was undone: %s", actor, refuse)
-		if _, err := e.transition(ctx, Transition{ID: id, From: []State{x.State}, To: x.State,
-			Actor: actor, Reason: reason,
-			Outbox: []Notification{{Kind: NoteStep, Text: "🚫 " + reason}}}); err != nil {
-			return x, err
-		}
-		return x, Errorf(CodeConflict, "not rolled back: %s", refuse)
+		return x, e.refuseRollback(ctx, &x, actor, refuse)
 	}
 	reason, text := "rollback requested by "+actor, "↩️ Rolling back, requested by "+actor
 	if x.UndoAwaits != "" {
@@ -434,6 +433,7 @@ func (e *Engine) applyOne(ctx context.Context, id string, i int, a runbooks.Acti
 		Mutate: func(x *Execution) error {
 			s := &x.Steps[len(x.Steps)-1]
 			s.Before, s.EndedAt, s.NotCalled = before, end, notCalled
+			s.CutOff = !notCalled && errors.Is(applyErr, errLeaseOver)
 			if applyErr != nil {
 				s.Error = applyErr.Error()
 			}
@@ -539,11 +539,15 @@ func (e *Engine) fail(ctx context.Context, id string, i int, a runbooks.Action, 
 }
 
 // pendingUndo lists the applied steps (with a before-state) not yet undone,
-// newest first: the order to undo them in.
+// newest first: the order to undo them in. An action whose undo was called
+// and ended well is undone; one whose undo call may have acted with no known
+// outcome (Step.OutcomeUnknown) is not listed either: it is never called
+// twice (unsureUndo names it). A failed undo is listed: a person's Roll back
+// retries it.
 func pendingUndo(x *Execution) []int {
 	undone := map[int]bool{}
 	for _, s := range x.Steps {
-		if s.Phase == PhaseUndo && s.Error == "" && !s.EndedAt.IsZero() {
+		if s.Phase == PhaseUndo && (s.OutcomeUnknown() || s.Error == "" && !s.EndedAt.IsZero()) {
 			undone[s.Action] = true
 		}
 	}
@@ -556,6 +560,38 @@ func pendingUndo(x *Execution) []int {
 		}
 	}
 	return out
+}
+
+// unsureUndo says which actions' undo was called with no known outcome
+// (Step.OutcomeUnknown) and never ended well since: recoverbot does not call
+// them again, and a person must check those targets ("" when none).
+func unsureUndo(x *Execution) string {
+	done := map[int]bool{}
+	for _, s := range x.Steps {
+		if s.Phase == PhaseUndo && s.Error == "" && !s.EndedAt.IsZero() && !s.CutOff {
+			done[s.Action] = true
+		}
+	}
+	var why []string
+	for _, s := range x.Steps {
+		if s.Phase == PhaseUndo && s.OutcomeUnknown() && !done[s.Action] {
+			done[s.Action] = true
+			why = append(why, fmt.Sprintf("the undo of action %d (%s) was called before and its outcome is unknown: it is not called twice, check the target by hand", s.Action+1, s.Type))
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// refuseRollback records, in the audit and the thread, a person's Roll back
+// that calls nothing, and says why as a conflict.
+func (e *Engine) refuseRollback(ctx context.Context, x *Execution, actor, why string) error {
+	reason := fmt.Sprintf("rollback by %s refused, nothing was undone: %s", actor, why)
+	if _, err := e.transition(ctx, Transition{ID: x.ID, From: []State{x.State}, To: x.State,
+		Actor: actor, Reason: reason,
+		Outbox: []Notification{{Kind: NoteStep, Text: "🚫 " + reason}}}); err != nil {
+		return err
+	}
+	return Errorf(CodeConflict, "not rolled back: %s", why)
 }
 
 // undoAll restores, in reverse order, every applied action of an execution that
@@ -577,6 +613,9 @@ func (e *Engine) undoAll(id string, actions []runbooks.Action, cause string, loc
 		defer release()
 	}
 	var failures []string
+	if why := unsureUndo(&x); why != "" {
+		failures = append(failures, why)
+	}
 	for _, j := range pendingUndo(&x) {
 		s := x.Steps[j]
 		a := actions[s.Action]
@@ -621,6 +660,7 @@ func (e *Engine) undoOne(ctx context.Context, id string, s Step, a runbooks.Acti
 		Mutate: func(x *Execution) error {
 			st := &x.Steps[len(x.Steps)-1]
 			st.EndedAt, st.NotCalled = end, notCalled
+			st.CutOff = !notCalled && errors.Is(undoErr, errLeaseOver)
 			if undoErr != nil {
 				st.Error = undoErr.Error()
 			}

@@ -138,15 +138,25 @@ func (x *Execution) CanMarkFalse() bool { return x.CheckMarkFalse() == nil }
 // can): it must have ended, or be verifying, and a driver must have recorded a
 // state to restore that is not restored yet.
 func (x *Execution) CheckRollBack() error {
-	switch x.State {
-	case Succeeded, Verifying, Verified, VerifyFailed, Interrupted:
-	default:
-		return Errorf(CodeConflict, "execution %s is %s: only SUCCEEDED, VERIFYING, VERIFIED, VERIFY_FAILED or INTERRUPTED executions can be rolled back", x.ID, x.State)
+	if err := x.checkRollBackState(); err != nil {
+		return err
 	}
 	if len(pendingUndo(x)) == 0 {
+		if why := unsureUndo(x); why != "" {
+			return Errorf(CodeConflict, "execution %s has nothing left that recoverbot may undo: %s", x.ID, why)
+		}
 		return Errorf(CodeConflict, "execution %s changed nothing that can be undone", x.ID)
 	}
 	return nil
+}
+
+// checkRollBackState is CheckRollBack's rule on the state alone.
+func (x *Execution) checkRollBackState() error {
+	switch x.State {
+	case Succeeded, Verifying, Verified, VerifyFailed, Interrupted:
+		return nil
+	}
+	return Errorf(CodeConflict, "execution %s is %s: only SUCCEEDED, VERIFYING, VERIFIED, VERIFY_FAILED or INTERRUPTED executions can be rolled back", x.ID, x.State)
 }
 
 // CanRollBack reports whether CheckRollBack allows it.

@@ -2,7 +2,9 @@ package recovery
 
 import (
 	"encoding/json"
+	"slices"
 	"testing"
+	"time"
 )
 
 // TestPredicatesAgreeWithTheStateTable: what the buttons, the admin API and
@@ -51,5 +53,38 @@ func TestCacheClearCannotBeRolledBack(t *testing.T) {
 	x.Steps = append(x.Steps, Step{Action: 1, Type: "RATE_LIMIT", Phase: PhaseApply, Before: json.RawMessage(`{}`)})
 	if got := pendingUndo(x); len(got) != 1 || got[0] != 1 {
 		t.Errorf("pending undo %v, want only the rate limit's step 1", got)
+	}
+}
+
+// An undo whose call may have acted with no known outcome (never ended, or
+// cut off by the lease) counts as called: never listed again, named by
+// unsureUndo; a failed undo is listed again (a person's Roll back retries it).
+func TestPendingUndoNeverRepeatsAnUnsureUndo(t *testing.T) {
+	applied := func(i int) Step {
+		return Step{Action: i, Type: "RATE_LIMIT", Phase: PhaseApply, Before: json.RawMessage(`{}`), EndedAt: time.Unix(1, 0)}
+	}
+	undo := func(i int, s Step) Step { s.Action, s.Type, s.Phase = i, "RATE_LIMIT", PhaseUndo; return s }
+	for _, c := range []struct {
+		name   string
+		undo   Step // of action 1
+		want   []int
+		unsure bool
+	}{
+		{"never ended", undo(1, Step{}), []int{0}, true},
+		{"cut off", undo(1, Step{Error: "cut off", CutOff: true, EndedAt: time.Unix(2, 0)}), []int{0}, true},
+		{"failed", undo(1, Step{Error: "refused", EndedAt: time.Unix(2, 0)}), []int{1, 0}, false},
+		{"not called", undo(1, Step{Error: "lease", NotCalled: true, EndedAt: time.Unix(2, 0)}), []int{1, 0}, false},
+		{"ended well", undo(1, Step{EndedAt: time.Unix(2, 0)}), []int{0}, false},
+	} {
+		x := &Execution{Plan: Plan{ID: "x"}, State: Interrupted, Steps: []Step{applied(0), applied(1), c.undo}}
+		if got := pendingUndo(x); !slices.Equal(got, c.want) {
+			t.Errorf("%s: pendingUndo = %v, want %v", c.name, got, c.want)
+		}
+		if got := unsureUndo(x) != ""; got != c.unsure {
+			t.Errorf("%s: unsureUndo = %q", c.name, unsureUndo(x))
+		}
+		if !x.CanRollBack() {
+			t.Errorf("%s: action 1 is left to undo, yet CanRollBack is false", c.name)
+		}
 	}
 }

@@ -187,11 +187,19 @@ func TestStartResumesOnlyAnUndoNoCallOfWhichMayHaveActed(t *testing.T) {
 		undo *recovery.Step // the undo step the previous leader left, if any
 		want recovery.State
 		ops  string
+		// Then a person rolls back what was left INTERRUPTED: the undo runs
+		// again only if its earlier call is known to have failed.
+		rollback      string // "" when nothing is left for it; else the error it gets
+		afterRollback string // the driver calls after it
 	}{
-		{"no undo started", nil, recovery.RolledBack, "apply RESTART_POD,undo RESTART_POD"},
-		{"undo refused, not called", &recovery.Step{Error: "not called: lease ran out", NotCalled: true, EndedAt: t0}, recovery.RolledBack, "apply RESTART_POD,undo RESTART_POD"},
-		{"undo started, outcome unknown", &recovery.Step{}, recovery.Interrupted, "apply RESTART_POD"},
-		{"undo failed", &recovery.Step{Error: "cut off", EndedAt: t0}, recovery.Interrupted, "apply RESTART_POD"},
+		{"no undo started", nil, recovery.RolledBack, "apply RESTART_POD,undo RESTART_POD", "", ""},
+		{"undo refused, not called", &recovery.Step{Error: "not called: lease ran out", NotCalled: true, EndedAt: t0}, recovery.RolledBack, "apply RESTART_POD,undo RESTART_POD", "", ""},
+		{"undo started, outcome unknown", &recovery.Step{}, recovery.Interrupted, "apply RESTART_POD",
+			"its outcome is unknown: it is not called twice", "apply RESTART_POD"},
+		{"undo cut off by the lease", &recovery.Step{Error: "lease ran out: cut off", CutOff: true, EndedAt: t0}, recovery.Interrupted, "apply RESTART_POD",
+			"its outcome is unknown: it is not called twice", "apply RESTART_POD"},
+		{"undo failed", &recovery.Step{Error: "connection refused", EndedAt: t0}, recovery.Interrupted, "apply RESTART_POD",
+			"ok", "apply RESTART_POD,undo RESTART_POD"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			h, id := undoHarness(t, restartRunbook("  autoRollback: true\n"))
@@ -221,6 +229,31 @@ func TestStartResumesOnlyAnUndoNoCallOfWhichMayHaveActed(t *testing.T) {
 			}
 			if got := h.ops(); got != c.ops {
 				t.Errorf("driver calls %s, want %s", got, c.ops)
+			}
+			if c.rollback == "" {
+				return
+			}
+			_, err = h.eng.Rollback(context.Background(), id, "slack:UAPPROVER")
+			h.idle()
+			switch x := h.exec(id); {
+			case c.rollback == "ok":
+				if err != nil || x.State != recovery.RolledBack {
+					t.Errorf("a person's rollback: %v, state %s; want ROLLED_BACK", err, x.State)
+				}
+			case recovery.ErrorCode(err) != recovery.CodeConflict || !strings.Contains(err.Error(), c.rollback):
+				t.Errorf("a person's rollback: %v, want a conflict saying %q", err, c.rollback)
+			default:
+				audit, aerr := h.db.Audit(context.Background(), id)
+				if aerr != nil {
+					t.Fatal(aerr)
+				}
+				last := audit[len(audit)-1]
+				if x.State != recovery.Interrupted || last.Actor != "slack:UAPPROVER" || !strings.Contains(last.Reason, "refused, nothing was undone") {
+					t.Errorf("after the refused rollback: state %s, last audit record %+v; want INTERRUPTED and the refusal audited", x.State, last)
+				}
+			}
+			if got := h.ops(); got != c.afterRollback {
+				t.Errorf("driver calls after the rollback %s, want %s", got, c.afterRollback)
 			}
 		})
 	}

@@ -97,9 +97,22 @@ type Step struct {
 	Error  string          `json:"error,omitempty"`
 	// NotCalled says the driver was never called for this step: refused
 	// because this replica's leadership lease had run out (Error says so).
-	NotCalled bool      `json:"not_called,omitempty"`
+	NotCalled bool `json:"not_called,omitempty"`
+	// CutOff says the driver call was cut off when this replica's lease
+	// ran out: it may have acted (Error says so).
+	CutOff    bool      `json:"cut_off,omitempty"`
 	StartedAt time.Time `json:"started_at"`
 	EndedAt   time.Time `json:"ended_at,omitzero"`
+}
+
+// OutcomeUnknown reports a step whose driver call may have acted with no
+// outcome anybody can know: it started and its end was never recorded (the
+// process died, or its writes were fenced, mid-call), or the call was cut off
+// when the lease ran out. Such a call is never made again by recoverbot,
+// whoever asks (pendingUndo): calling it twice is the one thing it must not
+// do; a person checks the target.
+func (s Step) OutcomeUnknown() bool {
+	return !s.NotCalled && (s.EndedAt.IsZero() || s.CutOff)
 }
 
 // Execution is a plan and everything that happened to it.
