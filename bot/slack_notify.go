@@ -80,7 +80,8 @@ type SlackNotifier struct {
 	mu    sync.Mutex
 	cache map[string]*msgRecord // by execution id ("" for notices)
 	// shown is the pause flag and breaker reason the open plan messages
-	// last showed (only the courier's goroutine touches it).
+	// last showed (only a notice's delivery touches it: the courier delivers
+	// each notice alone).
 	shown banners
 }
 
@@ -166,7 +167,7 @@ func (n *SlackNotifier) Notify(ctx context.Context, note recovery.Notification, 
 }
 
 func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification, x *recovery.Execution, rec *msgRecord) error {
-	notice := note.Kind == recovery.NoteNotice || note.ExecutionID == ""
+	notice := note.IsNotice()
 	if notice || x == nil {
 		// A notice, or an execution that no longer exists: a channel message.
 		// (A notice can carry the id of the plan it came with, as the

@@ -5,13 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 )
 
-// Courier drains the outbox to a Notifier in sequence order. A notification is
-// removed only after the notifier accepted it; on error the courier waits
-// (backoff, or the notifier's RetryAfter) and retries the same one, so nothing is
-// lost and order is kept. A notifier must make redelivery harmless (the Slack
+// Courier drains the outbox to a Notifier: each execution's notifications in
+// sequence order, several executions at once, each notice alone in its place
+// (drain). A notification is removed only after the notifier accepted it; on
+// error the courier waits (backoff, or the notifier's RetryAfter) and retries
+// the same one, so nothing is lost and order is kept. A notifier must make redelivery harmless (the Slack
 // notifier keys messages by execution and outbox seq).
 //
 // A notification the notifier refuses for good (its error is Permanent), or
@@ -152,41 +154,118 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
+// courierLanes is how many executions' notifications the courier delivers
+// at once.
+const courierLanes = 8
+
 // drain delivers one page of the outbox; it returns how many it delivered and,
-// when the notifier failed, the notification it failed on. The page's
-// delivered notifications leave the outbox in one Store.AckOutbox, after the
-// last of them (or before the one that failed): one write per page, not one
-// per notification, so on a store whose every write is a consensus round (etcd)
-// the courier keeps up with a storm's announcements. A crash before that ack
-// delivers them again, which the notifier makes harmless (see Courier).
+// when the notifier failed, the notification it failed on (the first in
+// outbox order). Order matters within a plan's thread, not between plans: the
+// page is cut at each notice (Notification.IsNotice), which is delivered
+// alone, after everything before it and before everything after it; between
+// notices, each execution's notifications go in order in their own lane, up
+// to courierLanes lanes at once, so one plan's steps never hold back another
+// plan's message, and the notifier's delivery records of concurrent lanes
+// share the store's group commits. A lane stops at its first failure, and
+// nothing after the segment holding a failure is tried. The page's delivered
+// notifications leave the outbox in one Store.AckOutbox: one write per page,
+// not one per notification. A crash before that ack delivers them again, which
+// the notifier makes harmless (see Courier).
 func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 	page, err := c.Store.Outbox(ctx, 0, 100)
 	if err != nil {
 		return 0, nil, err
 	}
-	done := make([]uint64, 0, len(page))
-	ack := func(err error) error {
-		if aerr := c.Store.AckOutbox(ctx, done...); aerr != nil {
-			return errors.Join(err, aerr)
+	var done []uint64
+	var failed *Notification
+	var ferr error
+	for len(page) > 0 && ferr == nil {
+		seg := page[:1]
+		if !page[0].IsNotice() {
+			end := 1
+			for end < len(page) && !page[end].IsNotice() {
+				end++
+			}
+			seg = page[:end]
 		}
-		return err
+		page = page[len(seg):]
+		d, f, err := c.deliverSegment(ctx, seg)
+		done = append(done, d...)
+		failed, ferr = f, err
 	}
-	for _, n := range page {
+	if aerr := c.Store.AckOutbox(ctx, done...); aerr != nil {
+		ferr = errors.Join(ferr, aerr)
+	}
+	return len(done), failed, ferr
+}
+
+// deliverSegment delivers notifications with no notice among them (or a
+// single notice), one lane per execution. It returns the seqs delivered and,
+// if any lane failed, the failure first in outbox order.
+func (c *Courier) deliverSegment(ctx context.Context, seg []Notification) ([]uint64, *Notification, error) {
+	lanes := map[string][]Notification{}
+	var order []string
+	for _, n := range seg {
+		if _, ok := lanes[n.ExecutionID]; !ok {
+			order = append(order, n.ExecutionID)
+		}
+		lanes[n.ExecutionID] = append(lanes[n.ExecutionID], n)
+	}
+	type result struct {
+		done   []uint64
+		failed *Notification
+		err    error
+	}
+	results := make([]result, len(order))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(courierLanes, len(order)) {
+		wg.Go(func() {
+			for i := range work {
+				r := &results[i]
+				r.done, r.failed, r.err = c.deliverLane(ctx, lanes[order[i]])
+			}
+		})
+	}
+	for i := range order {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	var done []uint64
+	var failed *Notification
+	var ferr error
+	for _, r := range results {
+		done = append(done, r.done...)
+		if r.failed != nil && (failed == nil || r.failed.Seq < failed.Seq) {
+			failed, ferr = r.failed, r.err
+		} else if r.failed == nil && r.err != nil {
+			ferr = errors.Join(ferr, r.err)
+		}
+	}
+	return done, failed, ferr
+}
+
+// deliverLane delivers one execution's notifications in order, stopping at
+// the first that fails. Each gets the execution as it stands now.
+func (c *Courier) deliverLane(ctx context.Context, notes []Notification) ([]uint64, *Notification, error) {
+	var done []uint64
+	for i, n := range notes {
 		var x *Execution
 		if n.ExecutionID != "" {
 			got, err := c.Store.Execution(ctx, n.ExecutionID)
 			if err == nil {
 				x = &got
 			} else if !errors.Is(err, ErrNotFound) {
-				return len(done), nil, ack(err)
+				return done, nil, err
 			}
 		}
 		if err := c.Notifier.Notify(ctx, n, x); err != nil {
-			return len(done), &n, ack(err)
+			return done, &notes[i], err
 		}
 		done = append(done, n.Seq)
 	}
-	return len(done), nil, ack(nil)
+	return done, nil, nil
 }
 
 // LogNotifier is the offline notifier: every notification becomes a log line.

@@ -3,9 +3,12 @@ package recovery_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/recoverbot/recoverbot/recovery"
 	"github.com/recoverbot/recoverbot/store"
@@ -13,9 +16,9 @@ import (
 )
 
 // TestCourierAcksAPageInOneWrite: the courier takes the notifications it
-// delivered out of the outbox in one write per page, in order, and on a
-// failure acknowledges those before the failed one, which stays at the head
-// of the outbox and is delivered again; nothing is delivered twice.
+// delivered out of the outbox in one write per page, and on a failure
+// acknowledges every other one it delivered; the failed one stays in the
+// outbox and is delivered again; nothing is delivered twice.
 func TestCourierAcksAPageInOneWrite(t *testing.T) {
 	db, err := store.Open(filepath.Join(t.TempDir(), "x.db"))
 	if err != nil {
@@ -35,11 +38,11 @@ func TestCourierAcksAPageInOneWrite(t *testing.T) {
 	note := &flakyNotifier{failOn: 4}
 	(&recovery.Courier{Store: acks, Notifier: note}).Run(cctx)
 
-	if want := []uint64{1, 2, 3, 4, 5, 6, 7}; !slices.Equal(note.delivered, want) {
-		t.Errorf("delivered %v, want %v (in order, each once)", note.delivered, want)
+	if got := slices.Sorted(slices.Values(note.delivered)); !slices.Equal(got, []uint64{1, 2, 3, 4, 5, 6, 7}) {
+		t.Errorf("delivered %v, want each of 1-7 once", note.delivered)
 	}
-	// The failure on seq 4 acknowledged 1-3; the retry's page, 4-7.
-	if want := [][]uint64{{1, 2, 3}, {4, 5, 6, 7}}; !slices.EqualFunc(acks.writes, want, slices.Equal) {
+	// Seven plans, seven lanes: the failure on seq 4 holds back only seq 4.
+	if want := [][]uint64{{1, 2, 3, 5, 6, 7}, {4}}; !slices.EqualFunc(acks.writes, want, slices.Equal) {
 		t.Errorf("acknowledgements %v, want %v", acks.writes, want)
 	}
 	if left, err := db.Outbox(ctx, 0, 10); err != nil || len(left) != 0 {
@@ -47,10 +50,11 @@ func TestCourierAcksAPageInOneWrite(t *testing.T) {
 	}
 }
 
-// ackLog records each AckOutbox call's seqs, and ends the courier's run once
-// want notifications were acknowledged.
+// ackLog records each AckOutbox call's seqs (sorted), and ends the courier's
+// run once want notifications were acknowledged.
 type ackLog struct {
 	recovery.Store
+	mu     sync.Mutex
 	writes [][]uint64
 	acked  int
 	want   int
@@ -61,7 +65,11 @@ func (a *ackLog) AckOutbox(ctx context.Context, seqs ...uint64) error {
 	if err := a.Store.AckOutbox(ctx, seqs...); err != nil {
 		return err
 	}
-	a.writes = append(a.writes, seqs)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(seqs) > 0 {
+		a.writes = append(a.writes, slices.Sorted(slices.Values(seqs)))
+	}
 	if a.acked += len(seqs); a.acked >= a.want {
 		a.done()
 	}
@@ -70,16 +78,159 @@ func (a *ackLog) AckOutbox(ctx context.Context, seqs ...uint64) error {
 
 // flakyNotifier fails the first delivery of seq failOn.
 type flakyNotifier struct {
+	mu        sync.Mutex
 	failOn    uint64
 	failed    bool
 	delivered []uint64
 }
 
 func (f *flakyNotifier) Notify(_ context.Context, n recovery.Notification, _ *recovery.Execution) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if n.Seq == f.failOn && !f.failed {
 		f.failed = true
 		return errors.New("slack said no")
 	}
 	f.delivered = append(f.delivered, n.Seq)
 	return nil
+}
+
+// memOutbox is an outbox in memory: what the courier reads and acknowledges.
+type memOutbox struct {
+	recovery.Store
+	mu    sync.Mutex
+	notes []recovery.Notification
+	acks  [][]uint64
+	empty func() // called when the last one is acknowledged
+}
+
+func (m *memOutbox) Outbox(_ context.Context, after uint64, limit int) ([]recovery.Notification, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.notes[:min(limit, len(m.notes))]), nil
+}
+
+func (m *memOutbox) Execution(context.Context, string) (recovery.Execution, error) {
+	return recovery.Execution{}, recovery.ErrNotFound
+}
+
+func (m *memOutbox) AckOutbox(_ context.Context, seqs ...uint64) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.notes = slices.DeleteFunc(m.notes, func(n recovery.Notification) bool { return slices.Contains(seqs, n.Seq) })
+	if len(seqs) > 0 {
+		m.acks = append(m.acks, slices.Sorted(slices.Values(seqs)))
+	}
+	if len(m.notes) == 0 {
+		m.empty()
+	}
+	return nil
+}
+
+// orderNotifier checks, as each notification is delivered, the courier's
+// promises: a plan's notifications in outbox order, a notice alone (all
+// before it delivered, none after it started). Plan A's first notification
+// waits until plan B's first has been delivered: were plans delivered one
+// after the other, it would wait in vain (and fail after 10 s).
+type orderNotifier struct {
+	mu        sync.Mutex
+	failOn    uint64 // fails its first delivery
+	failed    bool
+	inFlight  int
+	delivered []recovery.Notification
+	bDone     chan struct{}
+	problems  []string
+}
+
+func (o *orderNotifier) Notify(_ context.Context, n recovery.Notification, _ *recovery.Execution) error {
+	o.mu.Lock()
+	o.inFlight++
+	if n.IsNotice() {
+		var before []uint64
+		for _, d := range o.delivered {
+			before = append(before, d.Seq)
+		}
+		slices.Sort(before)
+		if o.inFlight != 1 || !slices.Equal(before, seqsBelow(n.Seq)) {
+			o.problems = append(o.problems, fmt.Sprintf("notice %d delivered with %d in flight after %v, want alone after %v", n.Seq, o.inFlight, before, seqsBelow(n.Seq)))
+		}
+	}
+	o.mu.Unlock()
+	if n.ExecutionID == "A" && n.Seq == 1 {
+		select {
+		case <-o.bDone:
+		case <-time.After(10 * time.Second):
+			o.mu.Lock()
+			o.problems = append(o.problems, "plan A's first notification waited 10 s for plan B's: plans are not delivered side by side")
+			o.mu.Unlock()
+		}
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.inFlight--
+	if n.Seq == o.failOn && !o.failed {
+		o.failed = true
+		return errors.New("slack said no")
+	}
+	o.delivered = append(o.delivered, n)
+	if n.ExecutionID == "B" && n.Seq == 2 {
+		close(o.bDone)
+	}
+	return nil
+}
+
+func seqsBelow(s uint64) []uint64 {
+	var out []uint64
+	for i := uint64(1); i < s; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// TestCourierDeliversPlansSideBySide: each plan's notifications arrive in
+// order, different plans' side by side (one slow plan holds back no other
+// plan's message), and a notice alone, in its place. A failed notification
+// holds back only the rest of its plan's and whatever follows the next
+// notice; the retry delivers them, each once.
+func TestCourierDeliversPlansSideBySide(t *testing.T) {
+	page := []recovery.Notification{
+		{Seq: 1, ExecutionID: "A", Kind: recovery.NoteStep}, {Seq: 2, ExecutionID: "B", Kind: recovery.NotePlan},
+		{Seq: 3, ExecutionID: "A", Kind: recovery.NoteStep}, {Seq: 4, Kind: recovery.NoteNotice},
+		{Seq: 5, ExecutionID: "B", Kind: recovery.NoteState}, {Seq: 6, ExecutionID: "C", Kind: recovery.NotePlan},
+		{Seq: 7, ExecutionID: "A", Kind: recovery.NoteState},
+	}
+	for _, c := range []struct {
+		name   string
+		failOn uint64
+		acks   [][]uint64
+	}{
+		{"no failure", 0, [][]uint64{{1, 2, 3, 4, 5, 6, 7}}},
+		// A fails on 3; B's 2 is delivered; the notice (4) and what follows wait.
+		{"A's second fails once", 3, [][]uint64{{1, 2}, {3, 4, 5, 6, 7}}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ctx, stop := context.WithCancel(context.Background())
+			defer stop()
+			out := &memOutbox{notes: slices.Clone(page), empty: stop}
+			note := &orderNotifier{failOn: c.failOn, bDone: make(chan struct{})}
+			(&recovery.Courier{Store: out, Notifier: note}).Run(ctx)
+
+			for _, p := range note.problems {
+				t.Error(p)
+			}
+			per := map[string][]uint64{}
+			for _, n := range note.delivered {
+				per[n.ExecutionID] = append(per[n.ExecutionID], n.Seq)
+			}
+			want := map[string][]uint64{"A": {1, 3, 7}, "B": {2, 5}, "C": {6}, "": {4}}
+			for id, seqs := range want {
+				if !slices.Equal(per[id], seqs) {
+					t.Errorf("plan %q got %v, want %v (in order, each once)", id, per[id], seqs)
+				}
+			}
+			if !slices.EqualFunc(out.acks, c.acks, slices.Equal) {
+				t.Errorf("acknowledgements %v, want %v", out.acks, c.acks)
+			}
+		})
+	}
 }
