@@ -78,8 +78,10 @@ func Identity(getenv func(string) string) string {
 
 // fencedStore is the store as the leader writes it: a write refused because
 // this replica no longer leads (recovery.ErrFenced, from wherever in the
-// engine it happened) is fatal, reported once on fenced so Serve exits and
-// the replica restarts as a follower. Reads pass through.
+// engine it happened), or one whose outcome is unknown (recovery.Undecided),
+// is fatal, reported once on fenced so Serve exits and the replica restarts
+// from the store, as a follower until it wins an election. Reads pass
+// through.
 type fencedStore struct {
 	recovery.Store
 	once   sync.Once
@@ -91,7 +93,7 @@ func newFencedStore(s recovery.Store) *fencedStore {
 }
 
 func (f *fencedStore) check(err error) error {
-	if errors.Is(err, recovery.ErrFenced) {
+	if recovery.Undecided(err) {
 		f.end(err)
 	}
 	return err

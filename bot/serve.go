@@ -282,14 +282,15 @@ func Serve(ctx context.Context, cfg Config, o Options) (err error) {
 	case <-lead.Lost():
 		err = fmt.Errorf("%w: leadership lost (%w): exiting so this replica restarts as a follower", ErrDeposed, lead.Err())
 	case ferr := <-fenced:
-		err = fmt.Errorf("%w: a write was fenced (%w): exiting so this replica restarts as a follower", ErrDeposed, ferr)
+		err = fmt.Errorf("%w: a write was fenced or went unanswered (%w): exiting so this replica restarts from the store", ErrDeposed, ferr)
 	}
 	leading.Store(false)
 	return shutdown(log, api, err)
 }
 
 // ErrDeposed is wrapped by Serve's error when this replica stops leading: its
-// lease ended or another replica's election fenced one of its writes.
+// lease ended, another replica's election fenced one of its writes, or the
+// store did not answer one (recovery.Undecided).
 var ErrDeposed = errors.New("this replica no longer leads")
 
 // shutdown marks the replica not ready before the teardown; a server closed

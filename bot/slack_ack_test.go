@@ -1,9 +1,12 @@
 package bot
 
 import (
+	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/recoverbot/recoverbot/commands"
@@ -241,5 +244,68 @@ func TestSlackMentionGoesThroughSlacker(t *testing.T) {
 	got := h.nextEphemeral(approver, incident, 0, "recover help")
 	if !strings.Contains(got.Text, "/recover <sub-command>") {
 		t.Errorf("reply to the mention = %q", got.Text)
+	}
+}
+
+// fencingStore refuses the engine's state moves while fenced is set, as an
+// etcd store does once another replica leads, and says so on refused.
+type fencingStore struct {
+	recovery.Store
+	fenced  atomic.Bool
+	refused chan struct{}
+}
+
+func (f *fencingStore) Transition(ctx context.Context, t recovery.Transition) (recovery.Execution, error) {
+	if f.fenced.Load() {
+		select {
+		case f.refused <- struct{}{}:
+		default:
+		}
+		return recovery.Execution{}, fmt.Errorf("transition %s: %w", t.ID, recovery.ErrFenced)
+	}
+	return f.Store.Transition(ctx, t)
+}
+
+// A click whose decision this replica could not commit (its write fenced:
+// another replica leads) is not acknowledged and not answered: Slack delivers
+// it again, and the redelivery is decided afresh, by the store: approved
+// once, run once. (A deposed leader used to ack it with "Internal error",
+// and the click was lost.)
+func TestSlackClickFencedIsLeftForRedelivery(t *testing.T) {
+	fs := &fencingStore{refused: make(chan struct{}, 1)}
+	h := newSlackHarness(t, harnessConfig{store: func(s recovery.Store) recovery.Store { fs.Store = s; return fs }})
+	id, root := h.pending(memoryLeak())
+	approve := buttonValue(t, root, commands.ActionApprove)
+
+	fs.fenced.Store(true)
+	click := h.srv.Click(approver, incident, root.TS, commands.ActionApprove, commands.BlockApproval, approve)
+	select {
+	case <-fs.refused:
+	case <-h.ctx.Done():
+		t.Fatal("the click's approval never reached the store")
+	}
+	h.must(h.sl.Wait(h.ctx), "the click's handler")
+	if acks := h.srv.Acks(click); len(acks) != 0 {
+		t.Fatalf("the fenced click was acknowledged %d time(s), want none", len(acks))
+	}
+	if n := len(h.srv.Ephemerals(incident, approver)); n != 0 {
+		t.Errorf("the approver was told %q, want nothing (the decision is not known here)", h.srv.Ephemerals(incident, approver)[0].Text)
+	}
+	if x, err := h.db.Execution(h.ctx, id); err != nil || x.State != recovery.PendingApproval {
+		t.Fatalf("after the fenced click: %s (%v), want PENDING_APPROVAL", x.State, err)
+	}
+
+	fs.fenced.Store(false)
+	if got := h.srv.RedeliverUnacked(); !slices.Equal(got, []string{click}) {
+		t.Fatalf("unacked envelopes = %q, want only the click %s", got, click)
+	}
+	_, err := h.srv.WaitAck(h.ctx, click)
+	h.must(err, "ack of the redelivered click")
+	h.must(h.eng.Idle(h.ctx), "idle")
+	if recs := h.audit(id); approvals(recs) != 1 || !strings.Contains(auditSummary(recs), "slack:U1 PENDING_APPROVAL→APPROVED") {
+		t.Errorf("audit after the redelivery:\n%swant one approval by slack:U1", auditSummary(recs))
+	}
+	if n := h.applies(); n != 1 {
+		t.Errorf("applies = %d, want 1", n)
 	}
 }

@@ -62,6 +62,8 @@ type harnessConfig struct {
 	engine func(*recovery.Config)
 	// timeout bounds the whole test's waits (default slackTimeout).
 	timeout time.Duration
+	// store, when set, wraps the store the engine writes (a fault injector).
+	store func(recovery.Store) recovery.Store
 }
 
 // newSlackHarness runs the real Slack face (NewSlack with the options Serve
@@ -119,7 +121,11 @@ func newSlackHarness(t testing.TB, hc harnessConfig) *slackHarness {
 	if hc.engine != nil {
 		hc.engine(&ecfg)
 	}
-	h.eng = recovery.New(ecfg, db, books, h.drv.All())
+	var est recovery.Store = db
+	if hc.store != nil {
+		est = hc.store(db)
+	}
+	h.eng = recovery.New(ecfg, est, books, h.drv.All())
 	if err := h.eng.Start(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -97,6 +97,17 @@ type Click struct {
 type Reply struct {
 	Text   string
 	Blocks []slack.Block
+	// Redeliver says the decision's outcome is unknown here
+	// (recovery.Undecided: this replica's write was fenced, or the store did
+	// not answer): nothing is told, and the request is left unacknowledged
+	// for Slack to deliver again (Router.serve).
+	Redeliver bool
+}
+
+// undecided is the reply to a request whose decision hit recovery.Undecided.
+func (h *Handler) undecided(what string, err error) *Reply {
+	h.log().Warn(what+": outcome unknown on this replica; left for Slack to deliver again", "err", Redact(err.Error()))
+	return &Reply{Redeliver: true}
 }
 
 func text(format string, args ...any) *Reply { return &Reply{Text: fmt.Sprintf(format, args...)} }
@@ -718,6 +729,8 @@ func (h *Handler) clickRefused(ctx context.Context, x *recovery.Execution, user,
 	var m *recovery.MoveError
 	msg := ""
 	switch {
+	case recovery.Undecided(err):
+		return h.undecided("slack "+verb, err) // nothing to audit: the store decides the redelivery
 	case errors.As(err, &m):
 		now, _ := h.Engine.Store().Execution(ctx, x.ID)
 		msg = movedText(&now, verb)
@@ -764,6 +777,9 @@ func (h *Handler) errorReply(err error, what string) *Reply {
 	var u *UsageError
 	if errors.As(err, &u) {
 		return &Reply{Text: u.Msg}
+	}
+	if recovery.Undecided(err) {
+		return h.undecided(what, err)
 	}
 	switch recovery.ErrorCode(err) {
 	case "":

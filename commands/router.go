@@ -57,7 +57,7 @@ type Router struct {
 
 	dedup    Dedup
 	mu       sync.Mutex
-	deciding map[string]chan struct{} // keys being decided; closed once acked
+	deciding map[string]*deciding // keys being decided
 	running  sync.WaitGroup
 }
 
@@ -125,9 +125,23 @@ func (r *Router) dropped(key string) {
 	}
 }
 
+// deciding is a request being decided: done is closed when it ends, and
+// acked then says whether it was acknowledged.
+type deciding struct {
+	done  chan struct{}
+	acked bool
+}
+
+// answered is a request decided and acknowledged before.
+var answered = func() *deciding {
+	d := &deciding{done: make(chan struct{}), acked: true}
+	close(d.done)
+	return d
+}()
+
 // begin claims key for a new decision. For a key seen before it reports dup
-// and returns a channel closed once that earlier request was acked.
-func (r *Router) begin(key string) (earlier <-chan struct{}, dup bool) {
+// and returns that earlier request, whose done is closed once it ended.
+func (r *Router) begin(key string) (earlier *deciding, dup bool) {
 	if key == "" {
 		return nil, false
 	}
@@ -135,25 +149,29 @@ func (r *Router) begin(key string) (earlier <-chan struct{}, dup bool) {
 	defer r.mu.Unlock()
 	if !r.dedup.Seen(key) {
 		if r.deciding == nil {
-			r.deciding = map[string]chan struct{}{}
+			r.deciding = map[string]*deciding{}
 		}
-		r.deciding[key] = make(chan struct{})
+		r.deciding[key] = &deciding{done: make(chan struct{})}
 		return nil, false
 	}
-	if ch := r.deciding[key]; ch != nil {
-		return ch, true
+	if d := r.deciding[key]; d != nil {
+		return d, true
 	}
-	done := make(chan struct{})
-	close(done)
-	return done, true
+	return answered, true
 }
 
-func (r *Router) end(key string) {
+// end ends the decision of key: acked, or left unacknowledged (then key is
+// forgotten, so that Slack's next delivery of it is decided again).
+func (r *Router) end(key string, acked bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if ch := r.deciding[key]; ch != nil {
-		close(ch)
+	if d := r.deciding[key]; d != nil {
+		d.acked = acked
+		close(d.done)
 		delete(r.deciding, key)
+	}
+	if !acked {
+		r.dedup.Forget(key)
 	}
 }
 
@@ -161,14 +179,20 @@ func (r *Router) end(key string) {
 // handle decides (the engine commits before it returns) and says what to
 // tell the user; ack is sent right after it returns, or first when
 // ackFirst. A panicking handler is acked too: it has ended, and its
-// redelivery would only be dropped here. A redelivery of key is acked when
-// the first delivery is, and not handled.
+// redelivery would only be dropped here. A reply marked Redeliver (the
+// decision's outcome is unknown here: recovery.Undecided) is neither acked
+// nor shown: Slack delivers the envelope again, to whichever replica leads,
+// and the store decides it there. A redelivery of key arriving meanwhile is
+// acked when the first delivery is (and left alone when it is not), and not
+// handled.
 func (r *Router) serve(parent context.Context, what, key string, ackFirst bool, ack func(), handle func(context.Context) *Reply, to replyTo) {
 	if earlier, dup := r.begin(key); dup {
 		r.dropped(key)
 		select {
-		case <-earlier:
-			ack()
+		case <-earlier.done:
+			if earlier.acked {
+				ack()
+			}
 		case <-parent.Done():
 			// Shutting down: left unacknowledged, Slack redelivers it to
 			// the next connection, where the store decides it.
@@ -177,23 +201,30 @@ func (r *Router) serve(parent context.Context, what, key string, ackFirst bool, 
 	}
 	start := time.Now()
 	var once sync.Once
-	ackOnce := func() {
+	finish := func(acked bool) {
 		once.Do(func() {
-			ack()
-			r.end(key)
-			if took := time.Since(start); took > AckWindow {
+			if acked {
+				ack()
+			}
+			r.end(key, acked)
+			if took := time.Since(start); acked && took > AckWindow {
 				r.log().Warn("acked a Slack request after Slack's 3s window: Slack showed the user a timeout and redelivered it; the redelivery was acked with the decision, not decided again",
 					"what", what, "took", took.Round(time.Millisecond))
 			}
 		})
 	}
-	defer ackOnce()
+	defer finish(true)
 	r.run(parent, what, func(ctx context.Context) {
 		if ackFirst {
-			ackOnce()
+			finish(true)
 		}
 		rep := handle(ctx)
-		ackOnce()
+		if rep != nil && rep.Redeliver {
+			r.log().Warn("left a Slack request unacknowledged: its decision's outcome is unknown here; Slack delivers it again", "what", what)
+			finish(false)
+			return
+		}
+		finish(true)
 		if rep != nil {
 			r.respond(ctx, rep, to)
 		}
@@ -351,4 +382,11 @@ func (d *Dedup) Seen(key string) bool {
 	d.seen[key] = now
 	d.order = append(d.order, seenKey{key, now})
 	return false
+}
+
+// Forget drops key, so that its next delivery is decided again.
+func (d *Dedup) Forget(key string) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.seen, key)
 }

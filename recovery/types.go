@@ -250,7 +250,19 @@ var (
 	ErrDuplicate = errors.New("already exists")
 	// ErrFenced is returned by a write made after this replica lost leadership.
 	ErrFenced = errors.New("fenced: this replica no longer leads")
+	// ErrOutcomeUnknown is returned by a write the store gave no answer to
+	// (etcd, within its write timeout): whether it was committed is unknown.
+	ErrOutcomeUnknown = errors.New("the store did not answer the commit: outcome unknown")
 )
+
+// Undecided reports a write error after which this replica cannot know, or
+// may no longer act on, what the store holds: the write was fenced (another
+// replica leads) or its outcome is unknown. Nothing may be told as decided
+// on it (a Slack envelope is left unacknowledged, for Slack to deliver again
+// to whichever replica leads), and the replica restarts from the store.
+func Undecided(err error) bool {
+	return errors.Is(err, ErrFenced) || errors.Is(err, ErrOutcomeUnknown)
+}
 
 // Store persists everything the engine must not lose. Writes are durable (fsynced)
 // when they return. A write's ctx bounds only its handover to the store: a write

@@ -57,9 +57,10 @@ var (
 	// (maxTxnOps keys or maxTxnBytes); nothing of it was written.
 	ErrTooLarge = errors.New("write too large for one etcd transaction")
 	// ErrOutcomeUnknown: etcd did not answer a commit within writeTimeout, so
-	// whether it was applied is unknown. The wiring treats it like
-	// recovery.ErrFenced: the process restarts and resumes from the store.
-	ErrOutcomeUnknown = errors.New("etcd did not answer the commit: outcome unknown")
+	// whether it was applied is unknown (recovery.Undecided: the wiring treats
+	// it like recovery.ErrFenced, the process restarts and resumes from the
+	// store).
+	ErrOutcomeUnknown = recovery.ErrOutcomeUnknown
 )
 
 // Config says how to reach etcd.
