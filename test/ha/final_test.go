@@ -6,11 +6,13 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/recoverbot/recoverbot/commands"
+	"github.com/recoverbot/recoverbot/internal/slacktest"
 	"github.com/recoverbot/recoverbot/test/harness"
 )
 
@@ -265,10 +267,69 @@ func (h *ha) checkPlans(api *harness.API, calls []call) map[string]*harness.Exec
 		}
 	}
 	if h.clickAcks.plans < minClicks {
-		h.problemLocked("clicks not exercised", "%d plans got an acknowledged Approve click (%d clicks sent, %d acknowledged), want at least %d",
-			h.clickAcks.plans, h.clickAcks.sent, h.clickAcks.acked, minClicks)
+		h.problemLocked("clicks not exercised", "%d plans got an acknowledged Approve click (%d clicks sent, %d acknowledged), want at least %d; %s",
+			h.clickAcks.plans, h.clickAcks.sent, h.clickAcks.acked, minClicks, h.buttonDelays(states))
 	}
 	return states
+}
+
+// buttonDelays says, for the plans meant for a click, how long after its
+// answer each plan's message with its Approve button was in the channel, and
+// what became of those never seen there. h.mu is held.
+func (h *ha) buttonDelays(states map[string]*harness.Execution) string {
+	roots := map[string]slacktest.Message{} // plan id → its first root message
+	for _, m := range h.slack.Messages(channel) {
+		if m.ThreadTS != "" {
+			continue
+		}
+		for id, p := range h.plans {
+			if _, ok := roots[id]; !ok && p.fate == "click" && (strings.Contains(m.Text, id) || strings.Contains(string(m.Blocks), id)) {
+				roots[id] = m
+			}
+		}
+	}
+	var delays []time.Duration
+	never := map[string]int{}
+	for id, p := range h.plans {
+		if p.fate != "click" {
+			continue
+		}
+		if at, ok := h.seenAt[id]; ok {
+			delays = append(delays, at.Sub(p.at))
+			continue
+		}
+		st := "unknown"
+		if ex := states[id]; ex != nil {
+			st = ex.Execution.State
+		}
+		m, ok := roots[id]
+		switch {
+		case !ok:
+			st += ", never posted"
+		case len(m.History) > 0 && !strings.Contains(string(m.History[0].Blocks), commands.ActionApprove):
+			st += fmt.Sprintf(", posted %s after its answer without an Approve button", slackTime(m.TS).Sub(p.at).Round(100*time.Millisecond))
+		default:
+			st += fmt.Sprintf(", posted %s after its answer", slackTime(m.TS).Sub(p.at).Round(100*time.Millisecond))
+		}
+		never[st]++
+	}
+	slices.Sort(delays)
+	q := func(f float64) time.Duration {
+		if len(delays) == 0 {
+			return 0
+		}
+		return delays[min(len(delays)-1, int(f*float64(len(delays))))].Round(10 * time.Millisecond)
+	}
+	return fmt.Sprintf("click plans' Approve buttons seen in the channel: %d, after p50 %s max %s; never seen: %v",
+		len(delays), q(0.5), q(1), never)
+}
+
+// slackTime is the wall-clock time of a Slack ts ("seconds.micros").
+func slackTime(ts string) time.Time {
+	sec, micro, _ := strings.Cut(ts, ".")
+	s, _ := strconv.ParseInt(sec, 10, 64)
+	u, _ := strconv.ParseInt(micro, 10, 64)
+	return time.Unix(s, u*1000)
 }
 
 // clickCount is what became of the approve clicks: envelopes sent and
@@ -292,14 +353,22 @@ func (h *ha) problemLocked(kind, format string, args ...any) {
 // counted, and its execution must be INTERRUPTED (nobody can know what to
 // restore).
 func (h *ha) checkUndos(api *harness.API, calls []call, states map[string]*harness.Execution) {
-	must := map[actionKey]bool{}
+	must, unsure := map[actionKey]bool{}, map[actionKey]bool{}
 	for id, ex := range states {
 		if !timeBoxed[ex.Execution.Runbook] {
 			continue
 		}
 		for _, s := range ex.Execution.Steps {
-			if s.Phase == "apply" && s.Error == "" && len(s.Before) > 0 {
-				must[actionKey{id, s.Action}] = true
+			k := actionKey{id, s.Action}
+			switch {
+			case s.Phase == "apply" && s.Error == "" && len(s.Before) > 0:
+				must[k] = true
+			case s.Phase == "undo" && s.OutcomeUnknown():
+				unsure[k] = true
+				// Nobody can know whether it acted: a person must be told.
+				if st := ex.Execution.State; st != "INTERRUPTED" && st != "ROLLBACK_FAILED" {
+					h.problem("undo without outcome", "%s action %d: the store has no outcome for its undo, and the execution is %s, want INTERRUPTED or ROLLBACK_FAILED", id, s.Action, st)
+				}
 			}
 		}
 	}
@@ -314,7 +383,7 @@ func (h *ha) checkUndos(api *harness.API, calls []call, states map[string]*harne
 			h.problem("apply without outcome", "%s: the store has no outcome for it, and the execution is %s", c, st)
 		}
 	}
-	reverted, problems := undoTally(calls, must)
+	reverted, undosInFlight, problems := undoTally(calls, must, unsure)
 	for _, p := range problems {
 		h.problem("revert", "%s", p)
 	}
@@ -326,7 +395,7 @@ func (h *ha) checkUndos(api *harness.API, calls []call, states map[string]*harne
 		}
 	}
 	for k := range must {
-		if undos[k] == 1 {
+		if undos[k] == 1 || undos[k] == 0 && unsure[k] {
 			continue
 		}
 		ex := states[k.execution]
@@ -338,7 +407,7 @@ func (h *ha) checkUndos(api *harness.API, calls []call, states map[string]*harne
 			k.execution, k.action, undos[k], ex.Execution.State, ex.Execution.Steps, trail)
 	}
 	h.mu.Lock()
-	h.unknown, h.reverted = unknown, reverted
+	h.unknown, h.reverted, h.undosInFlight = unknown, reverted, undosInFlight
 	h.mu.Unlock()
 }
 
@@ -392,8 +461,8 @@ func (h *ha) report(took time.Duration) {
 	}
 	harness.Report(t, "ha: %d events acknowledged (%d sends retried, non-2xx %v), %d plans (%d for approval: %v), %d admin approvals acknowledged; approve clicks: %d sent, %d acknowledged, on %d plans (on %d the audit has the refusal, on the rest the approval)",
 		len(h.events), h.retries, h.refused, len(h.plans), approvals, h.fates, len(h.approved), h.clickAcks.sent, h.clickAcks.acked, h.clickAcks.plans, h.clickAcks.refused)
-	harness.Report(t, "ha: %d driver calls in the journals, %d time-boxed actions reverted exactly once, %d applies in flight at a fault; %d store writes; %d terms seen; exits after SIGCONT %v, other exits %v (%s)",
-		h.counts.calls, h.reverted, h.unknown, h.counts.writes, len(h.seenTerms), h.exitCodes, h.exits, took.Round(time.Second))
+	harness.Report(t, "ha: %d driver calls in the journals, %d time-boxed actions reverted exactly once, %d applies and %d undos in flight at a fault (no outcome stored; never called again); %d store writes; %d terms seen; exits after SIGCONT %v, other exits %v (%s)",
+		h.counts.calls, h.reverted, h.unknown, h.undosInFlight, h.counts.writes, len(h.seenTerms), h.exitCodes, h.exits, took.Round(time.Second))
 	harness.Report(t, "ha: %s", h.drain)
 	for kind, ps := range h.problems {
 		harness.Report(t, "ha: %d × %s", len(ps), kind)

@@ -155,18 +155,23 @@ func TestUndoTally(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		calls        []call
+		unsure       map[actionKey]bool
 		wantReverted int
+		wantInFlight int
 		wantProblems int
 	}{
-		{"each reverted once", []call{undo("x1", 1), undo("x1", 0)}, 2, 0},
-		{"one never reverted", []call{undo("x1", 0)}, 1, 1},
-		{"one reverted twice", []call{undo("x1", 0), undo("x1", 0), undo("x1", 1)}, 1, 1},
-		{"an undo of an action not to revert", []call{undo("x1", 0), undo("x1", 1), undo("x2", 0)}, 2, 1},
+		{"each reverted once", []call{undo("x1", 1), undo("x1", 0)}, nil, 2, 0, 0},
+		{"one never reverted", []call{undo("x1", 0)}, nil, 1, 0, 1},
+		{"one reverted twice", []call{undo("x1", 0), undo("x1", 0), undo("x1", 1)}, nil, 1, 0, 1},
+		{"an undo of an action not to revert", []call{undo("x1", 0), undo("x1", 1), undo("x2", 0)}, nil, 2, 0, 1},
+		{"an unsure undo never called", []call{undo("x1", 0)}, map[actionKey]bool{{"x1", 1}: true}, 1, 1, 0},
+		{"an unsure undo called once", []call{undo("x1", 0), undo("x1", 1)}, map[actionKey]bool{{"x1", 1}: true}, 2, 0, 0},
+		{"an unsure undo called twice", []call{undo("x1", 0), undo("x1", 1), undo("x1", 1)}, map[actionKey]bool{{"x1", 1}: true}, 1, 0, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			n, problems := undoTally(tc.calls, must)
-			if n != tc.wantReverted || len(problems) != tc.wantProblems {
-				t.Errorf("undoTally = %d, %q; want %d reverted, %d problems", n, problems, tc.wantReverted, tc.wantProblems)
+			n, f, problems := undoTally(tc.calls, must, tc.unsure)
+			if n != tc.wantReverted || f != tc.wantInFlight || len(problems) != tc.wantProblems {
+				t.Errorf("undoTally = %d, %d, %q; want %d reverted, %d in flight, %d problems", n, f, problems, tc.wantReverted, tc.wantInFlight, tc.wantProblems)
 			}
 		})
 	}

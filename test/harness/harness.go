@@ -386,11 +386,18 @@ type Answer struct {
 
 // Step is the part of an execution's step the tests read.
 type Step struct {
-	Action int             `json:"action"`
-	Phase  string          `json:"phase"`
-	Error  string          `json:"error"`
-	Before json.RawMessage `json:"before"`
+	Action    int             `json:"action"`
+	Phase     string          `json:"phase"`
+	Error     string          `json:"error"`
+	Before    json.RawMessage `json:"before"`
+	NotCalled bool            `json:"not_called"`
+	CutOff    bool            `json:"cut_off"`
+	EndedAt   time.Time       `json:"ended_at"`
 }
+
+// OutcomeUnknown is recovery.Step.OutcomeUnknown: the call may have acted
+// and nobody knows (started and never ended, or cut off by the lease).
+func (s Step) OutcomeUnknown() bool { return !s.NotCalled && (s.EndedAt.IsZero() || s.CutOff) }
 
 // Execution is the part of GET /v1/executions/{id} the tests read.
 type Execution struct {
