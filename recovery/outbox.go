@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
 
-// Courier drains the outbox to a Notifier: each execution's notifications in
-// sequence order, several executions at once, each notice alone in its place
-// (drain). A notification is removed only after the notifier accepted it; on
+// Courier drains the outbox to a Notifier: new plans first, then each
+// execution's notifications in sequence order, several executions at once,
+// each notice alone in its place (drain). A notification is removed only after the notifier accepted it; on
 // error the courier waits (backoff, or the notifier's RetryAfter) and retries
 // the same one, so nothing is lost and order is kept. A notifier must make redelivery harmless (the Slack
 // notifier keys messages by execution and outbox seq).
@@ -158,27 +159,47 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // at once.
 const courierLanes = 8
 
+// Outbox reads: a page is what one drain delivers in order; the window, read
+// with it, is where the drain looks for new plans to announce first.
+const (
+	pageSize       = 100
+	announceWindow = 1000
+)
+
 // drain delivers one page of the outbox; it returns how many it delivered and,
 // when the notifier failed, the notification it failed on (the first in
-// outbox order). Order matters within a plan's thread, not between plans: the
+// outbox order).
+//
+// New plans are announced first: a person can act on a plan only once its
+// message is in the channel, and in an alert storm the outbox fills with
+// steps and state changes of plans already announced. So each plan
+// notification in the window (the first announceWindow notifications) that
+// is the first of its execution there is delivered before anything else.
+// Nothing of its own thread is before it, and its message shows the plan as
+// it stands at delivery; what it overtakes is other plans' threads and
+// channel notices.
+//
+// Then the page: order matters within a plan's thread, not between plans. The
 // page is cut at each notice (Notification.IsNotice), which is delivered
 // alone, after everything before it and before everything after it; between
 // notices, each execution's notifications go in order in their own lane, up
 // to courierLanes lanes at once, so one plan's steps never hold back another
-// plan's message, and the notifier's delivery records of concurrent lanes
-// share the store's group commits. A lane stops at its first failure, and
-// nothing after the segment holding a failure is tried. The page's delivered
-// notifications leave the outbox in one Store.AckOutbox: one write per page,
-// not one per notification. A crash before that ack delivers them again, which
-// the notifier makes harmless (see Courier).
+// plan's, and the notifier's delivery records of concurrent lanes share the
+// store's group commits. A lane stops at its first failure, and nothing after
+// the segment holding a failure is tried. The delivered notifications leave
+// the outbox in one Store.AckOutbox: one write per drain, not one per
+// notification. A crash before that ack delivers them again, which the
+// notifier makes harmless (see Courier).
 func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
-	page, err := c.Store.Outbox(ctx, 0, 100)
+	window, err := c.Store.Outbox(ctx, 0, announceWindow)
 	if err != nil {
 		return 0, nil, err
 	}
-	var done []uint64
-	var failed *Notification
-	var ferr error
+	done, failed, ferr := c.deliverSegment(ctx, announcements(window))
+	page := window[:min(len(window), pageSize)]
+	if len(done) > 0 {
+		page = slices.DeleteFunc(slices.Clone(page), func(n Notification) bool { return slices.Contains(done, n.Seq) })
+	}
 	for len(page) > 0 && ferr == nil {
 		seg := page[:1]
 		if !page[0].IsNotice() {
@@ -197,6 +218,23 @@ func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 		ferr = errors.Join(ferr, aerr)
 	}
 	return len(done), failed, ferr
+}
+
+// announcements are the plan notifications of window that are the first of
+// their execution there (see drain).
+func announcements(window []Notification) []Notification {
+	seen := map[string]bool{}
+	var out []Notification
+	for _, n := range window {
+		if n.IsNotice() || seen[n.ExecutionID] {
+			continue
+		}
+		seen[n.ExecutionID] = true
+		if n.Kind == NotePlan {
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 // deliverSegment delivers notifications with no notice among them (or a

@@ -128,40 +128,44 @@ func (m *memOutbox) AckOutbox(_ context.Context, seqs ...uint64) error {
 }
 
 // orderNotifier checks, as each notification is delivered, the courier's
-// promises: a plan's notifications in outbox order, a notice alone (all
-// before it delivered, none after it started). Plan A's first notification
-// waits until plan B's first has been delivered: were plans delivered one
-// after the other, it would wait in vain (and fail after 10 s).
+// promises: new plans first (announced), a plan's notifications in outbox
+// order, a notice alone (everything before it and the announcements
+// delivered, nothing after it started). Plan A's first notification waits
+// until plan D's has been delivered: were plans delivered one after the
+// other, it would wait in vain (and fail after 10 s).
 type orderNotifier struct {
-	mu        sync.Mutex
-	failOn    uint64 // fails its first delivery
-	failed    bool
-	inFlight  int
-	delivered []recovery.Notification
-	bDone     chan struct{}
-	problems  []string
+	mu           sync.Mutex
+	failOn       uint64 // fails its first delivery
+	failed       bool
+	inFlight     int
+	delivered    []recovery.Notification
+	beforeNotice []uint64 // what must be delivered when the notice is
+	announced    []uint64 // delivered before anything else
+	dDone        chan struct{}
+	problems     []string
 }
 
 func (o *orderNotifier) Notify(_ context.Context, n recovery.Notification, _ *recovery.Execution) error {
 	o.mu.Lock()
 	o.inFlight++
-	if n.IsNotice() {
-		var before []uint64
-		for _, d := range o.delivered {
-			before = append(before, d.Seq)
-		}
-		slices.Sort(before)
-		if o.inFlight != 1 || !slices.Equal(before, seqsBelow(n.Seq)) {
-			o.problems = append(o.problems, fmt.Sprintf("notice %d delivered with %d in flight after %v, want alone after %v", n.Seq, o.inFlight, before, seqsBelow(n.Seq)))
-		}
+	var before []uint64
+	for _, d := range o.delivered {
+		before = append(before, d.Seq)
+	}
+	slices.Sort(before)
+	if n.IsNotice() && (o.inFlight != 1 || !slices.Equal(before, o.beforeNotice)) {
+		o.problems = append(o.problems, fmt.Sprintf("notice %d delivered with %d in flight after %v, want alone after %v", n.Seq, o.inFlight, before, o.beforeNotice))
+	}
+	if len(o.delivered) < len(o.announced) && !slices.Contains(o.announced, n.Seq) && !o.failed {
+		o.problems = append(o.problems, fmt.Sprintf("%d delivered after only %v, before the new plans %v", n.Seq, before, o.announced))
 	}
 	o.mu.Unlock()
 	if n.ExecutionID == "A" && n.Seq == 1 {
 		select {
-		case <-o.bDone:
+		case <-o.dDone:
 		case <-time.After(10 * time.Second):
 			o.mu.Lock()
-			o.problems = append(o.problems, "plan A's first notification waited 10 s for plan B's: plans are not delivered side by side")
+			o.problems = append(o.problems, "plan A's first notification waited 10 s for plan D's: plans are not delivered side by side")
 			o.mu.Unlock()
 		}
 	}
@@ -173,46 +177,41 @@ func (o *orderNotifier) Notify(_ context.Context, n recovery.Notification, _ *re
 		return errors.New("slack said no")
 	}
 	o.delivered = append(o.delivered, n)
-	if n.ExecutionID == "B" && n.Seq == 2 {
-		close(o.bDone)
+	if n.ExecutionID == "D" {
+		close(o.dDone)
 	}
 	return nil
 }
 
-func seqsBelow(s uint64) []uint64 {
-	var out []uint64
-	for i := uint64(1); i < s; i++ {
-		out = append(out, i)
-	}
-	return out
-}
-
-// TestCourierDeliversPlansSideBySide: each plan's notifications arrive in
-// order, different plans' side by side (one slow plan holds back no other
-// plan's message), and a notice alone, in its place. A failed notification
-// holds back only the rest of its plan's and whatever follows the next
-// notice; the retry delivers them, each once.
+// TestCourierDeliversPlansSideBySide: new plans are announced first; then
+// each plan's notifications arrive in order, different plans' side by side
+// (one slow plan holds back no other plan's), and a notice alone, in its
+// place. A failed notification holds back only the rest of its plan's and
+// whatever follows the next notice; the retry delivers them, each once.
 func TestCourierDeliversPlansSideBySide(t *testing.T) {
 	page := []recovery.Notification{
 		{Seq: 1, ExecutionID: "A", Kind: recovery.NoteStep}, {Seq: 2, ExecutionID: "B", Kind: recovery.NotePlan},
-		{Seq: 3, ExecutionID: "A", Kind: recovery.NoteStep}, {Seq: 4, Kind: recovery.NoteNotice},
-		{Seq: 5, ExecutionID: "B", Kind: recovery.NoteState}, {Seq: 6, ExecutionID: "C", Kind: recovery.NotePlan},
-		{Seq: 7, ExecutionID: "A", Kind: recovery.NoteState},
+		{Seq: 3, ExecutionID: "D", Kind: recovery.NoteStep}, {Seq: 4, ExecutionID: "A", Kind: recovery.NoteStep},
+		{Seq: 5, Kind: recovery.NoteNotice},
+		{Seq: 6, ExecutionID: "B", Kind: recovery.NoteState}, {Seq: 7, ExecutionID: "C", Kind: recovery.NotePlan},
+		{Seq: 8, ExecutionID: "A", Kind: recovery.NoteState}, {Seq: 9, ExecutionID: "C", Kind: recovery.NoteStep},
 	}
 	for _, c := range []struct {
 		name   string
 		failOn uint64
 		acks   [][]uint64
 	}{
-		{"no failure", 0, [][]uint64{{1, 2, 3, 4, 5, 6, 7}}},
-		// A fails on 3; B's 2 is delivered; the notice (4) and what follows wait.
-		{"A's second fails once", 3, [][]uint64{{1, 2}, {3, 4, 5, 6, 7}}},
+		{"no failure", 0, [][]uint64{{1, 2, 3, 4, 5, 6, 7, 8, 9}}},
+		// A fails on 4; D's 3 and the new plans are delivered; the notice
+		// (5) and what follows wait.
+		{"A's second fails once", 4, [][]uint64{{1, 2, 3, 7}, {4, 5, 6, 8, 9}}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			ctx, stop := context.WithCancel(context.Background())
 			defer stop()
 			out := &memOutbox{notes: slices.Clone(page), empty: stop}
-			note := &orderNotifier{failOn: c.failOn, bDone: make(chan struct{})}
+			note := &orderNotifier{failOn: c.failOn, dDone: make(chan struct{}),
+				beforeNotice: []uint64{1, 2, 3, 4, 7}, announced: []uint64{2, 7}}
 			(&recovery.Courier{Store: out, Notifier: note}).Run(ctx)
 
 			for _, p := range note.problems {
@@ -222,7 +221,7 @@ func TestCourierDeliversPlansSideBySide(t *testing.T) {
 			for _, n := range note.delivered {
 				per[n.ExecutionID] = append(per[n.ExecutionID], n.Seq)
 			}
-			want := map[string][]uint64{"A": {1, 3, 7}, "B": {2, 5}, "C": {6}, "": {4}}
+			want := map[string][]uint64{"A": {1, 4, 8}, "B": {2, 6}, "C": {7, 9}, "D": {3}, "": {5}}
 			for id, seqs := range want {
 				if !slices.Equal(per[id], seqs) {
 					t.Errorf("plan %q got %v, want %v (in order, each once)", id, per[id], seqs)
