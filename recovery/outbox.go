@@ -38,6 +38,8 @@ type Courier struct {
 	MaxAttempts int
 	// OnDeadLetter, when set, is told of each dead letter (for metrics).
 	OnDeadLetter func(n Notification, reason string)
+
+	scanned uint64 // the outbox seq up to which drain looked for new plans
 }
 
 // DefaultMaxAttempts: with the backoff (250 ms doubling to 30 s) about eight
@@ -159,11 +161,12 @@ func sleep(ctx context.Context, d time.Duration) bool {
 // at once.
 const courierLanes = 8
 
-// Outbox reads: a page is what one drain delivers in order; the window, read
-// with it, is where the drain looks for new plans to announce first.
+// Outbox reads: a page is what one drain delivers in order; a scan, read
+// with it from where the last one ended, is where the drain finds new plans
+// to announce first.
 const (
-	pageSize       = 100
-	announceWindow = 1000
+	pageSize = 100
+	scanSize = 1000
 )
 
 // drain delivers one page of the outbox; it returns how many it delivered and,
@@ -172,12 +175,12 @@ const (
 //
 // New plans are announced first: a person can act on a plan only once its
 // message is in the channel, and in an alert storm the outbox fills with
-// steps and state changes of plans already announced. So each plan
-// notification in the window (the first announceWindow notifications) that
-// is the first of its execution there is delivered before anything else.
-// Nothing of its own thread is before it, and its message shows the plan as
-// it stands at delivery; what it overtakes is other plans' threads and
-// channel notices.
+// steps and state changes of plans already announced. So every plan
+// notification written since the last scan (up to scanSize notifications
+// further) is delivered before anything else. A plan notification is always
+// its execution's first (written with the plan at intake), so nothing of its
+// own thread is overtaken, and its message shows the plan as it stands at
+// delivery; what it overtakes is other plans' threads and channel notices.
 //
 // Then the page: order matters within a plan's thread, not between plans. The
 // page is cut at each notice (Notification.IsNotice), which is delivered
@@ -191,14 +194,28 @@ const (
 // notification. A crash before that ack delivers them again, which the
 // notifier makes harmless (see Courier).
 func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
-	window, err := c.Store.Outbox(ctx, 0, announceWindow)
+	scan, err := c.Store.Outbox(ctx, c.scanned, scanSize)
 	if err != nil {
 		return 0, nil, err
 	}
-	done, failed, ferr := c.deliverSegment(ctx, announcements(window))
-	page := window[:min(len(window), pageSize)]
-	if len(done) > 0 {
-		page = slices.DeleteFunc(slices.Clone(page), func(n Notification) bool { return slices.Contains(done, n.Seq) })
+	var plans []Notification
+	for _, n := range scan {
+		if n.Kind == NotePlan && !n.IsNotice() {
+			plans = append(plans, n)
+		}
+	}
+	done, failed, ferr := c.deliverSegment(ctx, plans)
+	switch {
+	case failed != nil:
+		c.scanned = failed.Seq - 1 // scanned again from the one that failed
+	case ferr == nil && len(scan) > 0:
+		c.scanned = scan[len(scan)-1].Seq
+	}
+	var page []Notification
+	if ferr == nil {
+		if page, ferr = c.Store.Outbox(ctx, 0, pageSize); ferr == nil {
+			page = slices.DeleteFunc(page, func(n Notification) bool { return slices.Contains(done, n.Seq) })
+		}
 	}
 	for len(page) > 0 && ferr == nil {
 		seg := page[:1]
@@ -218,23 +235,6 @@ func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 		ferr = errors.Join(ferr, aerr)
 	}
 	return len(done), failed, ferr
-}
-
-// announcements are the plan notifications of window that are the first of
-// their execution there (see drain).
-func announcements(window []Notification) []Notification {
-	seen := map[string]bool{}
-	var out []Notification
-	for _, n := range window {
-		if n.IsNotice() || seen[n.ExecutionID] {
-			continue
-		}
-		seen[n.ExecutionID] = true
-		if n.Kind == NotePlan {
-			out = append(out, n)
-		}
-	}
-	return out
 }
 
 // deliverSegment delivers notifications with no notice among them (or a

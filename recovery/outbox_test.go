@@ -107,7 +107,13 @@ type memOutbox struct {
 func (m *memOutbox) Outbox(_ context.Context, after uint64, limit int) ([]recovery.Notification, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return slices.Clone(m.notes[:min(limit, len(m.notes))]), nil
+	var out []recovery.Notification
+	for _, n := range m.notes {
+		if n.Seq > after && len(out) < limit {
+			out = append(out, n)
+		}
+	}
+	return out, nil
 }
 
 func (m *memOutbox) Execution(context.Context, string) (recovery.Execution, error) {
@@ -231,5 +237,67 @@ func TestCourierDeliversPlansSideBySide(t *testing.T) {
 				t.Errorf("acknowledgements %v, want %v", out.acks, c.acks)
 			}
 		})
+	}
+}
+
+// seqRecorder records the order of deliveries; add, when set, is called with
+// each notification before it is recorded.
+type seqRecorder struct {
+	mu        sync.Mutex
+	delivered []uint64
+	add       func(n recovery.Notification)
+}
+
+func (r *seqRecorder) Notify(_ context.Context, n recovery.Notification, _ *recovery.Execution) error {
+	if r.add != nil {
+		r.add(n)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.delivered = append(r.delivered, n.Seq)
+	return nil
+}
+
+// TestCourierAnnouncesNewPlansFirst: behind a backlog of more than a page of
+// one plan's steps, a new plan's message goes first; and a plan written while
+// the backlog drains goes before the rest of it.
+func TestCourierAnnouncesNewPlansFirst(t *testing.T) {
+	var notes []recovery.Notification
+	for i := range uint64(250) {
+		notes = append(notes, recovery.Notification{Seq: i + 1, ExecutionID: "A", Kind: recovery.NoteStep})
+	}
+	notes = append(notes, recovery.Notification{Seq: 251, ExecutionID: "B", Kind: recovery.NotePlan})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	out := &memOutbox{notes: notes, empty: stop}
+	rec := &seqRecorder{}
+	rec.add = func(n recovery.Notification) {
+		if n.Seq == 50 { // while the backlog drains, plan C is made
+			out.mu.Lock()
+			out.notes = append(out.notes, recovery.Notification{Seq: 252, ExecutionID: "C", Kind: recovery.NotePlan})
+			out.mu.Unlock()
+		}
+	}
+	(&recovery.Courier{Store: out, Notifier: rec}).Run(ctx)
+
+	pos := func(seq uint64) int { return slices.Index(rec.delivered, seq) }
+	if pos(251) != 0 {
+		t.Errorf("plan B (seq 251) delivered at position %d, want first", pos(251))
+	}
+	// C was written during the first page (1-100): it goes right after it.
+	if pos(252) != 101 {
+		t.Errorf("plan C (seq 252) delivered at position %d, want 101 (right after the page it was written during)", pos(252))
+	}
+	if len(rec.delivered) != 252 {
+		t.Errorf("%d delivered, want 252", len(rec.delivered))
+	}
+	var a []uint64
+	for _, s := range rec.delivered {
+		if s <= 250 {
+			a = append(a, s)
+		}
+	}
+	if !slices.IsSorted(a) || len(a) != 250 {
+		t.Errorf("plan A's steps out of order or missing: %v", a)
 	}
 }

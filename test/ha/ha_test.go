@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -204,6 +205,14 @@ func newHA(t *testing.T, seed uint64) *ha {
 	}
 	bin := harness.Binary(t)
 	dir := t.TempDir()
+	if keep := os.Getenv("RECOVERBOT_HA_KEEP"); keep != "" {
+		// The replicas' logs and journals stay there for a post-mortem.
+		dir = keep
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("replica logs and journals in %s (RECOVERBOT_HA_KEEP)", dir)
+	}
 	for i := range replicas {
 		name := fmt.Sprintf("replica-%c", 'a'+i)
 		addr := harness.FreeAddr(t)
@@ -493,6 +502,19 @@ func (h *ha) startLoad(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Go(func() { h.approve(ctx, arng) })
 	crng := rand.New(rand.NewPCG(h.rng.Uint64(), 99))
 	wg.Go(func() { h.followChannel(ctx) })
+	wg.Go(func() {
+		for ctx.Err() == nil {
+			time.Sleep(time.Second)
+			kvs, _, err := h.etcd.rangePrefix(context.Background(), prefix+"o/")
+			kinds := map[string]int{}
+			for _, x := range kvs {
+				var n struct{ Kind string }
+				_ = json.Unmarshal(x.Value, &n)
+				kinds[n.Kind]++
+			}
+			fmt.Fprintf(os.Stderr, "DBG outbox %s %d %v %v\n", time.Now().Format("15:04:05"), len(kvs), kinds, err)
+		}
+	})
 	wg.Go(func() { h.click(ctx, crng) })
 }
 
