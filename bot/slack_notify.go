@@ -20,7 +20,7 @@ import (
 	"github.com/recoverbot/recoverbot/recovery"
 )
 
-var _ recovery.Notifier = (*SlackNotifier)(nil)
+var _ recovery.LaneNotifier = (*SlackNotifier)(nil)
 
 // slackPoster is the part of the Web API the notifier calls (*slack.Client).
 type slackPoster interface {
@@ -144,7 +144,7 @@ func (n *SlackNotifier) Notify(ctx context.Context, note recovery.Notification, 
 		return nil
 	}
 	next := *rec
-	if err := n.deliver(ctx, note, x, &next); err != nil {
+	if err := n.deliver(ctx, note, x, &next, nil); err != nil {
 		if next.TS != rec.TS {
 			// A root message was posted before the failure: keep where it
 			// is (seq unchanged), so the retry threads under it instead of
@@ -166,7 +166,71 @@ func (n *SlackNotifier) Notify(ctx context.Context, note recovery.Notification, 
 	return n.save(ctx, key, &next)
 }
 
-func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification, x *recovery.Execution, rec *msgRecord) error {
+// NotifyLane implements recovery.LaneNotifier: notes are one execution's, in
+// outbox order, and x is that execution as it stands now, the same for all of
+// them. So its root message is rendered (and updated, if it changed) once,
+// however many notes there are, each note's thread reply is posted in order,
+// and the delivery record is saved once, after the last: per note, one Web API
+// call and no store access. A crash before that save posts the lane's replies
+// again at the next start; Notify's window is one message.
+func (n *SlackNotifier) NotifyLane(ctx context.Context, notes []recovery.Notification, x *recovery.Execution) (int, error) {
+	if x == nil || len(notes) == 0 || notes[0].IsNotice() {
+		for i, note := range notes {
+			if err := n.Notify(ctx, note, x); err != nil {
+				return i, err
+			}
+		}
+		return len(notes), nil
+	}
+	key := commands.SettingMessagePrefix + notes[0].ExecutionID
+	rec, err := n.record(ctx, key)
+	if err != nil {
+		return 0, err
+	}
+	next := *rec
+	sync := &rootSync{}
+	for _, note := range notes {
+		sync.force = sync.force || note.Kind == recovery.NoteState
+	}
+	delivered, derr := 0, error(nil)
+	for _, note := range notes {
+		if note.Seq > next.Seq {
+			if derr = n.deliver(ctx, note, x, &next, sync); derr != nil {
+				break
+			}
+			next.Seq = note.Seq
+		}
+		delivered++
+	}
+	if next != *rec || next.dirty {
+		// Kept dirty in memory first: if the save fails, the retry skips
+		// what was posted and saves again (Notify).
+		next.dirty = true
+		n.mu.Lock()
+		n.cache[key] = &next
+		n.mu.Unlock()
+		if err := n.save(ctx, key, &next); err != nil {
+			if derr != nil {
+				n.log().Warn("could not record the messages posted", "key", key, "err", err)
+				return delivered, n.classify(derr)
+			}
+			return 0, err // retried: what was posted is skipped, the save made again
+		}
+	}
+	if derr != nil {
+		return delivered, n.classify(derr)
+	}
+	return delivered, nil
+}
+
+// rootSync is how NotifyLane has a lane's notes share one rendering of the
+// root message: done once it was posted or synced, force if any of the notes
+// is a state change.
+type rootSync struct{ done, force bool }
+
+// deliver delivers one note. sync, when set (NotifyLane), has the root
+// rendered at most once for all the notes sharing it.
+func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification, x *recovery.Execution, rec *msgRecord, sync *rootSync) error {
 	notice := note.IsNotice()
 	if notice || x == nil {
 		// A notice, or an execution that no longer exists: a channel message.
@@ -190,15 +254,27 @@ func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification,
 		// The root message: the plan, rendered as it stands now (a late
 		// delivery shows the latest state, which later updates keep). A
 		// step or state of a plan posted while offline gets a root first.
-		if err := n.postRoot(ctx, x, rec); err != nil || note.Kind == recovery.NotePlan {
+		if err := n.postRoot(ctx, x, rec); err != nil {
 			return err
+		}
+		if sync != nil {
+			sync.done = true // rendered as x stands, which every note of the lane shares
+		}
+		if note.Kind == recovery.NotePlan {
+			return nil
 		}
 	case note.Kind == recovery.NotePlan:
 		return nil // posted before; the record only lacked the seq
+	case sync != nil && sync.done:
+		// The root already shows x for this lane.
 	default:
 		// A state change always re-renders; anything else only when the
 		// rendering changed.
-		if err := n.syncRoot(ctx, x, rec, note.Kind == recovery.NoteState); err != nil {
+		force := note.Kind == recovery.NoteState
+		if sync != nil {
+			force, sync.done = sync.force, true
+		}
+		if err := n.syncRoot(ctx, x, rec, force); err != nil {
 			return err
 		}
 	}

@@ -914,3 +914,98 @@ func TestSlackClickAfterRestart(t *testing.T) {
 		t.Errorf("the restarted bot ran the plan again")
 	}
 }
+
+// countingPuts counts the delivery records the notifier saves.
+type countingPuts struct {
+	recovery.Store
+	puts int
+}
+
+func (c *countingPuts) PutSetting(ctx context.Context, key string, v []byte) error {
+	c.puts++
+	return c.Store.PutSetting(ctx, key, v)
+}
+
+// NotifyLane delivers one plan's notifications at once: the root is
+// re-rendered once (one chat.update for a lane holding a state change),
+// each reply is posted once, in order, and the delivery record is saved once.
+// A 429 part-way says how many were delivered; the retry posts only the rest.
+func TestSlackNotifierLane(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), slackTimeout)
+	defer cancel()
+	srv := slacktest.New()
+	t.Cleanup(srv.Close)
+	srv.AddChannel(incident, "incident")
+	db, err := store.Open(filepath.Join(t.TempDir(), "n.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	books, _ := LoadRunbooks("")
+	cfg := recovery.DefaultConfig()
+	cfg.Mode = recovery.ModeFull
+	eng := recovery.New(cfg, db, books, logdriver.New(nil).All())
+	if err := eng.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close(ctx)
+	a, err := eng.Submit(ctx, memoryLeak())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, err := db.Outbox(ctx, 0, 10)
+	if err != nil || len(page) != 1 || page[0].Kind != recovery.NotePlan {
+		t.Fatalf("outbox = %+v, %v", page, err)
+	}
+	x, _ := db.Execution(ctx, a.PlanID)
+	puts := &countingPuts{Store: db}
+	api := slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL()))
+	n := &SlackNotifier{API: api, Store: puts, Engine: eng, Channel: incident}
+	note := func(seq uint64, kind recovery.NoteKind, text string) recovery.Notification {
+		return recovery.Notification{Seq: seq, ExecutionID: a.PlanID, Kind: kind, Text: text}
+	}
+	s := page[0].Seq
+	lane := []recovery.Notification{page[0], note(s+1, recovery.NoteStep, "• one"), note(s+2, recovery.NoteState, "state two"),
+		note(s+3, recovery.NoteRepeats, "repeats"), note(s+4, recovery.NoteStep, "• three")}
+	if k, err := n.NotifyLane(ctx, lane, &x); k != len(lane) || err != nil {
+		t.Fatalf("NotifyLane = %d, %v; want %d delivered", k, err, len(lane))
+	}
+	roots := srv.Messages(incident)
+	if len(roots) != 1 {
+		t.Fatalf("%d channel messages, want the plan's root only", len(roots))
+	}
+	var replies []string
+	for _, m := range srv.Thread(incident, roots[0].TS) {
+		replies = append(replies, m.Text)
+	}
+	if want := []string{"• one", "state two", "• three"}; !slices.Equal(replies, want) {
+		t.Errorf("thread %q, want %q", replies, want)
+	}
+	if got := len(srv.Calls("chat.update")); got > 1 {
+		t.Errorf("%d chat.update calls, want at most one for the whole lane", got)
+	}
+	if puts.puts != 1 {
+		t.Errorf("%d delivery records saved, want 1", puts.puts)
+	}
+
+	// A 429 on the second reply of the next lane: one delivered; the retry
+	// posts the other two, each once.
+	more := []recovery.Notification{note(s+5, recovery.NoteStep, "• four"), note(s+6, recovery.NoteStep, "• five"), note(s+7, recovery.NoteStep, "• six")}
+	n.API = &failNth{slackPoster: api, n: 2}
+	k, err := n.NotifyLane(ctx, more, &x)
+	var ra recovery.RetryAfter
+	if k != 1 || !errors.As(err, &ra) {
+		t.Fatalf("NotifyLane with a 429 on the second reply = %d, %v; want 1 delivered and a RetryAfter", k, err)
+	}
+	n = &SlackNotifier{API: api, Store: db, Engine: eng, Channel: incident} // restarted: the record is read back
+	if k, err := n.NotifyLane(ctx, more[k:], &x); k != 2 || err != nil {
+		t.Fatalf("the retry = %d, %v; want 2 delivered", k, err)
+	}
+	replies = nil
+	for _, m := range srv.Thread(incident, roots[0].TS) {
+		replies = append(replies, m.Text)
+	}
+	if want := []string{"• one", "state two", "• three", "• four", "• five", "• six"}; !slices.Equal(replies, want) {
+		t.Errorf("thread %q, want %q", replies, want)
+	}
+}

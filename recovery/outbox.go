@@ -285,18 +285,42 @@ func (c *Courier) deliverSegment(ctx context.Context, seg []Notification) ([]uin
 }
 
 // deliverLane delivers one execution's notifications in order, stopping at
-// the first that fails. Each gets the execution as it stands now.
+// the first that fails. Each gets the execution as it stands now (read once
+// for a LaneNotifier, which takes them all at once).
 func (c *Courier) deliverLane(ctx context.Context, notes []Notification) ([]uint64, *Notification, error) {
+	current := func(n Notification) (*Execution, error) {
+		if n.ExecutionID == "" {
+			return nil, nil
+		}
+		x, err := c.Store.Execution(ctx, n.ExecutionID)
+		switch {
+		case err == nil:
+			return &x, nil
+		case errors.Is(err, ErrNotFound):
+			return nil, nil
+		}
+		return nil, err
+	}
 	var done []uint64
+	if ln, ok := c.Notifier.(LaneNotifier); ok && len(notes) > 1 {
+		x, err := current(notes[0])
+		if err != nil {
+			return nil, nil, err
+		}
+		k, err := ln.NotifyLane(ctx, notes, x)
+		k = min(max(k, 0), len(notes))
+		for _, n := range notes[:k] {
+			done = append(done, n.Seq)
+		}
+		if err != nil && k < len(notes) {
+			return done, &notes[k], err
+		}
+		return done, nil, err
+	}
 	for i, n := range notes {
-		var x *Execution
-		if n.ExecutionID != "" {
-			got, err := c.Store.Execution(ctx, n.ExecutionID)
-			if err == nil {
-				x = &got
-			} else if !errors.Is(err, ErrNotFound) {
-				return done, nil, err
-			}
+		x, err := current(n)
+		if err != nil {
+			return done, nil, err
 		}
 		if err := c.Notifier.Notify(ctx, n, x); err != nil {
 			return done, &notes[i], err

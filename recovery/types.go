@@ -349,6 +349,16 @@ type Notifier interface {
 	Notify(ctx context.Context, n Notification, e *Execution) error
 }
 
+// LaneNotifier is a Notifier that can deliver several notifications of one
+// execution at once, in order, given the execution as it stands now (as the
+// Slack notifier does, re-rendering the plan's message and saving its
+// delivery record once for all of them). It returns how many of notes, from
+// the first, were delivered; err is about notes[delivered].
+type LaneNotifier interface {
+	Notifier
+	NotifyLane(ctx context.Context, notes []Notification, e *Execution) (delivered int, err error)
+}
+
 type ctxKey struct{}
 
 // WithExecution tags ctx with the execution a driver call belongs to, so a

@@ -502,19 +502,6 @@ func (h *ha) startLoad(ctx context.Context, wg *sync.WaitGroup) {
 	wg.Go(func() { h.approve(ctx, arng) })
 	crng := rand.New(rand.NewPCG(h.rng.Uint64(), 99))
 	wg.Go(func() { h.followChannel(ctx) })
-	wg.Go(func() {
-		for ctx.Err() == nil {
-			time.Sleep(time.Second)
-			kvs, _, err := h.etcd.rangePrefix(context.Background(), prefix+"o/")
-			kinds := map[string]int{}
-			for _, x := range kvs {
-				var n struct{ Kind string }
-				_ = json.Unmarshal(x.Value, &n)
-				kinds[n.Kind]++
-			}
-			fmt.Fprintf(os.Stderr, "DBG outbox %s %d %v %v\n", time.Now().Format("15:04:05"), len(kvs), kinds, err)
-		}
-	})
 	wg.Go(func() { h.click(ctx, crng) })
 }
 
