@@ -165,8 +165,9 @@ const courierLanes = 8
 // with it from where the last one ended, is where the drain finds new plans
 // to announce first.
 const (
-	pageSize = 100
-	scanSize = 1000
+	pageSize  = 100
+	scanSize  = 1000
+	scanReads = 20
 )
 
 // drain delivers one page of the outbox; it returns how many it delivered and,
@@ -176,8 +177,8 @@ const (
 // New plans are announced first: a person can act on a plan only once its
 // message is in the channel, and in an alert storm the outbox fills with
 // steps and state changes of plans already announced. So every plan
-// notification written since the last scan (up to scanSize notifications
-// further) is delivered before anything else. A plan notification is always
+// notification written since the last scan (up to scanReads×scanSize
+// notifications further) is delivered before anything else. A plan notification is always
 // its execution's first (written with the plan at intake), so nothing of its
 // own thread is overtaken, and its message shows the plan as it stands at
 // delivery; what it overtakes is other plans' threads and channel notices.
@@ -194,22 +195,33 @@ const (
 // notification. A crash before that ack delivers them again, which the
 // notifier makes harmless (see Courier).
 func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
-	scan, err := c.Store.Outbox(ctx, c.scanned, scanSize)
-	if err != nil {
-		return 0, nil, err
-	}
+	// Up to scanReads reads a drain: a new leader, or one that fell behind,
+	// reaches the newest plans at once, and later scans read only what is new.
 	var plans []Notification
-	for _, n := range scan {
-		if n.Kind == NotePlan && !n.IsNotice() {
-			plans = append(plans, n)
+	from := c.scanned
+	for range scanReads {
+		scan, err := c.Store.Outbox(ctx, from, scanSize)
+		if err != nil {
+			return 0, nil, err
+		}
+		for _, n := range scan {
+			if n.Kind == NotePlan && !n.IsNotice() {
+				plans = append(plans, n)
+			}
+		}
+		if len(scan) > 0 {
+			from = scan[len(scan)-1].Seq
+		}
+		if len(scan) < scanSize {
+			break
 		}
 	}
 	done, failed, ferr := c.deliverSegment(ctx, plans)
 	switch {
 	case failed != nil:
 		c.scanned = failed.Seq - 1 // scanned again from the one that failed
-	case ferr == nil && len(scan) > 0:
-		c.scanned = scan[len(scan)-1].Seq
+	case ferr == nil:
+		c.scanned = from
 	}
 	var page []Notification
 	if ferr == nil {

@@ -258,15 +258,16 @@ func (r *seqRecorder) Notify(_ context.Context, n recovery.Notification, _ *reco
 	return nil
 }
 
-// TestCourierAnnouncesNewPlansFirst: behind a backlog of more than a page of
-// one plan's steps, a new plan's message goes first; and a plan written while
+// TestCourierAnnouncesNewPlansFirst: behind a backlog of one plan's steps
+// longer than a scan, a new plan's message goes first; and a plan written while
 // the backlog drains goes before the rest of it.
 func TestCourierAnnouncesNewPlansFirst(t *testing.T) {
+	const backlog = 2500 // more than one scan read
 	var notes []recovery.Notification
-	for i := range uint64(250) {
+	for i := range uint64(backlog) {
 		notes = append(notes, recovery.Notification{Seq: i + 1, ExecutionID: "A", Kind: recovery.NoteStep})
 	}
-	notes = append(notes, recovery.Notification{Seq: 251, ExecutionID: "B", Kind: recovery.NotePlan})
+	notes = append(notes, recovery.Notification{Seq: backlog + 1, ExecutionID: "B", Kind: recovery.NotePlan})
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
 	out := &memOutbox{notes: notes, empty: stop}
@@ -274,30 +275,30 @@ func TestCourierAnnouncesNewPlansFirst(t *testing.T) {
 	rec.add = func(n recovery.Notification) {
 		if n.Seq == 50 { // while the backlog drains, plan C is made
 			out.mu.Lock()
-			out.notes = append(out.notes, recovery.Notification{Seq: 252, ExecutionID: "C", Kind: recovery.NotePlan})
+			out.notes = append(out.notes, recovery.Notification{Seq: backlog + 2, ExecutionID: "C", Kind: recovery.NotePlan})
 			out.mu.Unlock()
 		}
 	}
 	(&recovery.Courier{Store: out, Notifier: rec}).Run(ctx)
 
 	pos := func(seq uint64) int { return slices.Index(rec.delivered, seq) }
-	if pos(251) != 0 {
-		t.Errorf("plan B (seq 251) delivered at position %d, want first", pos(251))
+	if pos(backlog+1) != 0 {
+		t.Errorf("plan B (seq %d) delivered at position %d, want first", backlog+1, pos(backlog+1))
 	}
 	// C was written during the first page (1-100): it goes right after it.
-	if pos(252) != 101 {
-		t.Errorf("plan C (seq 252) delivered at position %d, want 101 (right after the page it was written during)", pos(252))
+	if pos(backlog+2) != 101 {
+		t.Errorf("plan C (seq %d) delivered at position %d, want 101 (right after the page it was written during)", backlog+2, pos(backlog+2))
 	}
-	if len(rec.delivered) != 252 {
-		t.Errorf("%d delivered, want 252", len(rec.delivered))
+	if len(rec.delivered) != backlog+2 {
+		t.Errorf("%d delivered, want %d", len(rec.delivered), backlog+2)
 	}
 	var a []uint64
 	for _, s := range rec.delivered {
-		if s <= 250 {
+		if s <= backlog {
 			a = append(a, s)
 		}
 	}
-	if !slices.IsSorted(a) || len(a) != 250 {
+	if !slices.IsSorted(a) || len(a) != backlog {
 		t.Errorf("plan A's steps out of order or missing: %v", a)
 	}
 }

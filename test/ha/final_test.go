@@ -266,9 +266,10 @@ func (h *ha) checkPlans(api *harness.API, calls []call) map[string]*harness.Exec
 			h.problemLocked("deadline", "plan %s was left alone but is %s, want EXPIRED", id, st)
 		}
 	}
+	h.buttonReport = h.buttonDelays(states)
 	if h.clickAcks.plans < minClicks {
 		h.problemLocked("clicks not exercised", "%d plans got an acknowledged Approve click (%d clicks sent, %d acknowledged), want at least %d; %s",
-			h.clickAcks.plans, h.clickAcks.sent, h.clickAcks.acked, minClicks, h.buttonDelays(states))
+			h.clickAcks.plans, h.clickAcks.sent, h.clickAcks.acked, minClicks, h.buttonReport)
 	}
 	return states
 }
@@ -464,6 +465,7 @@ func (h *ha) report(took time.Duration) {
 	harness.Report(t, "ha: %d driver calls in the journals, %d time-boxed actions reverted exactly once, %d applies and %d undos in flight at a fault (no outcome stored; never called again); %d store writes; %d terms seen; exits after SIGCONT %v, other exits %v (%s)",
 		h.counts.calls, h.reverted, h.unknown, h.undosInFlight, h.counts.writes, len(h.seenTerms), h.exitCodes, h.exits, took.Round(time.Second))
 	harness.Report(t, "ha: %s", h.drain)
+	harness.Report(t, "ha: %s", h.buttonReport)
 	for kind, ps := range h.problems {
 		harness.Report(t, "ha: %d × %s", len(ps), kind)
 	}

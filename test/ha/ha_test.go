@@ -158,6 +158,7 @@ type ha struct {
 	clickAcks     clickCount           // what the final check found of the clicks
 	buttons       map[string]button    // plan id → the Approve button of its message (followChannel)
 	seenAt        map[string]time.Time // plan id → when followChannel first saw its message
+	buttonReport  string               // when the click plans' buttons reached the channel
 	posted        chan struct{}        // closed and replaced when buttons grows
 	approved      map[string]bool      // plan ids approved through the admin API (200)
 	lostBy        map[int64]time.Time  // term → by when its election key was seen gone
