@@ -165,9 +165,11 @@ const courierLanes = 8
 // with it from where the last one ended, is where the drain finds new plans
 // to announce first.
 const (
-	pageSize  = 100
-	scanSize  = 1000
-	scanReads = 20
+	pageSize    = 100
+	scanSize    = 1000
+	scanReads   = 20
+	maxAnnounce = 100 // new plans a drain delivers
+	ackChunk    = 100 // notifications per AckOutbox (a store write has limits)
 )
 
 // drain delivers one page of the outbox; it returns how many it delivered and,
@@ -178,7 +180,8 @@ const (
 // message is in the channel, and in an alert storm the outbox fills with
 // steps and state changes of plans already announced. So every plan
 // notification written since the last scan (up to scanReads×scanSize
-// notifications further) is delivered before anything else. A plan notification is always
+// notifications further, at most maxAnnounce a drain) is delivered before
+// anything else. A plan notification is always
 // its execution's first (written with the plan at intake), so nothing of its
 // own thread is overtaken, and its message shows the plan as it stands at
 // delivery; what it overtakes is other plans' threads and channel notices.
@@ -191,8 +194,8 @@ const (
 // plan's, and the notifier's delivery records of concurrent lanes share the
 // store's group commits. A lane stops at its first failure, and nothing after
 // the segment holding a failure is tried. The delivered notifications leave
-// the outbox in one Store.AckOutbox: one write per drain, not one per
-// notification. A crash before that ack delivers them again, which the
+// the outbox in one Store.AckOutbox per ackChunk: a write or two per drain,
+// not one per notification. A crash before that ack delivers them again, which the
 // notifier makes harmless (see Courier).
 func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 	// Up to scanReads reads a drain: a new leader, or one that fell behind,
@@ -204,15 +207,17 @@ func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 		if err != nil {
 			return 0, nil, err
 		}
+		full := false
 		for _, n := range scan {
+			if full = len(plans) == maxAnnounce; full {
+				break // the rest at the next drain
+			}
 			if n.Kind == NotePlan && !n.IsNotice() {
 				plans = append(plans, n)
 			}
+			from = n.Seq
 		}
-		if len(scan) > 0 {
-			from = scan[len(scan)-1].Seq
-		}
-		if len(scan) < scanSize {
+		if full || len(scan) < scanSize {
 			break
 		}
 	}
@@ -243,8 +248,10 @@ func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 		done = append(done, d...)
 		failed, ferr = f, err
 	}
-	if aerr := c.Store.AckOutbox(ctx, done...); aerr != nil {
-		ferr = errors.Join(ferr, aerr)
+	for chunk := range slices.Chunk(done, ackChunk) {
+		if aerr := c.Store.AckOutbox(ctx, chunk...); aerr != nil {
+			return len(done), failed, errors.Join(ferr, aerr)
+		}
 	}
 	return len(done), failed, ferr
 }

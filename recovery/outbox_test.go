@@ -302,3 +302,26 @@ func TestCourierAnnouncesNewPlansFirst(t *testing.T) {
 		t.Errorf("plan A's steps out of order or missing: %v", a)
 	}
 }
+
+// A storm of new plans: each is announced once, at most 100 a drain, and no
+// acknowledgement is bigger than 100 (an etcd transaction holds at most 128
+// operations).
+func TestCourierAnnouncesAStormInBoundedWrites(t *testing.T) {
+	var notes []recovery.Notification
+	for i := range uint64(250) {
+		notes = append(notes, recovery.Notification{Seq: i + 1, ExecutionID: fmt.Sprintf("P%03d", i), Kind: recovery.NotePlan})
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	out := &memOutbox{notes: notes, empty: stop}
+	rec := &seqRecorder{}
+	(&recovery.Courier{Store: out, Notifier: rec}).Run(ctx)
+	if got := slices.Sorted(slices.Values(rec.delivered)); len(got) != 250 || len(slices.Compact(got)) != 250 {
+		t.Errorf("delivered %d notifications, want each of the 250 plans once", len(rec.delivered))
+	}
+	for _, a := range out.acks {
+		if len(a) > 100 {
+			t.Errorf("an acknowledgement of %d notifications, want at most 100", len(a))
+		}
+	}
+}
