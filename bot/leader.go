@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -80,53 +81,70 @@ func Identity(getenv func(string) string) string {
 // this replica no longer leads (recovery.ErrFenced, from wherever in the
 // engine it happened), or one whose outcome is unknown (recovery.Undecided),
 // is fatal, reported once on fenced so Serve exits and the replica restarts
-// from the store, as a follower until it wins an election. Reads pass
-// through.
+// from the store, as a follower until it wins an election. From then on,
+// every write is refused with ErrFenced without reaching the store: after an
+// unanswered write this replica's memory may no longer match the store, and
+// after a lost lease another replica may lead, so nothing more is decided
+// here on the way out. Reads pass through.
 type fencedStore struct {
 	recovery.Store
-	once   sync.Once
-	fenced chan error
+	once    sync.Once
+	fenced  chan error
+	stopped atomic.Pointer[error] // set by end: why writes are refused
 }
 
 func newFencedStore(s recovery.Store) *fencedStore {
 	return &fencedStore{Store: s, fenced: make(chan error, 1)}
 }
 
-func (f *fencedStore) check(err error) error {
+// write runs one write unless this replica is stopping.
+func (f *fencedStore) write(do func() error) error {
+	if why := f.stopped.Load(); why != nil {
+		return fmt.Errorf("%w: this replica is stopping (%v); nothing is written", recovery.ErrFenced, *why)
+	}
+	err := do()
 	if recovery.Undecided(err) {
 		f.end(err)
 	}
 	return err
 }
 
-// end reports, once, that this replica must stop leading: a fenced write, or
-// a driver call the engine refused because the lease ran out
-// (recovery.Config.LeaseLost).
-func (f *fencedStore) end(err error) { f.once.Do(func() { f.fenced <- err }) }
-
-func (f *fencedStore) Accept(ctx context.Context, a recovery.Accepted) error {
-	return f.check(f.Store.Accept(ctx, a))
+// end reports, once, that this replica must stop leading: a fenced or
+// unanswered write, or a driver call the engine refused because the lease
+// ran out (recovery.Config.LeaseLost). Writes are refused from now on.
+func (f *fencedStore) end(err error) {
+	f.once.Do(func() {
+		f.stopped.Store(&err)
+		f.fenced <- err
+	})
 }
 
-func (f *fencedStore) Transition(ctx context.Context, t recovery.Transition) (recovery.Execution, error) {
-	x, err := f.Store.Transition(ctx, t)
-	return x, f.check(err)
+func (f *fencedStore) Accept(ctx context.Context, a recovery.Accepted) error {
+	return f.write(func() error { return f.Store.Accept(ctx, a) })
+}
+
+func (f *fencedStore) Transition(ctx context.Context, t recovery.Transition) (x recovery.Execution, err error) {
+	err = f.write(func() error {
+		x, err = f.Store.Transition(ctx, t)
+		return err
+	})
+	return x, err
 }
 
 func (f *fencedStore) Record(ctx context.Context, audit []recovery.AuditRecord, outbox []recovery.Notification) error {
-	return f.check(f.Store.Record(ctx, audit, outbox))
+	return f.write(func() error { return f.Store.Record(ctx, audit, outbox) })
 }
 
 func (f *fencedStore) AckOutbox(ctx context.Context, seqs ...uint64) error {
-	return f.check(f.Store.AckOutbox(ctx, seqs...))
+	return f.write(func() error { return f.Store.AckOutbox(ctx, seqs...) })
 }
 
 func (f *fencedStore) DeadLetter(ctx context.Context, seq uint64, reason string) error {
-	return f.check(f.Store.DeadLetter(ctx, seq, reason))
+	return f.write(func() error { return f.Store.DeadLetter(ctx, seq, reason) })
 }
 
 func (f *fencedStore) PutSetting(ctx context.Context, key string, value []byte) error {
-	return f.check(f.Store.PutSetting(ctx, key, value))
+	return f.write(func() error { return f.Store.PutSetting(ctx, key, value) })
 }
 
 // LeaderLabel is the pod label the leader sets on itself: a Service that

@@ -296,3 +296,52 @@ func TestFollowerRefusalIsLoggedAtDebug(t *testing.T) {
 		t.Errorf("log %q: want one debug line, no error", got)
 	}
 }
+
+// unansweredOnce is a store whose first Accept gets no answer from etcd;
+// it counts the writes that reach it.
+type unansweredOnce struct {
+	recovery.Store
+	writes int
+}
+
+func (u *unansweredOnce) Accept(context.Context, recovery.Accepted) error {
+	u.writes++
+	if u.writes == 1 {
+		return fmt.Errorf("accept: %w", recovery.ErrOutcomeUnknown)
+	}
+	return nil
+}
+
+func (u *unansweredOnce) PutSetting(context.Context, string, []byte) error {
+	u.writes++
+	return nil
+}
+
+// After a write whose outcome is unknown the replica stops: it is reported,
+// and no later write reaches the store (this replica's memory may no longer
+// match it); each is refused as fenced, so nothing is told as decided.
+func TestUnansweredWriteStopsEveryLaterWrite(t *testing.T) {
+	u := &unansweredOnce{}
+	f := newFencedStore(u)
+	ctx := context.Background()
+	if err := f.Accept(ctx, recovery.Accepted{}); !errors.Is(err, recovery.ErrOutcomeUnknown) {
+		t.Fatalf("first write: %v, want the unknown outcome", err)
+	}
+	if err := f.PutSetting(ctx, "k", nil); !errors.Is(err, recovery.ErrFenced) || !recovery.Undecided(err) {
+		t.Errorf("a later write: %v, want it refused as fenced", err)
+	}
+	if err := f.Accept(ctx, recovery.Accepted{}); !errors.Is(err, recovery.ErrFenced) {
+		t.Errorf("a later accept: %v, want it refused as fenced", err)
+	}
+	if u.writes != 1 {
+		t.Errorf("%d writes reached the store, want only the first", u.writes)
+	}
+	select {
+	case err := <-f.fenced:
+		if !errors.Is(err, recovery.ErrOutcomeUnknown) {
+			t.Errorf("reported %v, want the unanswered write", err)
+		}
+	default:
+		t.Fatal("the unanswered write was not reported")
+	}
+}

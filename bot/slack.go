@@ -62,7 +62,7 @@ type Slack struct {
 	connects atomic.Int64
 }
 
-var _ recovery.Notifier = (*Slack)(nil)
+var _ recovery.LaneNotifier = (*Slack)(nil)
 
 // DefaultSlackSilence is the half-open bound when none is set: Slack pings
 // each socket well within it (slack-go's own watchdog, which slacker cannot
@@ -174,6 +174,16 @@ func (s *Slack) Notify(ctx context.Context, n recovery.Notification, x *recovery
 	err := s.notifier.Notify(ctx, n, x)
 	s.home.noted(n)
 	return err
+}
+
+// NotifyLane implements recovery.LaneNotifier (SlackNotifier.NotifyLane),
+// telling the Home of each notification as Notify does.
+func (s *Slack) NotifyLane(ctx context.Context, notes []recovery.Notification, x *recovery.Execution) (int, error) {
+	k, err := s.notifier.NotifyLane(ctx, notes, x)
+	for _, n := range notes {
+		s.home.noted(n)
+	}
+	return k, err
 }
 
 // Run listens on Socket Mode until ctx ends. slack-go reconnects by itself

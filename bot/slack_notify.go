@@ -57,13 +57,14 @@ type planSource interface {
 // delivered before a crash or a failed outbox ack and is skipped. The
 // remaining window is a crash between Slack's answer and that record's
 // commit (one fsync, about a millisecond): the next start posts that one
-// message again. A Slack call that timed out without an answer may also have
-// been posted; it is retried, so it may appear twice. chat.update is
-// idempotent and never duplicates.
+// message again (for NotifyLane, the replies of that lane). A Slack call that
+// timed out without an answer may also have been posted; it is retried, so it
+// may appear twice. chat.update is idempotent and never duplicates.
 //
 // 429 answers return an error with RetryAfter, so the courier waits as long as
-// Slack asks and retries the same notification; order is kept because the
-// courier delivers one at a time. A refused token waits the same way. An
+// Slack asks and retries the same notification; order within a plan's thread
+// is kept because the courier delivers each plan's notifications in order,
+// one at a time (recovery.Courier). A refused token waits the same way. An
 // answer about the message itself (invalid_blocks, msg_too_long,
 // channel_not_found, …, see refusedForGood) is Permanent: the courier
 // dead-letters that message and goes on.
@@ -129,7 +130,7 @@ var errSlackCallTimeout = errors.New("slack web api call timed out")
 // Notify implements recovery.Notifier.
 func (n *SlackNotifier) Notify(ctx context.Context, note recovery.Notification, x *recovery.Execution) error {
 	key := noticeKey
-	if note.ExecutionID != "" {
+	if !note.IsNotice() {
 		key = commands.SettingMessagePrefix + note.ExecutionID
 	}
 	rec, err := n.record(ctx, key)
@@ -234,9 +235,6 @@ func (n *SlackNotifier) deliver(ctx context.Context, note recovery.Notification,
 	notice := note.IsNotice()
 	if notice || x == nil {
 		// A notice, or an execution that no longer exists: a channel message.
-		// (A notice can carry the id of the plan it came with, as the
-		// breaker's does: the store files it with that plan's changes. It is
-		// still for the whole channel, not the plan's thread.)
 		_, _, err := n.post(ctx, n.Channel, slack.MsgOptionText(commands.NoteText(note), false))
 		if err == nil && notice {
 			n.refreshBanners(ctx)
@@ -547,7 +545,15 @@ func (n *SlackNotifier) record(ctx context.Context, key string) (*msgRecord, err
 	}
 	n.mu.Lock()
 	if len(n.cache) >= 4096 {
-		n.cache = map[string]*msgRecord{} // the store stays authoritative
+		// The store stays authoritative, except for records not saved yet:
+		// dropping one would post its messages again.
+		kept := map[string]*msgRecord{}
+		for k, r := range n.cache {
+			if r.dirty {
+				kept[k] = r
+			}
+		}
+		n.cache = kept
 	}
 	n.cache[key] = rec
 	n.mu.Unlock()

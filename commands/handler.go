@@ -99,15 +99,16 @@ type Reply struct {
 	Blocks []slack.Block
 	// Redeliver says the decision's outcome is unknown here
 	// (recovery.Undecided: this replica's write was fenced, or the store did
-	// not answer): nothing is told, and the request is left unacknowledged
-	// for Slack to deliver again (Router.serve).
+	// not answer): the request is left unacknowledged for Slack to deliver
+	// again, and nothing is told (Router.serve). Text is for a request that
+	// was acknowledged before it was decided (a message, /recover ask).
 	Redeliver bool
 }
 
 // undecided is the reply to a request whose decision hit recovery.Undecided.
 func (h *Handler) undecided(what string, err error) *Reply {
 	h.log().Warn(what+": outcome unknown on this replica; left for Slack to deliver again", "err", Redact(err.Error()))
-	return &Reply{Redeliver: true}
+	return &Reply{Redeliver: true, Text: "recoverbot could not tell whether this was done (this replica stopped leading, or its store did not answer): check `/recover status` in a moment and try again if needed."}
 }
 
 func text(format string, args ...any) *Reply { return &Reply{Text: fmt.Sprintf(format, args...)} }

@@ -219,7 +219,7 @@ func (r *Router) serve(parent context.Context, what, key string, ackFirst bool, 
 			finish(true)
 		}
 		rep := handle(ctx)
-		if rep != nil && rep.Redeliver {
+		if rep != nil && rep.Redeliver && !ackFirst { // acked first: it can only be told
 			r.log().Warn("left a Slack request unacknowledged: its decision's outcome is unknown here; Slack delivers it again", "what", what)
 			finish(false)
 			return

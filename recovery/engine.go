@@ -340,8 +340,8 @@ func (e *Engine) resumableUndo(x *Execution, now time.Time) string {
 	for _, s := range x.Steps {
 		switch {
 		case s.Phase != PhaseUndo || s.NotCalled:
-		case s.EndedAt.IsZero():
-			return fmt.Sprintf("the undo of action %d started and its outcome was never recorded", s.Action+1)
+		case s.OutcomeUnknown():
+			return fmt.Sprintf("the undo of action %d may have acted and its outcome was never recorded", s.Action+1)
 		case s.Error != "":
 			return fmt.Sprintf("the undo of action %d failed and may have acted: %s", s.Action+1, s.Error)
 		}

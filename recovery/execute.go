@@ -159,10 +159,10 @@ func (e *Engine) Rollback(ctx context.Context, id, actor string) (Execution, err
 		return x, err
 	}
 	if err := x.CheckRollBack(); err != nil {
-		if why := unsureUndo(&x); why != "" && x.checkRollBackState() == nil {
-			// Refused for what only a person can check: said in the thread
-			// and the audit, not only to the one who asked.
-			return x, e.refuseRollback(ctx, &x, actor, why)
+		if x.checkRollBackState() == nil {
+			// Refused for what the execution holds, not its state: said in
+			// the thread and the audit, not only to the one who asked.
+			return x, e.refuseRollback(ctx, &x, actor, ErrorMessage(err))
 		}
 		return x, err
 	}
@@ -538,6 +538,10 @@ func (e *Engine) fail(ctx context.Context, id string, i int, a runbooks.Action, 
 	e.undoAll(id, x.Actions, reason, true)
 }
 
+// undoneWell says an undo step's call ended without an error: its action is
+// restored.
+func undoneWell(s Step) bool { return s.Phase == PhaseUndo && s.Error == "" && !s.EndedAt.IsZero() }
+
 // pendingUndo lists the applied steps (with a before-state) not yet undone,
 // newest first: the order to undo them in. An action whose undo was called
 // and ended well is undone; one whose undo call may have acted with no known
@@ -547,7 +551,7 @@ func (e *Engine) fail(ctx context.Context, id string, i int, a runbooks.Action, 
 func pendingUndo(x *Execution) []int {
 	undone := map[int]bool{}
 	for _, s := range x.Steps {
-		if s.Phase == PhaseUndo && (s.OutcomeUnknown() || s.Error == "" && !s.EndedAt.IsZero()) {
+		if undoneWell(s) || s.Phase == PhaseUndo && s.OutcomeUnknown() {
 			undone[s.Action] = true
 		}
 	}
@@ -568,7 +572,7 @@ func pendingUndo(x *Execution) []int {
 func unsureUndo(x *Execution) string {
 	done := map[int]bool{}
 	for _, s := range x.Steps {
-		if s.Phase == PhaseUndo && s.Error == "" && !s.EndedAt.IsZero() && !s.CutOff {
+		if undoneWell(s) {
 			done[s.Action] = true
 		}
 	}
@@ -613,9 +617,6 @@ func (e *Engine) undoAll(id string, actions []runbooks.Action, cause string, loc
 		defer release()
 	}
 	var failures []string
-	if why := unsureUndo(&x); why != "" {
-		failures = append(failures, why)
-	}
 	for _, j := range pendingUndo(&x) {
 		s := x.Steps[j]
 		a := actions[s.Action]

@@ -181,10 +181,10 @@ const (
 // steps and state changes of plans already announced. So every plan
 // notification written since the last scan (up to scanReads×scanSize
 // notifications further, at most maxAnnounce a drain) is delivered before
-// anything else. A plan notification is always
-// its execution's first (written with the plan at intake), so nothing of its
-// own thread is overtaken, and its message shows the plan as it stands at
-// delivery; what it overtakes is other plans' threads and channel notices.
+// anything else. A plan notification is always its execution's first
+// (written with the plan at intake), so nothing of its own thread is
+// overtaken, and its message shows the plan as it stands at delivery; what it
+// overtakes is other plans' threads and channel notices.
 //
 // Then the page: order matters within a plan's thread, not between plans. The
 // page is cut at each notice (Notification.IsNotice), which is delivered
@@ -195,8 +195,8 @@ const (
 // store's group commits. A lane stops at its first failure, and nothing after
 // the segment holding a failure is tried. The delivered notifications leave
 // the outbox in one Store.AckOutbox per ackChunk: a write or two per drain,
-// not one per notification. A crash before that ack delivers them again, which the
-// notifier makes harmless (see Courier).
+// not one per notification. A crash before that ack delivers them again,
+// which the notifier makes harmless (see Courier).
 func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 	// Up to scanReads reads a drain: a new leader, or one that fell behind,
 	// reaches the newest plans at once, and later scans read only what is new.
@@ -222,11 +222,12 @@ func (c *Courier) drain(ctx context.Context) (int, *Notification, error) {
 		}
 	}
 	done, failed, ferr := c.deliverSegment(ctx, plans)
-	switch {
-	case failed != nil:
-		c.scanned = failed.Seq - 1 // scanned again from the one that failed
-	case ferr == nil:
-		c.scanned = from
+	c.scanned = from
+	for _, n := range plans {
+		if !slices.Contains(done, n.Seq) {
+			c.scanned = n.Seq - 1 // scanned again from the first not delivered
+			break
+		}
 	}
 	var page []Notification
 	if ferr == nil {

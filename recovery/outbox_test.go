@@ -98,10 +98,11 @@ func (f *flakyNotifier) Notify(_ context.Context, n recovery.Notification, _ *re
 // memOutbox is an outbox in memory: what the courier reads and acknowledges.
 type memOutbox struct {
 	recovery.Store
-	mu    sync.Mutex
-	notes []recovery.Notification
-	acks  [][]uint64
-	empty func() // called when the last one is acknowledged
+	mu       sync.Mutex
+	notes    []recovery.Notification
+	acks     [][]uint64
+	empty    func()         // called when the last one is acknowledged
+	failExec map[string]int // reads of these executions fail so many times
 }
 
 func (m *memOutbox) Outbox(_ context.Context, after uint64, limit int) ([]recovery.Notification, error) {
@@ -116,7 +117,13 @@ func (m *memOutbox) Outbox(_ context.Context, after uint64, limit int) ([]recove
 	return out, nil
 }
 
-func (m *memOutbox) Execution(context.Context, string) (recovery.Execution, error) {
+func (m *memOutbox) Execution(_ context.Context, id string) (recovery.Execution, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.failExec[id] > 0 {
+		m.failExec[id]--
+		return recovery.Execution{}, errors.New("store unavailable")
+	}
 	return recovery.Execution{}, recovery.ErrNotFound
 }
 
@@ -246,6 +253,7 @@ type seqRecorder struct {
 	mu        sync.Mutex
 	delivered []uint64
 	add       func(n recovery.Notification)
+	failOnce  map[uint64]bool // these fail their first delivery
 }
 
 func (r *seqRecorder) Notify(_ context.Context, n recovery.Notification, _ *recovery.Execution) error {
@@ -254,6 +262,10 @@ func (r *seqRecorder) Notify(_ context.Context, n recovery.Notification, _ *reco
 	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.failOnce[n.Seq] {
+		delete(r.failOnce, n.Seq)
+		return errors.New("slack said no")
+	}
 	r.delivered = append(r.delivered, n.Seq)
 	return nil
 }
@@ -323,5 +335,25 @@ func TestCourierAnnouncesAStormInBoundedWrites(t *testing.T) {
 		if len(a) > 100 {
 			t.Errorf("an acknowledgement of %d notifications, want at most 100", len(a))
 		}
+	}
+}
+
+// New plans that could not be announced (a store read failed for one, Slack
+// refused the other) are announced first at the next drain, still ahead of
+// the backlog.
+func TestCourierAnnouncesAgainWhatFailed(t *testing.T) {
+	var notes []recovery.Notification
+	for i := range uint64(300) {
+		notes = append(notes, recovery.Notification{Seq: i + 1, ExecutionID: "S", Kind: recovery.NoteStep})
+	}
+	notes = append(notes, recovery.Notification{Seq: 301, ExecutionID: "A", Kind: recovery.NotePlan},
+		recovery.Notification{Seq: 302, ExecutionID: "B", Kind: recovery.NotePlan})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	out := &memOutbox{notes: notes, empty: stop, failExec: map[string]int{"A": 1}}
+	rec := &seqRecorder{failOnce: map[uint64]bool{302: true}}
+	(&recovery.Courier{Store: out, Notifier: rec}).Run(ctx)
+	if len(rec.delivered) != 302 || !slices.Equal(slices.Sorted(slices.Values(rec.delivered[:2])), []uint64{301, 302}) {
+		t.Errorf("delivered first %v (of %d), want the plans 301 and 302 first", rec.delivered[:min(5, len(rec.delivered))], len(rec.delivered))
 	}
 }

@@ -135,16 +135,19 @@ func (x *Execution) CheckMarkFalse() error {
 func (x *Execution) CanMarkFalse() bool { return x.CheckMarkFalse() == nil }
 
 // CheckRollBack says why a person cannot roll the execution back (nil: they
-// can): it must have ended, or be verifying, and a driver must have recorded a
-// state to restore that is not restored yet.
+// can): it must have ended, or be verifying, a driver must have recorded a
+// state to restore that is not restored yet, and no undo of it may have acted
+// with no known outcome (unsureUndo).
 func (x *Execution) CheckRollBack() error {
 	if err := x.checkRollBackState(); err != nil {
 		return err
 	}
+	if why := unsureUndo(x); why != "" {
+		// Undoing the others would break the reverse order the undo keeps:
+		// a person checks the targets by hand.
+		return Errorf(CodeConflict, "execution %s is not rolled back by recoverbot: %s", x.ID, why)
+	}
 	if len(pendingUndo(x)) == 0 {
-		if why := unsureUndo(x); why != "" {
-			return Errorf(CodeConflict, "execution %s has nothing left that recoverbot may undo: %s", x.ID, why)
-		}
 		return Errorf(CodeConflict, "execution %s changed nothing that can be undone", x.ID)
 	}
 	return nil

@@ -188,8 +188,8 @@ type Notification struct {
 }
 
 // IsNotice reports a notification for the whole channel rather than one
-// plan's thread: a notice (which may carry the id of the plan it came with,
-// as the breaker's does), or one that names no execution.
+// plan's thread: a notice (whatever execution it may name), or one that
+// names no execution.
 func (n Notification) IsNotice() bool { return n.Kind == NoteNotice || n.ExecutionID == "" }
 
 // RateStamp records one execution start for the hourly rate limit.

@@ -278,13 +278,19 @@ func (h *ha) checkPlans(api *harness.API, calls []call) map[string]*harness.Exec
 // answer each plan's message with its Approve button was in the channel, and
 // what became of those never seen there. h.mu is held.
 func (h *ha) buttonDelays(states map[string]*harness.Execution) string {
+	var clickPlans []string
+	for id, p := range h.plans {
+		if p.fate == "click" {
+			clickPlans = append(clickPlans, id)
+		}
+	}
 	roots := map[string]slacktest.Message{} // plan id → its first root message
 	for _, m := range h.slack.Messages(channel) {
 		if m.ThreadTS != "" {
 			continue
 		}
-		for id, p := range h.plans {
-			if _, ok := roots[id]; !ok && p.fate == "click" && (strings.Contains(m.Text, id) || strings.Contains(string(m.Blocks), id)) {
+		for _, id := range clickPlans {
+			if _, ok := roots[id]; !ok && (strings.Contains(m.Text, id) || strings.Contains(string(m.Blocks), id)) {
 				roots[id] = m
 			}
 		}

@@ -23,6 +23,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/recoverbot/recoverbot/recovery"
 )
 
 var (
@@ -384,20 +386,8 @@ type Answer struct {
 	Reasons  []string `json:"reasons"`
 }
 
-// Step is the part of an execution's step the tests read.
-type Step struct {
-	Action    int             `json:"action"`
-	Phase     string          `json:"phase"`
-	Error     string          `json:"error"`
-	Before    json.RawMessage `json:"before"`
-	NotCalled bool            `json:"not_called"`
-	CutOff    bool            `json:"cut_off"`
-	EndedAt   time.Time       `json:"ended_at"`
-}
-
-// OutcomeUnknown is recovery.Step.OutcomeUnknown: the call may have acted
-// and nobody knows (started and never ended, or cut off by the lease).
-func (s Step) OutcomeUnknown() bool { return !s.NotCalled && (s.EndedAt.IsZero() || s.CutOff) }
+// Step is an execution's step, as the engine records it.
+type Step = recovery.Step
 
 // Execution is the part of GET /v1/executions/{id} the tests read.
 type Execution struct {
