@@ -371,8 +371,14 @@ func (h *ha) checkUndos(api *harness.API, calls []call, states map[string]*harne
 			case s.Phase == "apply" && s.Error == "" && len(s.Before) > 0:
 				must[k] = true
 			case s.Phase == "undo" && s.OutcomeUnknown():
-				unsure[k] = true
-				// Nobody can know whether it acted: a person must be told.
+				// Nobody can know whether it acted: a person must be told,
+				// and the rest of the execution's undo waits for them too
+				// (recoverbot keeps the reverse order or undoes nothing).
+				for _, a := range ex.Execution.Steps {
+					if a.Phase == "apply" {
+						unsure[actionKey{id, a.Action}] = true
+					}
+				}
 				if st := ex.Execution.State; st != "INTERRUPTED" && st != "ROLLBACK_FAILED" {
 					h.problem("undo without outcome", "%s action %d: the store has no outcome for its undo, and the execution is %s, want INTERRUPTED or ROLLBACK_FAILED", id, s.Action, st)
 				}
@@ -390,7 +396,7 @@ func (h *ha) checkUndos(api *harness.API, calls []call, states map[string]*harne
 			h.problem("apply without outcome", "%s: the store has no outcome for it, and the execution is %s", c, st)
 		}
 	}
-	reverted, undosInFlight, problems := undoTally(calls, must, unsure)
+	reverted, undosHeld, problems := undoTally(calls, must, unsure)
 	for _, p := range problems {
 		h.problem("revert", "%s", p)
 	}
@@ -414,7 +420,7 @@ func (h *ha) checkUndos(api *harness.API, calls []call, states map[string]*harne
 			k.execution, k.action, undos[k], ex.Execution.State, ex.Execution.Steps, trail)
 	}
 	h.mu.Lock()
-	h.unknown, h.reverted, h.undosInFlight = unknown, reverted, undosInFlight
+	h.unknown, h.reverted, h.undosHeld = unknown, reverted, undosHeld
 	h.mu.Unlock()
 }
 
@@ -468,8 +474,8 @@ func (h *ha) report(took time.Duration) {
 	}
 	harness.Report(t, "ha: %d events acknowledged (%d sends retried, non-2xx %v), %d plans (%d for approval: %v), %d admin approvals acknowledged; approve clicks: %d sent, %d acknowledged, on %d plans (on %d the audit has the refusal, on the rest the approval)",
 		len(h.events), h.retries, h.refused, len(h.plans), approvals, h.fates, len(h.approved), h.clickAcks.sent, h.clickAcks.acked, h.clickAcks.plans, h.clickAcks.refused)
-	harness.Report(t, "ha: %d driver calls in the journals, %d time-boxed actions reverted exactly once, %d applies and %d undos in flight at a fault (no outcome stored; never called again); %d store writes; %d terms seen; exits after SIGCONT %v, other exits %v (%s)",
-		h.counts.calls, h.reverted, h.unknown, h.undosInFlight, h.counts.writes, len(h.seenTerms), h.exitCodes, h.exits, took.Round(time.Second))
+	harness.Report(t, "ha: %d driver calls in the journals, %d time-boxed actions reverted exactly once, %d applies in flight at a fault, %d time-boxed actions held for a person (an undo of their execution has no stored outcome: nothing more of it is undone); %d store writes; %d terms seen; exits after SIGCONT %v, other exits %v (%s)",
+		h.counts.calls, h.reverted, h.unknown, h.undosHeld, h.counts.writes, len(h.seenTerms), h.exitCodes, h.exits, took.Round(time.Second))
 	harness.Report(t, "ha: %s", h.drain)
 	harness.Report(t, "ha: %s", h.buttonReport)
 	for kind, ps := range h.problems {

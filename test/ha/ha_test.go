@@ -149,33 +149,33 @@ type ha struct {
 	slack *slacktest.Server
 	reps  []*replica
 
-	mu            sync.Mutex
-	changed       chan struct{}        // closed and replaced on every 2xx
-	acks          []ack                // every 2xx to an event, in answer order
-	events        map[string]string    // acknowledged event id → its plan id
-	plans         map[string]*plan     // plan id → what was answered and decided for it
-	clicks        map[string]string    // envelope id of every approve click sent → its plan id
-	clickAcks     clickCount           // what the final check found of the clicks
-	buttons       map[string]button    // plan id → the Approve button of its message (followChannel)
-	seenAt        map[string]time.Time // plan id → when followChannel first saw its message
-	buttonReport  string               // when the click plans' buttons reached the channel
-	posted        chan struct{}        // closed and replaced when buttons grows
-	approved      map[string]bool      // plan ids approved through the admin API (200)
-	lostBy        map[int64]time.Time  // term → by when its election key was seen gone
-	seenTerms     map[int64]bool       // terms the poller saw live
-	takeovers     []time.Duration      // kill -9 of the leader → first 2xx from another
-	pauses        []time.Duration      // SIGSTOP of the leader → first 2xx from another
-	exits         []string             // replica exits the test did not cause, with their code
-	refused       map[int]int          // non-2xx answers to events, by status
-	problems      map[string][]string  // failed checks by kind, reported at the end
-	retries       int                  // event sends tried again after a 5xx or no answer
-	fates         map[string]int       // what the scenario chose for each approval plan
-	exitCodes     map[string][]int     // replica → exit codes after SIGCONT
-	unknown       int                  // applies the store has no outcome for (in flight at a fault)
-	drain         string               // how the outbox drained after the faults
-	reverted      int                  // time-boxed actions reverted exactly once
-	undosInFlight int                  // undos the store has no outcome for, never called (in flight at a fault)
-	counts        struct{ calls, writes int }
+	mu           sync.Mutex
+	changed      chan struct{}        // closed and replaced on every 2xx
+	acks         []ack                // every 2xx to an event, in answer order
+	events       map[string]string    // acknowledged event id → its plan id
+	plans        map[string]*plan     // plan id → what was answered and decided for it
+	clicks       map[string]string    // envelope id of every approve click sent → its plan id
+	clickAcks    clickCount           // what the final check found of the clicks
+	buttons      map[string]button    // plan id → the Approve button of its message (followChannel)
+	seenAt       map[string]time.Time // plan id → when followChannel first saw its message
+	buttonReport string               // when the click plans' buttons reached the channel
+	posted       chan struct{}        // closed and replaced when buttons grows
+	approved     map[string]bool      // plan ids approved through the admin API (200)
+	lostBy       map[int64]time.Time  // term → by when its election key was seen gone
+	seenTerms    map[int64]bool       // terms the poller saw live
+	takeovers    []time.Duration      // kill -9 of the leader → first 2xx from another
+	pauses       []time.Duration      // SIGSTOP of the leader → first 2xx from another
+	exits        []string             // replica exits the test did not cause, with their code
+	refused      map[int]int          // non-2xx answers to events, by status
+	problems     map[string][]string  // failed checks by kind, reported at the end
+	retries      int                  // event sends tried again after a 5xx or no answer
+	fates        map[string]int       // what the scenario chose for each approval plan
+	exitCodes    map[string][]int     // replica → exit codes after SIGCONT
+	unknown      int                  // applies the store has no outcome for (in flight at a fault)
+	drain        string               // how the outbox drained after the faults
+	reverted     int                  // time-boxed actions reverted exactly once
+	undosHeld    int                  // actions held for a person: an undo of their execution has no outcome
+	counts       struct{ calls, writes int }
 }
 
 type ack struct {

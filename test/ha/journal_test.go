@@ -232,12 +232,13 @@ type actionKey struct {
 
 // undoTally checks the time-boxed actions: every action the store recorded
 // as applied with a state to restore (mustRevert) was undone exactly once in
-// the journals, and every undo belongs to one of them. An action whose undo
-// the store saw start with no outcome (unsure: its leader died, or its lease
-// ran out, around the call) may have been undone once or not at all: nobody
-// can know, and it is never undone again (its execution says so, for a
-// person to check); it is counted as in flight when no journal has it.
-func undoTally(calls []call, mustRevert, unsure map[actionKey]bool) (reverted, inFlight int, problems []string) {
+// the journals, and every undo belongs to one of them. An action of an
+// execution one of whose undos the store saw start with no outcome (unsure:
+// its leader died, or its lease ran out, around the call) may have been
+// undone once or not at all: nobody can know, and recoverbot undoes nothing
+// more of it (its execution says so, for a person to check); it is counted
+// as held when no journal has it.
+func undoTally(calls []call, mustRevert, unsure map[actionKey]bool) (reverted, held int, problems []string) {
 	undos := map[actionKey][]call{}
 	for _, c := range calls {
 		if c.Op == "undo" {
@@ -250,7 +251,7 @@ func undoTally(calls []call, mustRevert, unsure map[actionKey]bool) (reverted, i
 		case n == 1:
 			reverted++
 		case n == 0 && unsure[k]:
-			inFlight++
+			held++
 		default:
 			problems = append(problems, fmt.Sprintf("time-boxed action %d of %s undone %d times, want once", k.action, k.execution, n))
 		}
@@ -261,5 +262,5 @@ func undoTally(calls []call, mustRevert, unsure map[actionKey]bool) (reverted, i
 		}
 	}
 	slices.Sort(problems)
-	return reverted, inFlight, problems
+	return reverted, held, problems
 }

@@ -157,7 +157,7 @@ func TestUndoTally(t *testing.T) {
 		calls        []call
 		unsure       map[actionKey]bool
 		wantReverted int
-		wantInFlight int
+		wantHeld     int
 		wantProblems int
 	}{
 		{"each reverted once", []call{undo("x1", 1), undo("x1", 0)}, nil, 2, 0, 0},
@@ -170,8 +170,8 @@ func TestUndoTally(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, f, problems := undoTally(tc.calls, must, tc.unsure)
-			if n != tc.wantReverted || f != tc.wantInFlight || len(problems) != tc.wantProblems {
-				t.Errorf("undoTally = %d, %d, %q; want %d reverted, %d in flight, %d problems", n, f, problems, tc.wantReverted, tc.wantInFlight, tc.wantProblems)
+			if n != tc.wantReverted || f != tc.wantHeld || len(problems) != tc.wantProblems {
+				t.Errorf("undoTally = %d, %d, %q; want %d reverted, %d held, %d problems", n, f, problems, tc.wantReverted, tc.wantHeld, tc.wantProblems)
 			}
 		})
 	}
