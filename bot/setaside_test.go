@@ -18,7 +18,6 @@ import (
 
 	"github.com/recoverbot/recoverbot/internal/slacktest"
 	"github.com/recoverbot/recoverbot/recovery"
-	"github.com/recoverbot/recoverbot/recovery/logdriver"
 	"github.com/recoverbot/recoverbot/store"
 )
 
@@ -77,15 +76,8 @@ func TestUndecodableRecordsDoNotStopTheBot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer db.Close()
-	books, _ := LoadRunbooks("")
-	cfg := recovery.DefaultConfig()
-	cfg.Mode = recovery.ModeFull
-	eng := recovery.New(cfg, db, books, logdriver.New(nil).All())
-	if err := eng.Start(ctx); err != nil {
-		t.Fatalf("engine start with an undecodable open execution: %v", err)
-	}
-	defer eng.Close(ctx)
+	t.Cleanup(func() { db.Close() }) // after the engine's close
+	eng := fullEngine(t, ctx, db)    // starts though an open execution is undecodable
 	a, err := eng.Submit(ctx, memoryLeak())
 	if err != nil || a.PlanID == "" {
 		t.Fatalf("Submit = %+v, %v; want a plan", a, err)

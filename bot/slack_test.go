@@ -479,35 +479,8 @@ func TestSlackRateLimitedDeliveredOnce(t *testing.T) {
 // ones thread under the same root. Driven by hand, without a courier, so the
 // order of deliveries is the test's.
 func TestSlackNotifierIdempotentAcrossRestart(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), slackTimeout)
-	defer cancel()
-	srv := slacktest.New()
-	t.Cleanup(srv.Close)
-	srv.AddChannel(incident, "incident")
-	path := filepath.Join(t.TempDir(), "n.db")
-	db, err := store.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	books, _ := LoadRunbooks("")
-	cfg := recovery.DefaultConfig()
-	cfg.Mode = recovery.ModeFull
-	eng := recovery.New(cfg, db, books, logdriver.New(nil).All())
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(ctx)
-	a, err := eng.Submit(ctx, memoryLeak())
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, err := db.Outbox(ctx, 0, 10)
-	if err != nil || len(page) != 1 || page[0].Kind != "plan" {
-		t.Fatalf("outbox = %+v, %v", page, err)
-	}
-	note := page[0]
-	x, _ := db.Execution(ctx, a.PlanID)
-	api := slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL()))
+	f := newNotifierFixture(t)
+	ctx, srv, db, eng, api, a, note, x := f.ctx, f.srv, f.db, f.eng, f.api, f.answer, f.note, f.x
 	notifier := func() *SlackNotifier {
 		return &SlackNotifier{API: api, Store: db, Engine: eng, Channel: incident}
 	}
@@ -931,35 +904,10 @@ func (c *countingPuts) PutSetting(ctx context.Context, key string, v []byte) err
 // each reply is posted once, in order, and the delivery record is saved once.
 // A 429 part-way says how many were delivered; the retry posts only the rest.
 func TestSlackNotifierLane(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), slackTimeout)
-	defer cancel()
-	srv := slacktest.New()
-	t.Cleanup(srv.Close)
-	srv.AddChannel(incident, "incident")
-	db, err := store.Open(filepath.Join(t.TempDir(), "n.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	books, _ := LoadRunbooks("")
-	cfg := recovery.DefaultConfig()
-	cfg.Mode = recovery.ModeFull
-	eng := recovery.New(cfg, db, books, logdriver.New(nil).All())
-	if err := eng.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	defer eng.Close(ctx)
-	a, err := eng.Submit(ctx, memoryLeak())
-	if err != nil {
-		t.Fatal(err)
-	}
-	page, err := db.Outbox(ctx, 0, 10)
-	if err != nil || len(page) != 1 || page[0].Kind != recovery.NotePlan {
-		t.Fatalf("outbox = %+v, %v", page, err)
-	}
-	x, _ := db.Execution(ctx, a.PlanID)
+	f := newNotifierFixture(t)
+	ctx, srv, db, eng, api, a, x := f.ctx, f.srv, f.db, f.eng, f.api, f.answer, f.x
+	page := []recovery.Notification{f.note}
 	puts := &countingPuts{Store: db}
-	api := slack.New(srv.BotToken(), slack.OptionAPIURL(srv.APIURL()))
 	n := &SlackNotifier{API: api, Store: puts, Engine: eng, Channel: incident}
 	note := func(seq uint64, kind recovery.NoteKind, text string) recovery.Notification {
 		return recovery.Notification{Seq: seq, ExecutionID: a.PlanID, Kind: kind, Text: text}
@@ -1008,4 +956,64 @@ func TestSlackNotifierLane(t *testing.T) {
 	if want := []string{"• one", "state two", "• three", "• four", "• five", "• six"}; !slices.Equal(replies, want) {
 		t.Errorf("thread %q, want %q", replies, want)
 	}
+}
+
+// notifierFixture is a Slack server with the incident channel, a bbolt store
+// in a temp dir with a full-mode engine on it, and one plan awaiting
+// approval: its answer, its outbox notification and its execution.
+type notifierFixture struct {
+	ctx    context.Context
+	srv    *slacktest.Server
+	db     *store.DB
+	eng    *recovery.Engine
+	api    *slack.Client
+	answer recovery.Answer
+	note   recovery.Notification
+	x      recovery.Execution
+}
+
+func newNotifierFixture(t *testing.T) *notifierFixture {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), slackTimeout)
+	t.Cleanup(cancel)
+	f := &notifierFixture{ctx: ctx, srv: slacktest.New()}
+	t.Cleanup(f.srv.Close)
+	f.srv.AddChannel(incident, "incident")
+	f.api = slack.New(f.srv.BotToken(), slack.OptionAPIURL(f.srv.APIURL()))
+	var err error
+	if f.db, err = store.Open(filepath.Join(t.TempDir(), "n.db")); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.db.Close() })
+	f.eng = fullEngine(t, ctx, f.db)
+	if f.answer, err = f.eng.Submit(ctx, memoryLeak()); err != nil {
+		t.Fatal(err)
+	}
+	page, err := f.db.Outbox(ctx, 0, 10)
+	if err != nil || len(page) != 1 || page[0].Kind != recovery.NotePlan {
+		t.Fatalf("outbox = %+v, %v", page, err)
+	}
+	f.note = page[0]
+	if f.x, err = f.db.Execution(ctx, f.answer.PlanID); err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// fullEngine starts a full-mode engine with the default runbooks and the log
+// driver on db, closed when the test ends.
+func fullEngine(t *testing.T, ctx context.Context, db recovery.Store) *recovery.Engine {
+	t.Helper()
+	books, err := LoadRunbooks("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := recovery.DefaultConfig()
+	cfg.Mode = recovery.ModeFull
+	eng := recovery.New(cfg, db, books, logdriver.New(nil).All())
+	if err := eng.Start(ctx); err != nil {
+		t.Fatalf("engine start: %v", err)
+	}
+	t.Cleanup(func() { eng.Close(context.Background()) })
+	return eng
 }
